@@ -1,0 +1,246 @@
+"""Generates a synthetic talking-head corpus in GRID's on-disk layout.
+
+Layout under ``out_dir``::
+
+  s{k}/{utt_id}.mp4                   video, H.264 yuv420p, ``fps`` frames/s, no audio
+  audio/s{k}/{utt_id}.wav             16 kHz mono PCM16, exactly T / fps seconds
+  alignments/s{k}/{utt_id}.align      GRID word alignment, times in 1/25000 s
+  synthetic_truth/s{k}/{utt_id}.npz   renderer ground truth (for measuring the
+                                      landmarker only; pipelines must not read it)
+  corpus.json                         seed, sizes, speakers, counts
+
+Every utterance is a pure function of (seed, speaker index, utterance index), so
+the corpus is identical whatever the number of worker processes.
+
+CLI::
+
+  python -m thflax.synthetic.corpus --out DIR --speakers N --utterances M --seed S [--workers K]
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import json
+import multiprocessing
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from thflax.synthetic import face, grammar, speech
+
+ALIGN_UNITS_PER_SECOND = 25000  # GRID .align files count in 1/25000 s (1000 per video frame).
+FORMAT_VERSION = 1
+
+
+def speaker_seed(seed: int, index: int) -> int:
+    """The seed of speaker ``index`` (1-based) in a corpus with ``seed``."""
+    return int(np.random.SeedSequence([seed, index, 0x5B]).generate_state(1)[0])
+
+
+def plan_utterances(seed: int, index: int, count: int) -> list[tuple[list[str], str]]:
+    """The sentences of speaker ``index``: [(words, unique utt_id)] * count.
+
+    A repeated sentence keeps its words and gets a suffix ("bbaf2n_2").
+    """
+    out, seen = [], {}
+    for j in range(count):
+        rng = np.random.default_rng([seed, index, j, 0x5E])
+        words, uid = grammar.sample_sentence(rng)
+        seen[uid] = seen.get(uid, 0) + 1
+        if seen[uid] > 1:
+            uid = f"{uid}_{seen[uid]}"
+        out.append((words, uid))
+    return out
+
+
+def align_lines(words: list[tuple[float, float, str]], total_s: float) -> list[tuple[int, int, str]]:
+    """GRID alignment segments covering [0, total_s].
+
+    Leading/trailing silence is ``sil``; a gap between words is ``sp`` (as in
+    GRID). Times are integers in 1/25000 s, contiguous and non-decreasing.
+    """
+    u = ALIGN_UNITS_PER_SECOND
+    total = int(round(total_s * u))
+    segs: list[tuple[int, int, str]] = []
+    cur = 0
+    for i, (start, end, word) in enumerate(words):
+        s = min(max(int(round(start * u)), cur), total)
+        e = min(max(int(round(end * u)), s), total)
+        if s > cur:
+            segs.append((cur, s, "sil" if i == 0 else "sp"))
+        segs.append((s, e, word))
+        cur = e
+    if cur < total or not segs:
+        segs.append((cur, total, "sil"))
+    return segs
+
+
+def write_mp4(path: Path, frames: np.ndarray, fps: float, crf: int = 18) -> None:
+    """Writes uint8 RGB frames [T, H, W, 3] as H.264/yuv420p at exactly W x H."""
+    import imageio_ffmpeg
+
+    t, h, w, _ = frames.shape
+    if w % 2 or h % 2:
+        raise ValueError(f"yuv420p needs even frame sizes, got {w}x{h}")
+    writer = imageio_ffmpeg.write_frames(
+        str(path), (w, h), pix_fmt_in="rgb24", pix_fmt_out="yuv420p", fps=fps,
+        codec="libx264", quality=None, macro_block_size=2,  # 2: no resizing of 360x288
+        ffmpeg_log_level="error",
+        # One encoder thread: deterministic output, and workers do not oversubscribe.
+        output_params=["-crf", str(crf), "-preset", "medium", "-threads", "1"],
+    )
+    writer.send(None)  # start the generator
+    for f in frames:
+        writer.send(np.ascontiguousarray(f))
+    writer.close()
+
+
+def _utterance_job(args: tuple) -> dict:
+    """Synthesises, renders and writes one utterance; returns its metadata."""
+    import soundfile
+
+    out_dir, seed, k, j, words, uid, spk_dict, size, fps = args
+    speaker = face.Speaker(**{
+        key: (tuple(v) if isinstance(v, list) else v) for key, v in spk_dict.items()
+    })
+    rng = np.random.default_rng([seed, k, j, 0x07])
+    lead, trail = rng.uniform(0.3, 0.5, 2)
+    # Small per-utterance variation around the speaker's habitual rate and pitch.
+    rate = int(np.clip(speaker.rate + rng.integers(-8, 9), 130, 210))
+    pitch = int(np.clip(speaker.pitch + rng.integers(-4, 5), 0, 100))
+    utt = speech.synthesize(
+        grammar.spoken_text(words), speaker.voice, rate, pitch,
+        labels=words, leading_silence=float(lead), trailing_silence=float(trail),
+    )
+    clip = face.render_clip(speaker, utt, fps=fps, size=tuple(size), rng=rng)
+    t = len(clip.frames)
+    spk = f"s{k}"
+    out = Path(out_dir)
+    paths = {
+        "video": out / spk / f"{uid}.mp4",
+        "audio": out / "audio" / spk / f"{uid}.wav",
+        "align": out / "alignments" / spk / f"{uid}.align",
+        "truth": out / "synthetic_truth" / spk / f"{uid}.npz",
+    }
+    for p in paths.values():
+        p.parent.mkdir(parents=True, exist_ok=True)
+    write_mp4(paths["video"], clip.frames, fps)
+    soundfile.write(str(paths["audio"]), np.clip(clip.audio, -1.0, 1.0), clip.sample_rate,
+                    subtype="PCM_16")
+    total_s = t / fps
+    lines = align_lines(utt.words, total_s)
+    paths["align"].write_text("".join(f"{a} {b} {w}\n" for a, b, w in lines))
+    ph = utt.phonemes
+    np.savez_compressed(
+        paths["truth"],
+        landmarks=clip.landmarks, poses=clip.poses, pose_names=np.array(face.POSE_NAMES),
+        mouth_opening=clip.mouth_opening, articulation=clip.articulation,
+        phoneme_start=np.array([p[0] for p in ph], np.float32),
+        phoneme_end=np.array([p[1] for p in ph], np.float32),
+        phoneme=np.array([p[2] for p in ph]),
+        word_start=np.array([w[0] for w in utt.words], np.float32),
+        word_end=np.array([w[1] for w in utt.words], np.float32),
+        word=np.array([w[2] for w in utt.words]),
+        fps=np.float32(fps), size=np.array(size, np.int32),
+    )
+    return {"speaker": spk, "utt_id": uid, "words": words, "frames": t, "rate": rate,
+            "pitch": pitch, "duration_s": total_s}
+
+
+def generate_corpus(
+    out_dir: str | os.PathLike,
+    num_speakers: int,
+    utterances_per_speaker: int,
+    seed: int,
+    size: tuple[int, int] = (360, 288),
+    fps: float = 25.0,
+    num_workers: int = 1,
+    progress: bool = True,
+) -> dict:
+    """Generates the corpus (see the module docstring for the layout).
+
+    Args:
+      out_dir: output folder (created; existing files are overwritten).
+      num_speakers: N, speakers are s1..sN.
+      utterances_per_speaker: M.
+      seed: master seed; the output is a function of it alone.
+      size: (W, H) of the video frames (even numbers).
+      fps: video frame rate.
+      num_workers: processes rendering utterances in parallel.
+      progress: show a tqdm progress bar.
+    Returns:
+      The manifest written to ``corpus.json``.
+    """
+    from tqdm import tqdm
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    size = (int(size[0]), int(size[1]))
+    speakers, jobs = {}, []
+    for k in range(1, num_speakers + 1):
+        spk = face.make_speaker(speaker_seed(seed, k))
+        plan = plan_utterances(seed, k, utterances_per_speaker)
+        speakers[f"s{k}"] = {**spk.to_dict(), "utterances": [uid for _, uid in plan]}
+        for j, (words, uid) in enumerate(plan):
+            jobs.append((str(out), seed, k, j, words, uid, spk.to_dict(), size, fps))
+
+    start = time.time()
+    bar = tqdm(total=len(jobs), desc="synthetic corpus", unit="utt", disable=not progress)
+    results = []
+    if num_workers <= 1:
+        for job in jobs:
+            results.append(_utterance_job(job))
+            bar.update(1)
+    else:
+        # spawn: a clean interpreter per worker (no forked eSpeak/dlib/JAX state).
+        ctx = multiprocessing.get_context("spawn")
+        with concurrent.futures.ProcessPoolExecutor(num_workers, mp_context=ctx) as pool:
+            for res in pool.map(_utterance_job, jobs, chunksize=1):
+                results.append(res)
+                bar.update(1)
+    bar.close()
+    elapsed = time.time() - start
+
+    manifest = {
+        "format_version": FORMAT_VERSION,
+        "generator": "thflax.synthetic.corpus",
+        "seed": seed,
+        "size": list(size),
+        "fps": fps,
+        "sample_rate": speech.SAMPLE_RATE,
+        "align_units_per_second": ALIGN_UNITS_PER_SECOND,
+        "num_speakers": num_speakers,
+        "utterances_per_speaker": utterances_per_speaker,
+        "num_utterances": len(results),
+        "num_frames": int(sum(r["frames"] for r in results)),
+        "pose_names": list(face.POSE_NAMES),
+        "speakers": speakers,
+        "utterances": results,
+    }
+    (out / "corpus.json").write_text(json.dumps(manifest, indent=1))
+    if progress:
+        print(f"{len(results)} utterances, {manifest['num_frames']} frames in {elapsed:.1f} s "
+              f"-> {out}")
+    return manifest
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--speakers", type=int, required=True)
+    p.add_argument("--utterances", type=int, required=True, help="utterances per speaker")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--size", default="360x288", help="WxH of the video frames")
+    p.add_argument("--fps", type=float, default=25.0)
+    a = p.parse_args(argv)
+    w, h = (int(v) for v in a.size.lower().split("x"))
+    generate_corpus(a.out, a.speakers, a.utterances, a.seed, size=(w, h), fps=a.fps,
+                    num_workers=a.workers)
+
+
+if __name__ == "__main__":
+    main()
