@@ -372,10 +372,16 @@ def mouth_trajectory(
     tgt = np.zeros((n, 2), np.float64)
     closure = np.zeros(n, np.float64)
     labio = np.zeros(n, np.float64)
+    min_closure = int(round(0.05 * hz))  # a bilabial seals the lips for >= 50 ms
     for start, end, name in phonemes:
         i0, i1 = int(round(start * hz)), max(int(round(end * hz)), int(round(start * hz)) + 1)
         i0, i1 = min(i0, n), min(i1, n)
         p = _clean(name)
+        if p in BILABIALS and i1 - i0 < min_closure:
+            # eSpeak can make a /b/ very short; real lips still close fully.
+            mid = (i0 + i1) // 2
+            c0, c1 = max(mid - min_closure // 2, 0), min(mid + min_closure // 2, n)
+            closure[c0:c1] = 1.0
         if p in _DIPHTHONGS:  # glide: first half to the first vowel, second half to the second
             a, b = _DIPHTHONGS[p]
             mid = (i0 + i1) // 2
@@ -421,7 +427,7 @@ def deform_mouth(shape: np.ndarray, opening: float, width: float, open_gain: flo
     out[[65, 66, 67], 1] += down * np.array([0.85, 1.0, 0.85])
     out[[56, 57, 58], 1] += down * np.array([0.9, 0.95, 0.9])
     out[[55, 59], 1] += 0.75 * down
-    out[[48, 54, 60, 64], 1] += 0.4 * down
+    out[[48, 54, 60, 64], 1] += 0.32 * down
     jaw_w = np.array([0.08, 0.25, 0.5, 0.72, 0.8, 0.72, 0.5, 0.25, 0.08])  # points 4..12
     out[4:13, 1] += down * jaw_w
     # Width: corners move most, lips in between partly; rounding also pouts the
