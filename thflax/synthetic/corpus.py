@@ -90,12 +90,19 @@ def write_mp4(path: Path, frames: np.ndarray, fps: float, crf: int = 18) -> None
         codec="libx264", quality=None, macro_block_size=2,  # 2: no resizing of 360x288
         ffmpeg_log_level="error",
         # One encoder thread: deterministic output, and workers do not oversubscribe.
-        output_params=["-crf", str(crf), "-preset", "medium", "-threads", "1"],
+        output_params=["-crf", str(crf), "-preset", "fast", "-threads", "1"],
     )
     writer.send(None)  # start the generator
     for f in frames:
         writer.send(np.ascontiguousarray(f))
     writer.close()
+
+
+def _init_worker() -> None:
+    """Worker processes: one OpenCV thread each, so K workers use ~K cores."""
+    import cv2
+
+    cv2.setNumThreads(1)
 
 
 def _utterance_job(args: tuple) -> dict:
@@ -197,7 +204,9 @@ def generate_corpus(
     else:
         # spawn: a clean interpreter per worker (no forked eSpeak/dlib/JAX state).
         ctx = multiprocessing.get_context("spawn")
-        with concurrent.futures.ProcessPoolExecutor(num_workers, mp_context=ctx) as pool:
+        with concurrent.futures.ProcessPoolExecutor(
+            num_workers, mp_context=ctx, initializer=_init_worker
+        ) as pool:
             for res in pool.map(_utterance_job, jobs, chunksize=1):
                 results.append(res)
                 bar.update(1)

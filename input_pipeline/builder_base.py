@@ -1,0 +1,128 @@
+"""Shared TFDS builder for talking-head corpora: features, configs, splits, robust generation.
+
+Each concrete builder only says where its utterances are (`_find_items`). Examples are one utterance
+each (see `input_pipeline.preprocess.process_item`):
+
+  mfcc        [T, W, n_mfcc] float32  per-frame MFCC windows (CMVN per utterance)
+  landmarks   [T, 68, 2]     float32  dlib landmarks, normalised crop coordinates
+  frames      [T, S, S, 3]   uint8    face crops, stored as one JPEG per frame
+  audio       [T·640]        int16    16 kHz speech cut to exactly the kept frames
+  fps, speaker, utterance, start_frame (first kept frame of the source video), crop_box (x0, y0, side)
+
+Configs `crop64`, `crop128`, `crop256` differ in crop size S. Splits: `train`/`test` 9:1 by
+utterance within each speaker (default) or by speaker (config `split_by`). Preparation runs on
+`num_workers` processes, caches each video's tracked landmarks so an interrupted build does not redo
+dlib, and writes `build_report_<split>.json` (counts + reason per skipped/trimmed utterance) into the
+dataset directory.
+"""
+
+from __future__ import annotations
+
+import abc
+from concurrent import futures
+import dataclasses
+import multiprocessing
+import os
+
+import numpy as np
+import tensorflow_datasets as tfds
+
+from input_pipeline import preprocess
+from thflax import audio as audio_lib
+
+
+@dataclasses.dataclass(eq=False)
+class TalkingHeadConfig(tfds.core.BuilderConfig):
+    crop_size: int = 256
+    split_by: str = "utterance"
+    test_speakers: tuple[str, ...] = ()
+    # Only used by the synthetic corpus.
+    num_speakers: int = 0
+    utterances_per_speaker: int = 0
+    seed: int = 0
+
+
+def _crop_configs(**kwargs) -> list[TalkingHeadConfig]:
+    return [TalkingHeadConfig(name=f"crop{s}", crop_size=s, description=f"{s}x{s} face crops", **kwargs)
+            for s in (64, 128, 256)]
+
+
+class TalkingHeadBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+    """Base class; subclasses implement `_find_items`."""
+
+    VERSION = tfds.core.Version("1.0.0")
+    RELEASE_NOTES = {"1.0.0": "First release."}
+
+    def __init__(self, *, num_workers: int | None = None, **kwargs):
+        self.num_workers = num_workers if num_workers is not None else (os.cpu_count() or 1)
+        super().__init__(**kwargs)
+
+    @property
+    def prep_config(self) -> preprocess.PrepConfig:
+        return preprocess.PrepConfig(crop_size=self.builder_config.crop_size)
+
+    def _info(self) -> tfds.core.DatasetInfo:
+        cfg = self.prep_config
+        s, m = cfg.crop_size, cfg.mfcc
+        return tfds.core.DatasetInfo(
+            builder=self,
+            description=__doc__,
+            features=tfds.features.FeaturesDict({
+                "mfcc": tfds.features.Tensor(shape=(None, m.window, m.n_mfcc), dtype=np.float32),
+                "landmarks": tfds.features.Tensor(shape=(None, 68, 2), dtype=np.float32),
+                "frames": tfds.features.Video(shape=(None, s, s, 3), encoding_format="jpeg"),
+                "audio": tfds.features.Audio(shape=(None,), dtype=np.int16, sample_rate=m.sample_rate),
+                "fps": tfds.features.Scalar(dtype=np.float32),
+                "speaker": tfds.features.Text(),
+                "utterance": tfds.features.Text(),
+                "start_frame": tfds.features.Scalar(dtype=np.int32),
+                "crop_box": tfds.features.Tensor(shape=(3,), dtype=np.float32),
+            }),
+            metadata=tfds.core.MetadataDict(
+                crop_size=s, fps=cfg.fps, n_mfcc=m.n_mfcc, mfcc_window=m.window, n_mels=m.n_mels,
+                hop_seconds=m.hop_seconds, win_seconds=m.win_seconds, sample_rate=m.sample_rate,
+                normalisation="per-utterance CMVN", landmarks="normalised crop coordinates"),
+        )
+
+    @abc.abstractmethod
+    def _find_items(self, dl_manager: tfds.download.DownloadManager) -> list[preprocess.Item]:
+        """All utterances of the corpus."""
+
+    def _split_generators(self, dl_manager: tfds.download.DownloadManager):
+        items = self._find_items(dl_manager)
+        if not items:
+            raise FileNotFoundError(f"no utterances found for {self.name}; see its download instructions")
+        train, test = preprocess.split_items(items, self.builder_config.split_by,
+                                             tuple(self.builder_config.test_speakers))
+        cache = os.path.join(str(dl_manager.download_dir), "thflax_cache", self.name, self.builder_config.name)
+        return {"train": self._generate_examples(train, cache, "train"),
+                "test": self._generate_examples(test, cache, "test")}
+
+    def _generate_examples(self, items, cache_dir, split):
+        report = preprocess.BuildReport(split)
+        cfg = self.prep_config
+        jobs = [(it, cfg, cache_dir) for it in items]
+        if self.num_workers > 1 and len(jobs) > 1:
+            # spawn, not fork: the parent has TensorFlow's threads running.
+            # A crashed worker raises BrokenProcessPool here instead of hanging the build.
+            ctx = multiprocessing.get_context("spawn")
+            with futures.ProcessPoolExecutor(min(self.num_workers, len(jobs)), mp_context=ctx) as pool:
+                yield from self._collect(pool.map(preprocess.process_job, jobs), report)
+        else:
+            yield from self._collect(map(preprocess.process_job, jobs), report)
+        report.write(os.path.join(str(self.data_path), f"build_report_{split}.json"))
+
+    @staticmethod
+    def _collect(results, report):
+        for item, (example, status, reason) in results:
+            report.add(item, status, reason)
+            if example is not None:
+                yield item.key, example
+
+
+def mfcc_config_of(info: tfds.core.DatasetInfo) -> audio_lib.MfccConfig:
+    """The feature parameters a prepared dataset was built with (to featurise new audio the same way)."""
+    md = info.metadata
+    return audio_lib.MfccConfig(sample_rate=int(md["sample_rate"]), n_mfcc=int(md["n_mfcc"]),
+                                n_mels=int(md["n_mels"]), win_seconds=float(md["win_seconds"]),
+                                hop_seconds=float(md["hop_seconds"]), window=int(md["mfcc_window"]))
