@@ -78,11 +78,14 @@ def align_lines(words: list[tuple[float, float, str]], total_s: float) -> list[t
     return segs
 
 
-def write_mp4(path: Path, frames: np.ndarray, fps: float, crf: int = 18) -> None:
-    """Writes uint8 RGB frames [T, H, W, 3] as H.264/yuv420p at exactly W x H."""
+def mp4_writer(path: Path, size: tuple[int, int], fps: float, crf: int = 18):
+    """A started imageio-ffmpeg generator: ``send`` uint8 RGB [H, W, 3] frames, then ``close``.
+
+    H.264 (libx264, CRF ``crf``), yuv420p, exactly W x H (no macro-block resize).
+    """
     import imageio_ffmpeg
 
-    t, h, w, _ = frames.shape
+    w, h = size
     if w % 2 or h % 2:
         raise ValueError(f"yuv420p needs even frame sizes, got {w}x{h}")
     writer = imageio_ffmpeg.write_frames(
@@ -92,7 +95,13 @@ def write_mp4(path: Path, frames: np.ndarray, fps: float, crf: int = 18) -> None
         # One encoder thread: deterministic output, and workers do not oversubscribe.
         output_params=["-crf", str(crf), "-preset", "fast", "-threads", "1"],
     )
-    writer.send(None)  # start the generator
+    writer.send(None)  # start the generator (launches ffmpeg)
+    return writer
+
+
+def write_mp4(path: Path, frames: np.ndarray, fps: float, crf: int = 18) -> None:
+    """Writes uint8 RGB frames [T, H, W, 3] as an H.264/yuv420p mp4."""
+    writer = mp4_writer(path, (frames.shape[2], frames.shape[1]), fps, crf)
     for f in frames:
         writer.send(np.ascontiguousarray(f))
     writer.close()
@@ -122,8 +131,6 @@ def _utterance_job(args: tuple) -> dict:
         grammar.spoken_text(words), speaker.voice, rate, pitch,
         labels=words, leading_silence=float(lead), trailing_silence=float(trail),
     )
-    clip = face.render_clip(speaker, utt, fps=fps, size=tuple(size), rng=rng)
-    t = len(clip.frames)
     spk = f"s{k}"
     out = Path(out_dir)
     paths = {
@@ -134,7 +141,14 @@ def _utterance_job(args: tuple) -> dict:
     }
     for p in paths.values():
         p.parent.mkdir(parents=True, exist_ok=True)
-    write_mp4(paths["video"], clip.frames, fps)
+    # ffmpeg encodes in its own process while the next frames render.
+    writer = mp4_writer(paths["video"], tuple(size), fps)
+    try:
+        clip = face.render_clip(speaker, utt, fps=fps, size=tuple(size), rng=rng,
+                                on_frame=writer.send)
+    finally:
+        writer.close()
+    t = len(clip.frames)
     soundfile.write(str(paths["audio"]), np.clip(clip.audio, -1.0, 1.0), clip.sample_rate,
                     subtype="PCM_16")
     total_s = t / fps

@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+from collections.abc import Callable
 
 import cv2
 import numpy as np
@@ -835,6 +836,7 @@ def render_clip(
     fps: float = 25.0,
     size: tuple[int, int] = (360, 288),
     rng: np.random.Generator | None = None,
+    on_frame: Callable[[np.ndarray], None] | None = None,
 ) -> Clip:
     """Renders the talking-head video of one utterance.
 
@@ -847,6 +849,8 @@ def render_clip(
       fps: video frame rate.
       size: (W, H) of the frames.
       rng: randomness of the head motion (default: seeded from the speaker).
+      on_frame: called with each frame as soon as it is rendered (e.g. to feed
+        a video encoder running in parallel).
     Returns:
       A Clip.
     """
@@ -866,6 +870,8 @@ def render_clip(
     for i in range(t):
         shape = deform_mouth(renderer.neutral, float(art[i, 0]), float(art[i, 1]), speaker.open_gain)
         frames[i], lms[i] = renderer.render_frame(shape, poses[i])
+        if on_frame is not None:
+            on_frame(frames[i])
     opening = np.linalg.norm(lms[:, 62] - lms[:, 66], axis=-1).astype(np.float32)
     return Clip(frames=frames, landmarks=lms, poses=poses, mouth_opening=opening,
                 articulation=art, audio=audio, fps=float(fps), sample_rate=sr)
