@@ -102,11 +102,13 @@ class TalkingHeadBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True
         report = preprocess.BuildReport(split)
         cfg = self.prep_config
         jobs = [(it, cfg, cache_dir) for it in items]
-        if self.num_workers > 1 and len(jobs) > 1:
+        # Worker processes take seconds to start (imports, dlib model), so small splits stay serial.
+        workers = min(self.num_workers, len(jobs) // 12)
+        if workers > 1:
             # spawn, not fork: the parent has TensorFlow's threads running.
             # A crashed worker raises BrokenProcessPool here instead of hanging the build.
             ctx = multiprocessing.get_context("spawn")
-            with futures.ProcessPoolExecutor(min(self.num_workers, len(jobs)), mp_context=ctx) as pool:
+            with futures.ProcessPoolExecutor(workers, mp_context=ctx) as pool:
                 yield from self._collect(pool.map(preprocess.process_job, jobs), report)
         else:
             yield from self._collect(map(preprocess.process_job, jobs), report)

@@ -37,13 +37,18 @@ class SyntheticTalkingHeads(builder_base.TalkingHeadBuilder):
     """
 
     def corpus_dir(self, dl_manager) -> str:
-        manual = os.fspath(dl_manager.manual_dir) if dl_manager.manual_dir else ""
+        try:
+            manual = os.fspath(dl_manager.manual_dir)
+        except AssertionError:  # TFDS raises when the manual folder does not exist: generate instead
+            manual = ""
         if manual and os.path.exists(os.path.join(manual, "corpus.json")):
             return manual
         from thflax.synthetic import corpus
 
         cfg = self.builder_config
         out = os.path.join(os.fspath(dl_manager.download_dir), "synthetic_corpus", cfg.name)
+        if os.path.exists(os.path.join(out, "corpus.json")):  # written last: the corpus is complete
+            return out
         corpus.generate_corpus(out, num_speakers=cfg.num_speakers,
                                utterances_per_speaker=cfg.utterances_per_speaker, seed=cfg.seed,
                                num_workers=self.num_workers)

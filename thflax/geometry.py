@@ -41,10 +41,11 @@ MOUTH_REP_ANCHORS = tuple(MOUTH_REP.index(i) for i in ANCHORS)  # (0, 1, 7)
 HEAD_REP_ANCHORS = tuple(HEAD_REP.index(i) for i in ANCHORS)  # (30, 48, 49)
 
 #: Canonical nose tip and mouth corners in normalised crop coordinates ([0, 1], x right, y down): the
-#: template every mouth is calibrated to. Taken from the mean dlib shape in our face crop
-#: (`thflax.crop`), rounded; any fixed non-degenerate triangle works, this one keeps calibrated mouths
-#: where mouths usually are so they can be drawn and inspected.
-CANONICAL_ANCHORS = np.array([[0.500, 0.560], [0.420, 0.660], [0.580, 0.660]], np.float32)
+#: template every mouth is calibrated to. Rounded from dlib's landmarks of the bundled photo
+#: (`skimage.data.astronaut()`) in our face crop (`thflax.crop`), made symmetric; any fixed
+#: non-degenerate triangle works, this one keeps calibrated mouths where mouths usually are so they
+#: can be drawn and inspected.
+CANONICAL_ANCHORS = np.array([[0.500, 0.530], [0.380, 0.600], [0.620, 0.600]], np.float32)
 
 # Face-part polylines of the 68-point scheme (closed ones repeat their first point), used to draw
 # landmark sketches and to group points.

@@ -4,9 +4,10 @@ The predictor file ships with the `face-recognition-models` package, so nothing 
 
 Videos: the HOG face detector (the slow part, tens of ms per frame) runs on the first frame only; each
 next frame's predictor box is derived from the previous frame's landmarks (the 68-point predictor alone
-takes under 1 ms). Tracking is checked every frame (the box must not jump or change size abruptly) and
-every `verify_every` frames by a cheap local re-detection in a small window around the face; when a
-check fails the full frame is searched again. Frames where no face is found get NaN landmarks, so the
+takes under 1 ms). Tracking is checked every frame (the box must not jump or change size abruptly, and the face region
+must still look like the previous frame's: normalised cross-correlation of 32×32 patches) and every
+`verify_every` frames by a cheap local re-detection in a small window around the face; when a check
+fails the full frame is searched again. Frames where no face is found get NaN landmarks, so the
 caller decides to interpolate, trim or skip — never silently misalign.
 
 This module belongs to the data layer (imports dlib lazily).
@@ -60,9 +61,11 @@ class TrackStats:
 class FaceLandmarker:
     """Finds faces and their 68 dlib landmarks (frame pixels, x right, y down)."""
 
-    def __init__(self, verify_every: int = 25, max_jump: float = 0.25, max_scale_change: float = 0.25):
+    def __init__(self, verify_every: int = 25, max_jump: float = 0.25, max_scale_change: float = 0.25,
+                 min_similarity: float = 0.5):
         self.detector, self.predictor = _dlib_models()
         self.verify_every = verify_every
+        self.min_similarity = min_similarity
         self.max_jump = max_jump
         self.max_scale_change = max_scale_change
 
@@ -87,7 +90,7 @@ class FaceLandmarker:
         import dlib
 
         rect = dlib.rectangle(*(int(round(v)) for v in box))
-        shape = self.predictor(_to_gray(image) if image.ndim == 3 else image, rect)
+        shape = self.predictor(_to_gray(image), rect)  # dlib needs a contiguous uint8 array
         return np.array([[p.x, p.y] for p in shape.parts()], np.float32)
 
     def image_landmarks(self, image: np.ndarray, name: str = "image") -> np.ndarray:
@@ -141,6 +144,7 @@ class FaceLandmarker:
         stats = stats if stats is not None else TrackStats()
         out: list[np.ndarray] = []
         prev = None  # previous frame's landmarks
+        prev_patch = None  # previous frame's face appearance (32x32, for the similarity check)
         rel = None  # detector box relative to the landmark bounding box: (dx, dy, side) / lm size
         since_verify = 0
         for frame in frames:
@@ -158,7 +162,8 @@ class FaceLandmarker:
                         rel = self._relation(near[0][0], prev)
                 if box is not None:
                     cand = self.predict(gray, box)
-                    if self._plausible(prev, cand):
+                    patch = self._patch(gray, cand)
+                    if self._plausible(prev, cand) and _ncc(patch, prev_patch) > self.min_similarity:
                         lm = cand
                         since_verify += 1
                 if lm is None:
@@ -170,16 +175,27 @@ class FaceLandmarker:
                     lm = self.predict(gray, boxes[0][0])
                     rel = self._relation(boxes[0][0], lm)
                     since_verify = 0
+                    patch = self._patch(gray, lm)
             if lm is None:
                 stats.missing += 1
                 out.append(np.full((68, 2), np.nan, np.float32))
                 prev = None
             else:
                 out.append(lm)
-                prev = lm
+                prev, prev_patch = lm, patch
         if not out:
             return np.zeros((0, 68, 2), np.float32)
         return np.stack(out)
+
+    def _patch(self, gray: np.ndarray, lm: np.ndarray) -> np.ndarray:
+        """The face region under the landmarks' bounding box, resampled to 32x32."""
+        import cv2
+
+        cx, cy, w, h = self._bbox(lm)
+        size = max(w, h, 1.0)
+        s = 32.0 / size
+        m = np.array([[s, 0, 16 - cx * s], [0, s, 16 - cy * s]], np.float32)
+        return cv2.warpAffine(gray, m, (32, 32), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REPLICATE)
 
     def _relation(self, box, lm: np.ndarray) -> np.ndarray:
         cx, cy, w, h = self._bbox(lm)
@@ -201,6 +217,13 @@ class FaceLandmarker:
         jump = np.hypot(*(c[:2] - p[:2])) / size
         scale = max(c[2], c[3]) / size
         return bool(jump < self.max_jump and abs(np.log(scale)) < np.log1p(self.max_scale_change))
+
+
+def _ncc(a: np.ndarray, b: np.ndarray) -> float:
+    """Normalised cross-correlation of two patches (1 = same appearance up to brightness/contrast)."""
+    a = a.astype(np.float32) - a.mean()
+    b = b.astype(np.float32) - b.mean()
+    return float((a * b).sum() / (np.sqrt((a * a).sum() * (b * b).sum()) + 1e-6))
 
 
 def fill_gaps(landmarks: np.ndarray, max_gap: int = 2) -> tuple[np.ndarray, np.ndarray]:

@@ -1,0 +1,78 @@
+"""Default configuration: the paper's settings on the synthetic corpus (128×128 crops).
+
+Stages: `stage = "all"` trains STL then LTV; "stl" or "ltv" trains one. Each stage has its own
+batch size, steps and learning rate under config.stl / config.ltv. Use another dataset with
+`--config.data.name=grid/crop256 --config.data.manual_dir=/path/to/GRID` (see README).
+"""
+
+import ml_collections
+
+
+def get_config() -> ml_collections.ConfigDict:
+    c = ml_collections.ConfigDict()
+    c.seed = 0
+    c.stage = "all"
+    c.half_precision = False  # bfloat16 activations/matmuls, float32 params and optimiser state
+
+    c.data = ml_collections.ConfigDict()
+    c.data.name = "synthetic_talking_heads/medium"
+    c.data.data_dir = ""  # "" = TFDS default (~/tensorflow_datasets)
+    c.data.manual_dir = ""
+    c.data.prepare = True  # build the dataset first if it is not there
+    c.data.num_workers = ml_collections.config_dict.placeholder(int)  # None = all cores
+    c.data.shuffle_buffer = 512
+    c.data.prefetch = 2
+    c.data.keep_ids = False
+    c.data.train_split = "train"
+    c.data.eval_split = "test"
+
+    # Stage 1: speech -> landmarks (paper §3.1).
+    c.stl = ml_collections.ConfigDict()
+    c.stl.split = True  # False = "w/o Splitnet" (one branch for all 68 points)
+    c.stl.loss = "wing"  # or "mse" / "l1"
+    c.stl.wing_w = 10.0
+    c.stl.wing_eps = 2.0
+    c.stl.head_weight = 1.0
+    c.stl.n_mfcc = 20
+    c.stl.mfcc_window = 20
+    c.stl.clip_len = 32
+    c.stl.audio_channels = (32, 64, 128)
+    c.stl.audio_features = 512  # paper
+    c.stl.template_features = 256  # paper
+    c.stl.gru_features = 256
+    c.stl.batch_size = 32
+    c.stl.eval_batch_size = 32
+    c.stl.eval_batches = 2
+    c.stl.num_steps = 3000
+    c.stl.learning_rate = 1e-4  # paper
+    c.stl.grad_clip = 0.0
+    c.stl.ema_decay = 0.0
+
+    # Stage 2: landmarks -> video (paper §3.2).
+    c.ltv = ml_collections.ConfigDict()
+    c.ltv.generator = "fast"  # preset in thflax.models.ltv.GENERATOR_PRESETS
+    c.ltv.attention = True  # False = "w/o Attention"
+    c.ltv.disc_channels = 32
+    c.ltv.disc_layers = 3
+    c.ltv.mse_weight = 10.0
+    c.ltv.gan_weight = 1.0
+    c.ltv.l1_weight = 0.0  # extra, off in the paper config
+    c.ltv.pairs_per_example = 4
+    c.ltv.batch_size = 16
+    c.ltv.eval_batch_size = 16
+    c.ltv.eval_batches = 2
+    c.ltv.num_steps = 3000
+    c.ltv.learning_rate = 1e-4  # paper
+    c.ltv.grad_clip = 0.0
+    c.ltv.ema_decay = 0.0
+
+    c.train = ml_collections.ConfigDict()
+    c.train.log_every = 50
+    c.train.eval_every = 500
+    c.train.checkpoint_every = 500
+    c.train.max_to_keep = 3
+    c.train.async_checkpoint = True
+    c.train.device_prefetch = 2
+    c.train.profile_steps = 0  # > 0: jax.profiler trace of that many steps into <workdir>/<stage>/profile
+    c.train.profile_start = 5
+    return c

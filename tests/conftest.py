@@ -1,0 +1,43 @@
+"""Shared fixtures: a tiny synthetic corpus and its prepared TFDS dataset, built once per session."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_corpus(tmp_path_factory) -> str:
+    """2 speakers x 6 utterances of the synthetic corpus (GRID layout)."""
+    from thflax.synthetic import corpus
+
+    out = tmp_path_factory.mktemp("tiny_corpus")
+    corpus.generate_corpus(out, num_speakers=2, utterances_per_speaker=6, seed=0, progress=False)
+    return str(out)
+
+
+@pytest.fixture(scope="session")
+def tiny_data_dir(tmp_path_factory, tiny_corpus) -> str:
+    """TFDS data_dir holding synthetic_talking_heads/tiny prepared from `tiny_corpus`."""
+    import ml_collections
+
+    from input_pipeline import pipeline
+
+    data_dir = str(tmp_path_factory.mktemp("tfds"))
+    pipeline.get_builder(ml_collections.ConfigDict(dict(
+        name="synthetic_talking_heads/tiny", data_dir=data_dir, manual_dir=tiny_corpus, num_workers=1)))
+    return data_dir
+
+
+@pytest.fixture
+def tiny_config(tiny_data_dir, tiny_corpus):
+    """configs/tiny.py pointed at the prepared tiny dataset."""
+    from configs import tiny
+
+    c = tiny.get_config()
+    c.data.data_dir = tiny_data_dir
+    c.data.manual_dir = tiny_corpus
+    return c

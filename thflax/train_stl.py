@@ -1,0 +1,151 @@
+"""Stage 1: training the STL net (speech -> landmarks). Pure functions over `TrainState`.
+
+`train_step(state, batch, rng) -> (state, metrics)` is a per-device body for
+`thflax.parallel.data_parallel`: losses are normalised by the global number of (unpadded) frames and
+gradients summed over devices, so 1 device and N devices give the same update for the same global
+batch. A step whose loss or gradients are not finite leaves the state unchanged (apart from `step`)
+and reports `finite = 0`, which the training loop turns into an error.
+
+Batch (per device): mfcc [b, L, W, n] f32, landmarks [b, L, 68, 2] f32 normalised, template
+[b, 68, 2] f32 normalised, mask [b, L] f32.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax import lax
+
+from thflax import losses, metrics
+from thflax.models import stl
+from thflax.parallel import AXIS
+from thflax.train_state import TrainState, all_finite, ema_update, make_optimizer, select
+
+
+def make_model(config, bn_axis_name: str | None = None) -> stl.STLNet:
+    c = config.stl
+    return stl.STLNet(split=bool(c.split), audio_channels=tuple(c.audio_channels),
+                      audio_features=int(c.audio_features), template_features=int(c.template_features),
+                      gru_features=int(c.gru_features), bn_axis_name=bn_axis_name,
+                      dtype=jnp.bfloat16 if config.get("half_precision", False) else jnp.float32)
+
+
+def dummy_batch(config, batch: int = 1) -> dict[str, np.ndarray]:
+    """Zero inputs with the shapes the model sees (for init and shape checks)."""
+    c = config.stl
+    return {"mfcc": np.zeros((batch, c.clip_len, c.mfcc_window, c.n_mfcc), np.float32),
+            "template": np.full((batch, 68, 2), 0.5, np.float32)}
+
+
+class STLTask:
+    """The STL stage for the generic loop in `thflax.trainer`."""
+
+    name = "stl"
+
+    def __init__(self, config):
+        self.config = config
+        self.model = make_model(config, bn_axis_name=AXIS)
+        self.infer_model = make_model(config)
+        c = config.stl
+        self.tx = make_optimizer(c.learning_rate, grad_clip=c.get("grad_clip", 0.0))
+
+    def signature(self) -> dict[str, Any]:
+        """Config fields the parameters depend on (a checkpoint is refused if they differ)."""
+        c = self.config.stl
+        keys = ("split", "audio_channels", "audio_features", "template_features", "gru_features",
+                "clip_len", "mfcc_window", "n_mfcc")
+        return {"stage": "stl", **{k: c[k] for k in keys if k != "clip_len"}}
+
+    # ---- state -----------------------------------------------------------------------------------
+    def init_state(self, rng: jax.Array) -> TrainState:
+        init_rng, state_rng = jax.random.split(rng)
+        d = dummy_batch(self.config)
+        variables = self.infer_model.init(init_rng, d["mfcc"], d["template"], train=False)
+        params = {"stl": variables["params"]}
+        ema = params if self.config.stl.get("ema_decay", 0.0) else {}
+        return TrainState(step=jnp.array(0, jnp.int32), params=params,
+                          batch_stats={"stl": variables["batch_stats"]},
+                          opt_state={"stl": self.tx.init(params["stl"])}, ema_params=ema,
+                          rng=jax.random.key_data(state_rng))
+
+    # ---- the per-device train step ---------------------------------------------------------------
+    def train_step(self, state: TrainState, batch: dict[str, jax.Array], rng: jax.Array):
+        del rng  # the STL step is deterministic
+        c = self.config.stl
+        tgt = stl.targets(batch["landmarks"], bool(c.split))
+        mask = batch["mask"]
+        count = lax.psum(mask.sum(), AXIS)
+        weights = {"mouth": 1.0, "head": float(c.get("head_weight", 1.0)), "full": 1.0}
+
+        def loss_fn(params):
+            (out, _), upd = self.model.apply(
+                {"params": params, "batch_stats": state.batch_stats["stl"]}, batch["mfcc"], batch["template"],
+                train=True, mutable=["batch_stats"])
+            terms = {}
+            for k, t in tgt.items():
+                per_frame = losses.landmark_loss(out[k] - t, c.loss, c.wing_w, c.wing_eps).mean((-2, -1))
+                terms[k] = jnp.sum(per_frame * mask) / count  # this device's share of the global mean
+            total = sum(weights[k] * v for k, v in terms.items())
+            return total, (terms, upd["batch_stats"], out["landmarks"])
+
+        (loss, (terms, new_bs, pred)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params["stl"])
+        # Each device holds the gradient of its share; their sum is the gradient of the global mean.
+        grads = lax.psum(grads, AXIS)
+        loss, terms = lax.psum(loss, AXIS), lax.psum(terms, AXIS)
+        updates, opt_state = self.tx.update(grads, state.opt_state["stl"], state.params["stl"])
+        params = optax.apply_updates(state.params["stl"], updates)
+        new = state.replace(params={"stl": params}, batch_stats={"stl": new_bs}, opt_state={"stl": opt_state})
+        if c.get("ema_decay", 0.0):
+            new = new.replace(ema_params={"stl": ema_update(state.ema_params["stl"], params, c.ema_decay)})
+        ok = jnp.isfinite(loss) & all_finite(grads)
+        new = select(ok, new, state).replace(step=state.step + 1)
+        scale = stl.LANDMARK_SCALE
+        frame_lmd = metrics.frame_lmd(pred * scale, batch["landmarks"] * scale)
+        out_metrics = {"loss": loss, "finite": ok.astype(jnp.float32), "grad_norm": optax.global_norm(grads),
+                       "lmd_mouth": lax.psum(jnp.sum(frame_lmd * mask), AXIS) / count,
+                       **{f"loss_{k}": v for k, v in terms.items()}}
+        return new, out_metrics
+
+    # ---- evaluation ------------------------------------------------------------------------------
+    def eval_step(self, state: TrainState, batch: dict[str, jax.Array], rng: jax.Array):
+        """Per-device eval body: held-out mouth LMD of the model and of the template baseline (px @256)."""
+        del rng
+        params = state.ema_params["stl"] if state.ema_params else state.params["stl"]
+        out, _ = self.infer_model.apply({"params": params, "batch_stats": state.batch_stats["stl"]},
+                                        batch["mfcc"], batch["template"], train=False)
+        scale = stl.LANDMARK_SCALE
+        mask = batch["mask"]
+        count = lax.psum(mask.sum(), AXIS)
+        true = batch["landmarks"] * scale
+        pred = out["landmarks"] * scale
+        tmpl = jnp.broadcast_to(batch["template"][:, None] * scale, true.shape)
+        gm = lambda v: lax.psum(jnp.sum(v * mask), AXIS) / count  # noqa: E731
+        m = {"lmd_mouth": gm(metrics.frame_lmd(pred, true)), "lmd_mouth_template": gm(metrics.frame_lmd(tmpl, true)),
+             # Head points are not centred: where the head is *is* the head motion.
+             "lmd_head": gm(metrics.frame_lmd(pred, true, metrics.NON_MOUTH, center=False)),
+             "lmd_head_template": gm(metrics.frame_lmd(tmpl, true, metrics.NON_MOUTH, center=False)),
+             "mouth_open": gm(metrics.mouth_opening(pred)), "mouth_open_true": gm(metrics.mouth_opening(true))}
+        return m, pred / scale
+
+    def images(self, batch, pred) -> dict[str, np.ndarray]:
+        """Predicted (red) vs true (green) landmarks for a few frames of the first eval clip."""
+        from thflax import plotting
+
+        frames = np.linspace(0, pred.shape[1] - 1, 6).astype(int)
+        panel = plotting.landmark_panel(batch["landmarks"][0, frames], pred[0, frames], size=128)
+        return {"landmarks_pred_vs_true": panel[None]}
+
+
+def predict_fn(model: stl.STLNet):
+    """jit-ed inference: (variables, mfcc [B,T,W,n], template [B,68,2], carry) -> (landmarks [B,T,68,2], carry)."""
+
+    @jax.jit
+    def predict(variables: dict[str, Any], mfcc, template, carry=None):
+        out, carry = model.apply(variables, mfcc, template, carry=carry, train=False)
+        return out["landmarks"], carry
+
+    return predict
