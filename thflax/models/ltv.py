@@ -24,9 +24,11 @@ nearest-resize + 3×3 convolution, `upsample`), concatenates s_i and convolves; 
 gives the frame through tanh, in [-1, 1]. The level-0 mask m_0 is returned, resized to S×S (bilinear)
 when `patch` > 1, so it can be logged.
 
-`patch` > 1 replaces the full-resolution layers by space-to-depth at the input (each patch×patch block
-becomes patch²·channels) and depth-to-space at the output (the last convolution predicts patch²·3
-values per position): lossless in principle, and far cheaper on CPU than convolutions at full resolution.
+`patch` > 1 removes the full-resolution layers: the encoders' stems are (2·patch)×(2·patch) convolutions
+with stride `patch`, and the decoder's last convolution predicts patch²·3 values per position that
+depth-to-space rearranges into the S×S frame. Far cheaper on CPU than convolutions at full resolution.
+(A space-to-depth input transform was slower: XLA fuses the sketch rasteriser into the transpose and
+loses vectorisation, 8× slower than drawing the sketch alone.)
 
 With `attention=False` (the paper's "w/o Attention" ablation) a single encoder takes
 concat(reference, [reference_sketch,] sketch) and its features are the decoder's skips directly; the
@@ -71,7 +73,7 @@ Dtype = Any
 #: Named generator configurations (dicts of `Generator` fields). See `benchmarks/bench_generator.py`.
 #: "fast" is the default inference configuration; "paper" a heavier, higher-quality one; "tiny" is for tests.
 GENERATOR_PRESETS: dict[str, dict[str, Any]] = {
-    "tiny": dict(base_channels=8, depth=3, max_channels=32, patch=1, bottleneck_blocks=0),
+    "tiny": dict(base_channels=8, depth=2, max_channels=16, patch=1, bottleneck_blocks=0),
     "fast": dict(base_channels=32, depth=4, max_channels=128, patch=2, bottleneck_blocks=1,
                  norm_from_level=1),
     "paper": dict(base_channels=32, depth=5, max_channels=256, patch=1, bottleneck_blocks=2,
@@ -133,9 +135,14 @@ class ConvBlock(nn.Module):
 
 
 class Encoder(nn.Module):
-    """Feature pyramid: stem at level 0, then one stride-2 conv (+ `convs_per_level` convs) per level."""
+    """Feature pyramid: stem at level 0, then one stride-2 conv (+ `convs_per_level` convs) per level.
+
+    The stem is a 3×3 convolution when `patch` == 1, else a (2·patch)×(2·patch) convolution with stride
+    `patch` (it sees each patch and half a patch around it).
+    """
 
     channels: Sequence[int]
+    patch: int = 1
     convs_per_level: int = 0
     norm: str = "group"
     norm_groups: int = 8
@@ -146,7 +153,8 @@ class Encoder(nn.Module):
     @nn.compact
     def __call__(self, x):
         kw = dict(norm_groups=self.norm_groups, dtype=self.dtype, param_dtype=self.param_dtype)
-        h = ConvBlock(self.channels[0], norm=False, name="stem", **kw)(x)
+        k = 3 if self.patch == 1 else 2 * self.patch
+        h = ConvBlock(self.channels[0], kernel=k, stride=self.patch, norm=False, name="stem", **kw)(x)
         feats = [h]
         for i in range(1, len(self.channels)):
             norm = self.norm != "none" and i >= self.norm_from_level
@@ -232,7 +240,7 @@ class Generator(nn.Module):
         chs = self.level_channels()
         kw = dict(norm=self.norm, norm_groups=self.norm_groups, norm_from_level=self.norm_from_level,
                   dtype=self.dtype, param_dtype=self.param_dtype)
-        enc = dict(channels=chs, convs_per_level=self.convs_per_level, **kw)
+        enc = dict(channels=chs, patch=self.patch, convs_per_level=self.convs_per_level, **kw)
         if self.attention:
             self.img_encoder = Encoder(**enc)
             self.bg_encoder = Encoder(**enc)
@@ -247,7 +255,7 @@ class Generator(nn.Module):
                                convs_per_level=self.convs_per_level, upsample=self.upsample, **kw)
 
     def _prep(self, x):
-        return space_to_depth(jnp.asarray(x).astype(self.dtype), self.patch)
+        return jnp.asarray(x).astype(self.dtype)
 
     def _check(self, reference_sketch):
         if self.use_reference_sketch and reference_sketch is None:
@@ -337,7 +345,8 @@ def dummy_inputs(size: int, batch: int = 1, channels: int = NUM_SKETCH_CHANNELS)
 def init_generator(model: Generator, rng, size: int, batch: int = 1):
     """Initial variables {'params': ...} for `model` at resolution `size`."""
     ref, sk, rsk = dummy_inputs(size, batch)
-    return model.init(rng, ref, sk, reference_sketch=rsk if model.use_reference_sketch else None)
+    rsk = rsk if model.use_reference_sketch else None
+    return jax.jit(lambda k: model.init(k, ref, sk, reference_sketch=rsk))(rng)
 
 
 def generator_flops(config: str | dict | Generator = DEFAULT_PRESET, size: int = 128, batch: int = 1,

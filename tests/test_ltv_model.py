@@ -1,0 +1,245 @@
+"""Tests for the LTV net (thflax.models.ltv): shapes, attention mask, cached decode, dtypes, learning."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from thflax.models import ltv
+from thflax.sketch import NUM_SKETCH_CHANNELS, draw_sketch
+
+S = 32
+TINY = ltv.GENERATOR_PRESETS["tiny"]
+
+
+def _key(seed=0):
+    # XLA CPU compiles threefry random draws slowly (~0.4 s per parameter tensor here); the rbg
+    # generator compiles several times faster, which keeps this file's initialisations cheap.
+    return jax.random.key(seed, impl="unsafe_rbg")
+
+
+def _faces(n, seed=0):
+    rng = np.random.default_rng(seed)
+    base = rng.uniform(0.3, 0.7, (68, 2))
+    return jnp.asarray(base[None] + rng.normal(0, 0.02, (n, 68, 2)), jnp.float32)
+
+
+def _inputs(b=2, size=S, seed=0):
+    rng = np.random.default_rng(seed)
+    ref = jnp.asarray(rng.uniform(-1, 1, (b, size, size, 3)), jnp.float32)
+    sk = draw_sketch(_faces(b, seed), size)
+    rsk = draw_sketch(_faces(b, seed + 1), size)
+    return ref, sk, rsk
+
+
+def _model(**kw):
+    return ltv.Generator(**{**TINY, **kw})
+
+
+def _fns(model):
+    """Jitted (full, encode_reference, decode) of `model` (eager Flax applies compile op by op: slow)."""
+    full = jax.jit(lambda v, r, s, rs: model.apply(v, r, s, reference_sketch=rs))
+    enc = jax.jit(lambda v, r, rs: model.apply(v, r, rs, method=ltv.Generator.encode_reference))
+    dec = jax.jit(lambda v, f, s: model.apply(v, f, s, method=ltv.Generator.decode))
+    return full, enc, dec
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    model = _model()
+    variables = ltv.init_generator(model, _key(0), S)
+    return model, variables
+
+
+def test_space_to_depth_roundtrip():
+    x = jnp.arange(2 * 8 * 8 * 3, dtype=jnp.float32).reshape(2, 8, 8, 3)
+    y = ltv.space_to_depth(x, 2)
+    assert y.shape == (2, 4, 4, 12)
+    np.testing.assert_array_equal(ltv.depth_to_space(y, 2), x)
+    np.testing.assert_array_equal(y[0, 0, 0], jnp.concatenate([x[0, 0, 0], x[0, 0, 1], x[0, 1, 0], x[0, 1, 1]]))
+
+
+def test_shapes_ranges_and_params_only(tiny):
+    model, variables = tiny
+    assert set(variables) == {"params"}, "no batch statistics or other collections"
+    ref, sk, rsk = _inputs()
+    img, mask = _fns(model)[0](variables, ref, sk, rsk)
+    assert img.shape == (2, S, S, 3) and img.dtype == jnp.float32
+    assert mask.shape == (2, S, S, 1) and mask.dtype == jnp.float32
+    assert float(img.min()) >= -1 and float(img.max()) <= 1
+    assert float(mask.min()) >= 0 and float(mask.max()) <= 1
+    # The mask follows the landmark sketch: it varies over the image (and between different sketches).
+    assert float(jnp.std(mask[0])) > 1e-3
+    assert float(jnp.abs(mask[0] - mask[1]).max()) > 1e-3
+
+
+def test_attention_structure(tiny):
+    _, variables = tiny
+    names = set(variables["params"])
+    assert {"img_encoder", "bg_encoder", "lm_encoder", "decoder", "mask0", "fuse0"} <= names
+
+
+def test_requires_reference_sketch(tiny):
+    model, variables = tiny
+    ref, sk, _ = _inputs()
+    with pytest.raises(ValueError, match="reference_sketch"):
+        model.apply(variables, ref, sk)
+
+
+def test_without_reference_sketch():
+    model = _model(use_reference_sketch=False)
+    ref, sk, _ = _inputs()
+    variables = jax.eval_shape(lambda: model.init(_key(1), ref, sk))
+    assert variables["params"]["img_encoder"]["stem"]["Conv_0"]["kernel"].shape[2] == 3  # image only
+    img, mask = jax.eval_shape(model.apply, variables, ref, sk)
+    assert img.shape == (2, S, S, 3) and mask.shape == (2, S, S, 1)
+
+
+def test_no_attention_ablation():
+    model = _model(attention=False)
+    variables = ltv.init_generator(model, _key(0), S)
+    assert "encoder" in variables["params"] and "img_encoder" not in variables["params"]
+    ref, sk, rsk = _inputs()
+    full, enc, dec = _fns(model)
+    img, mask = full(variables, ref, sk, rsk)
+    assert img.shape == (2, S, S, 3)
+    np.testing.assert_array_equal(mask, jnp.ones((2, S, S, 1)))
+    img2, _ = dec(variables, enc(variables, ref, rsk), sk)
+    np.testing.assert_array_equal(img2, img)
+
+
+@pytest.mark.parametrize("kw", [{}, {"patch": 2, "upsample": "resize", "convs_per_level": 1, "depth": 1}])
+def test_cached_decode_equals_call(kw, tiny):
+    model = _model(**kw)
+    variables = tiny[1] if not kw else ltv.init_generator(model, _key(2), S)
+    ref, sk, rsk = _inputs(seed=3)
+    full, enc, dec = _fns(model)
+    img, mask = full(variables, ref, sk, rsk)
+    feats = enc(variables, ref, rsk)
+    # Separately compiled programs, same ops: bit-identical results.
+    img2, mask2 = dec(variables, feats, sk)
+    np.testing.assert_array_equal(img2, img)
+    np.testing.assert_array_equal(mask2, mask)
+    assert mask.shape == (2, S, S, 1)
+    # The same reference features serve every frame: decoding another sketch changes the output.
+    img3, _ = dec(variables, feats, draw_sketch(_faces(2, 7), S))
+    assert float(jnp.abs(img3 - img).max()) > 1e-4
+
+
+def test_batch_independence(tiny):
+    model, variables = tiny
+    ref, sk, rsk = _inputs(b=3)
+    full = _fns(model)[0]
+    img, _ = full(variables, ref, sk, rsk)
+    img0, _ = full(variables, ref[:1], sk[:1], rsk[:1])
+    np.testing.assert_allclose(img0[0], img[0], atol=1e-5)
+
+
+def test_discriminator_shapes():
+    ref, sk, _ = _inputs()
+    d = ltv.Discriminator(**ltv.DISCRIMINATOR_PRESETS["tiny"])
+    v = jax.jit(d.init)(_key(0), ref, sk)
+    assert set(v) == {"params"}
+    out = jax.jit(d.apply)(v, ref, sk)
+    assert out.shape == (2, S // 4, S // 4, 1) and out.dtype == jnp.float32
+    assert float(jnp.std(out)) > 0
+    d3 = ltv.Discriminator(base_channels=8, num_layers=3)
+    out3 = jax.eval_shape(lambda: d3.apply(d3.init(_key(0), ref, sk), ref, sk))
+    assert out3.shape == (2, S // 8, S // 8, 1)
+
+
+def test_discriminator_gradients_reach_image():
+    """D's parameters get finite gradients, and its BCE loss sends a gradient to the generated image."""
+    disc = ltv.Discriminator(**ltv.DISCRIMINATOR_PRESETS["tiny"])
+    ref, sk, _ = _inputs()
+    dvars = jax.jit(disc.init)(_key(1), ref, sk)
+
+    def loss(dp, img):
+        logits = disc.apply({"params": dp}, img, sk)
+        return optax.sigmoid_binary_cross_entropy(logits, jnp.ones_like(logits)).mean()
+
+    gd, gimg = jax.jit(jax.grad(loss, argnums=(0, 1)))(dvars["params"], ref)
+    leaves = jax.tree_util.tree_leaves(gd)
+    assert all(bool(jnp.all(jnp.isfinite(x))) for x in leaves)
+    assert sum(float(jnp.abs(x).sum()) for x in leaves) > 0
+    assert bool(jnp.all(jnp.isfinite(gimg))) and float(jnp.abs(gimg).sum()) > 0
+
+
+def test_bfloat16_compute_float32_params(tiny):
+    model = _model(dtype=jnp.bfloat16)
+    variables = tiny[1]  # same parameter structure; bf16 only changes the computation dtype
+    assert jax.tree_util.tree_structure(jax.eval_shape(lambda: ltv.init_generator(model, _key(0), S))) == \
+        jax.tree_util.tree_structure(variables)
+    assert all(x.dtype == jnp.float32 for x in jax.tree_util.tree_leaves(variables))
+    ref, sk, rsk = _inputs()
+    img, mask = jax.jit(lambda v: model.apply(v, ref, sk, reference_sketch=rsk))(variables)
+    assert img.dtype == jnp.float32 and mask.dtype == jnp.float32
+    assert bool(jnp.all(jnp.isfinite(img)))
+    feats = jax.eval_shape(lambda: model.apply(variables, ref, rsk, method=ltv.Generator.encode_reference))
+    assert all(x.dtype == jnp.bfloat16 for x in jax.tree_util.tree_leaves(feats))
+    # Same params in float32 give nearly the same output (bf16 rounding only).
+    img32, _ = _fns(_model())[0](variables, ref, sk, rsk)
+    diff = float(jnp.abs(img - img32).max())
+    assert 0 < diff < 0.1
+    disc = ltv.Discriminator(**ltv.DISCRIMINATOR_PRESETS["tiny"], dtype=jnp.bfloat16)
+    dv = jax.eval_shape(disc.init, _key(0), ref, sk)
+    assert all(x.dtype == jnp.float32 for x in jax.tree_util.tree_leaves(dv))
+    assert jax.eval_shape(disc.apply, dv, ref, sk).dtype == jnp.float32
+
+
+def test_presets_shapes():
+    ref, sk, rsk = _inputs(b=1, size=64)
+    for name in ltv.GENERATOR_PRESETS:
+        model = ltv.make_generator(name)
+        variables = jax.eval_shape(lambda m=model: ltv.init_generator(m, _key(0), 64))
+        img, mask = jax.eval_shape(lambda v, m=model: m.apply(v, ref, sk, reference_sketch=rsk), variables)
+        assert img.shape == (1, 64, 64, 3) and mask.shape == (1, 64, 64, 1), name
+    assert ltv.make_generator("fast", attention=False).attention is False
+
+
+def test_generator_flops():
+    full = ltv.generator_flops("tiny", S)
+    dec = ltv.generator_flops("tiny", S, path="decode")
+    enc = ltv.generator_flops("tiny", S, path="encode")
+    assert 0 < enc < full and 0 < dec < full
+    assert dec + enc == pytest.approx(full, rel=0.05)
+
+
+def test_overfits_single_target(tiny):
+    """Real learning: a few dozen Adam steps take the MSE to one target frame well down.
+
+    Also checks the generator's gradients: finite, non-zero, and reaching the attention mask heads.
+    """
+    model, variables = tiny
+    ref, sk, rsk = _inputs(b=1, seed=11)
+    rng = np.random.default_rng(5)
+    # Target: a smooth image different from the reference (so copying the reference is not enough).
+    yy, xx = np.mgrid[0:S, 0:S] / S
+    target = jnp.asarray(np.stack([np.sin(3 * xx), np.cos(2 * yy), xx * yy], -1)[None] * 0.8, jnp.float32)
+    target = target + 0.05 * jnp.asarray(rng.normal(size=target.shape), jnp.float32)
+    params = variables["params"]
+    opt = optax.adam(3e-3)
+    state = opt.init(params)
+
+    def loss_fn(p):
+        img, _ = model.apply({"params": p}, ref, sk, reference_sketch=rsk)
+        return jnp.mean((img - target) ** 2)
+
+    @jax.jit
+    def step(p, s):
+        loss, g = jax.value_and_grad(loss_fn)(p)
+        upd, s = opt.update(g, s, p)
+        return optax.apply_updates(p, upd), s, loss, g
+
+    first = None
+    for _ in range(60):
+        params, state, loss, grads = step(params, state)
+        if first is None:
+            first = float(loss)
+            leaves = jax.tree_util.tree_leaves(grads)
+            assert all(bool(jnp.all(jnp.isfinite(x))) for x in leaves)
+            assert float(jnp.abs(grads["mask0"]["kernel"]).sum()) > 0
+            assert float(jnp.abs(grads["img_encoder"]["stem"]["Conv_0"]["kernel"]).sum()) > 0
+    final = float(loss_fn(params))
+    assert final < 0.15 * first, (first, final)
