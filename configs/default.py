@@ -50,8 +50,10 @@ def get_config() -> ml_collections.ConfigDict:
 
     # Stage 2: landmarks -> video (paper §3.2).
     c.ltv = ml_collections.ConfigDict()
+    c.ltv.image_size = 128  # must match the dataset's crop size
     c.ltv.generator = "fast"  # preset in thflax.models.ltv.GENERATOR_PRESETS
     c.ltv.attention = True  # False = "w/o Attention"
+    c.ltv.adam_b1 = 0.9  # the paper gives Adam and lr only; PyTorch's default betas
     c.ltv.disc_channels = 32
     c.ltv.disc_layers = 3
     c.ltv.mse_weight = 10.0

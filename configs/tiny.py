@@ -16,6 +16,7 @@ def get_config():
     c.stl.eval_batch_size = 8
     c.stl.eval_batches = 1
     c.stl.num_steps = 20
+    c.ltv.image_size = 64
     c.ltv.generator = "tiny"
     c.ltv.disc_channels = 8
     c.ltv.disc_layers = 2

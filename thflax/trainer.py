@@ -81,6 +81,8 @@ def train_stage(config: ml_collections.ConfigDict, workdir: str, task, builder=N
         return state
 
     builder = builder or pipeline.get_builder(cfg.data)
+    if hasattr(task, "check_data"):
+        task.check_data(builder)
     local = pipeline.as_numpy(pipeline.train_dataset(cfg, builder, start_step=start_step,
                                                      num_devices=jax.local_device_count()))
     batches = parallel.prefetch_to_mesh(local, mesh, size=int(tcfg.get("device_prefetch", 2)))

@@ -1,0 +1,93 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from configs import tiny
+from thflax import geometry
+from thflax.models import stl
+from thflax.train_stl import STLTask, make_model, predict_fn
+
+
+def _inputs(b=2, t=12, seed=0):
+    rng = np.random.default_rng(seed)
+    mfcc = rng.normal(size=(b, t, 20, 20)).astype(np.float32)
+    tmpl = np.clip(0.5 + rng.normal(0, 0.15, (b, 68, 2)), 0, 1).astype(np.float32)
+    return mfcc, tmpl
+
+
+@pytest.mark.parametrize("split", [True, False])
+def test_shapes_and_zero_init_equals_template(split):
+    cfg = tiny.get_config()
+    cfg.stl.split = split
+    model = make_model(cfg)
+    mfcc, tmpl = _inputs()
+    variables = model.init(jax.random.PRNGKey(0), mfcc, tmpl)
+    out, carry = model.apply(variables, mfcc, tmpl)
+    assert out["landmarks"].shape == (2, 12, 68, 2)
+    if split:
+        assert out["mouth"].shape == (2, 12, 21, 2) and out["head"].shape == (2, 12, 50, 2)
+        assert set(carry) == {"lip", "head"}
+    else:
+        assert out["full"].shape == (2, 12, 68, 2) and set(carry) == {"full"}
+    # Offsets start at zero, so the untrained model predicts the template (the trivial baseline).
+    np.testing.assert_allclose(out["landmarks"], np.broadcast_to(tmpl[:, None], (2, 12, 68, 2)), atol=1e-4)
+
+
+def test_chunked_inference_equals_one_pass():
+    cfg = tiny.get_config()
+    model = make_model(cfg)
+    mfcc, tmpl = _inputs(b=1, t=30)
+    variables = model.init(jax.random.PRNGKey(0), mfcc, tmpl)
+    # Non-zero head weights so the output depends on the GRU state.
+    variables = jax.tree.map(lambda x: x + 0.1 * jnp.sin(jnp.arange(x.size).reshape(x.shape)), variables)
+    predict = predict_fn(model)
+    full, _ = predict(variables, mfcc, tmpl)
+    parts, carry = [], None
+    for s in range(0, 30, 7):
+        y, carry = predict(variables, mfcc[:, s:s + 7], tmpl, carry)
+        parts.append(y)
+    np.testing.assert_allclose(np.concatenate(parts, 1), full, atol=1e-5)
+    assert np.abs(np.asarray(full) - tmpl[:, None]).max() > 1e-3  # the comparison is not trivial
+
+
+def test_targets_round_trip_through_merge():
+    _, tmpl = _inputs(b=3)
+    t = stl.targets(tmpl)
+    back = geometry.merge(t["mouth"], t["head"]) / stl.LANDMARK_SCALE
+    np.testing.assert_allclose(back, tmpl, atol=1e-5)
+
+
+def test_lip_branch_uses_template_in_gru_and_head_branch_after():
+    cfg = tiny.get_config()
+    variables = make_model(cfg).init(jax.random.PRNGKey(0), *_inputs())
+    p = variables["params"]
+    g = cfg.stl.gru_features
+    # eq. 4: GRU input = audio (64) + template (32); eq. 5: GRU input = audio only.
+    lip_in = p["lip"]["gru"]["cell"]["ir"]["kernel"].shape[0]
+    head_in = p["head"]["gru"]["cell"]["ir"]["kernel"].shape[0]
+    assert lip_in == cfg.stl.audio_features + cfg.stl.template_features
+    assert head_in == cfg.stl.audio_features
+    assert p["head"]["head"]["kernel"].shape == (g + cfg.stl.template_features, 100)
+    assert p["lip"]["head"]["kernel"].shape == (g, 42)
+
+
+def test_train_step_reduces_loss_on_a_fixed_batch():
+    from thflax import parallel
+
+    cfg = tiny.get_config()
+    cfg.stl.learning_rate = 1e-3
+    task = STLTask(cfg)
+    mesh = parallel.make_mesh(jax.devices()[:1])
+    state = parallel.replicate(task.init_state(jax.random.PRNGKey(0)), mesh)
+    mfcc, tmpl = _inputs(b=4, t=16)
+    rng = np.random.default_rng(3)
+    lm = (tmpl[:, None] + rng.normal(0, 0.01, (4, 16, 68, 2))).astype(np.float32)
+    batch = parallel.global_batch({"mfcc": mfcc, "template": tmpl, "landmarks": lm,
+                                   "mask": np.ones((4, 16), np.float32)}, mesh)
+    step = parallel.data_parallel(task.train_step, mesh)
+    losses = []
+    for i in range(30):
+        state, m = step(state, batch, jax.random.PRNGKey(i))
+        losses.append(float(m["loss"]))
+    assert int(state.step) == 30 and losses[-1] < 0.7 * losses[0]

@@ -1,0 +1,81 @@
+"""The training loop: resume after SIGKILL is exact; a NaN stops the run and keeps the last checkpoint."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _train_cmd(config, workdir, stage, steps):
+    return [sys.executable, "train.py", "--config", "configs/tiny.py", "--workdir", str(workdir),
+            f"--config.stage={stage}", f"--config.data.data_dir={config.data.data_dir}",
+            f"--config.data.manual_dir={config.data.manual_dir}", f"--config.{stage}.num_steps={steps}",
+            "--config.train.checkpoint_every=4", "--config.train.eval_every=1000", "--config.train.log_every=4"]
+
+
+def _final_params(workdir, stage):
+    path = os.path.join(str(workdir), stage, "checkpoints")
+    mngr = ocp.CheckpointManager(path)
+    step = mngr.latest_step()
+    out = mngr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
+    return step, out.state
+
+
+@pytest.mark.parametrize("stage", ["stl", "ltv"])
+def test_sigkill_and_resume_reaches_the_same_parameters(tiny_config, tmp_path, stage):
+    steps = 40
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    a, b = tmp_path / "uninterrupted", tmp_path / "killed"
+    subprocess.run(_train_cmd(tiny_config, a, stage, steps), cwd=ROOT, env=env, check=True,
+                   capture_output=True, timeout=900)
+    proc = subprocess.Popen(_train_cmd(tiny_config, b, stage, steps), cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ckpt8 = b / stage / "checkpoints" / "8"
+    deadline = time.time() + 600
+    while not ckpt8.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done = sorted(int(p.name) for p in (b / stage / "checkpoints").iterdir() if p.name.isdigit())
+    assert done and max(done) < steps, f"the run was not interrupted mid-way: {done}"
+    subprocess.run(_train_cmd(tiny_config, b, stage, steps), cwd=ROOT, env=env, check=True,
+                   capture_output=True, timeout=900)
+    sa, pa = _final_params(a, stage)
+    sb, pb = _final_params(b, stage)
+    assert sa == sb == steps
+    la, lb = jax.tree.leaves(pa), jax.tree.leaves(pb)
+    assert len(la) == len(lb)
+    for x, y in zip(la, lb):
+        np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-5, atol=1e-6)
+
+
+def test_nan_loss_stops_with_clear_error_and_keeps_last_checkpoint(tiny_config, tmp_path, monkeypatch):
+    from thflax import parallel, trainer
+
+    original = parallel.prefetch_to_mesh
+
+    def poisoned(batches, mesh, size=2):
+        def gen():
+            for i, b in enumerate(batches):
+                if i == 6:  # the 7th step sees a NaN input
+                    b = dict(b, mfcc=np.full_like(b["mfcc"], np.nan))
+                yield b
+        return original(gen(), mesh, size)
+
+    monkeypatch.setattr(parallel, "prefetch_to_mesh", poisoned)
+    cfg = tiny_config
+    cfg.stl.num_steps = 12
+    cfg.train.checkpoint_every = 4
+    with pytest.raises(trainer.NonFiniteLossError, match="non-finite loss or gradient at step 7.*last good checkpoint: step 4"):
+        trainer.train_stage(cfg, str(tmp_path), trainer.make_task(cfg, "stl"))
+    step, state = _final_params(tmp_path, "stl")
+    assert step == 4
+    assert all(np.all(np.isfinite(np.asarray(x))) for x in jax.tree.leaves(state))
