@@ -42,6 +42,14 @@ class Models:
     def image_size(self) -> int:
         return int(self.config.ltv.image_size)
 
+    _fns: dict = dataclasses.field(default_factory=dict, repr=False)
+
+    def compiled(self, name: str, build):
+        """jit-ed functions built once per loaded model (not once per video)."""
+        if name not in self._fns:
+            self._fns[name] = build()
+        return self._fns[name]
+
     @property
     def mfcc_config(self):
         from thflax import audio
@@ -137,29 +145,38 @@ def predict_landmarks(models: Models, windows: np.ndarray, template: np.ndarray,
     from thflax import geometry
 
     model = models.stl_task.infer_model
-    tmpl = jnp.asarray(template[None], jnp.float32)
 
-    @jax.jit
-    def run(variables, x, carry):
-        out, carry = model.apply(variables, x, tmpl, carry=carry, train=False)
-        lm = out["landmarks"]
-        if still:  # lips only: the predicted mouth on the template's head
-            lm = geometry.merge(geometry.calibrate_mouth(lm), jnp.broadcast_to(geometry.head_points(tmpl)[:, None],
-                                                                              lm.shape[:2] + (50, 2)))
-        return lm, carry
+    def build():
+        @jax.jit
+        def run(variables, x, tmpl, carry):
+            out, carry = model.apply(variables, x, tmpl, carry=carry, train=False)
+            lm = out["landmarks"]
+            if still:  # lips only: the predicted mouth on the template's head
+                head = jnp.broadcast_to(geometry.head_points(tmpl)[:, None], lm.shape[:2] + (50, 2))
+                lm = geometry.merge(geometry.calibrate_mouth(lm), head)
+            return lm, carry
 
+        return run
+
+    run = models.compiled(f"stl_still={still}", build)
+    tmpl = jnp.asarray(np.asarray(template, np.float32)[None])
     carry = None
     for s in range(0, len(windows), chunk):
         x = windows[s:s + chunk]
         n = len(x)
         if n < chunk:  # pad the last chunk to the compiled shape; padded frames are dropped
             x = np.concatenate([x, np.repeat(x[-1:], chunk - n, 0)])
-        lm, carry = run(models.stl_variables, jnp.asarray(x[None]), carry)
+        lm, carry = run(models.stl_variables, jnp.asarray(x[None]), tmpl, carry)
         yield np.asarray(lm[0, :n])
 
 
-def render_frames(models: Models, reference: Reference, landmark_chunks, batch: int = 16) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """LTV: yields (generated crop [S, S, 3] uint8, landmarks [68, 2]) per frame, reference encoded once."""
+def render_frames(models: Models, ref_crop: np.ndarray, ref_template: np.ndarray, landmark_chunks,
+                  batch: int = 16) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """LTV: yields (generated crop [S, S, 3] uint8, landmarks [68, 2]) per frame.
+
+    ref_crop [S, S, 3] uint8 and its landmarks ref_template [68, 2] (normalised) are encoded once;
+    landmark_chunks is an iterable of [t, 68, 2] arrays (normalised crop coordinates).
+    """
     import jax
     import jax.numpy as jnp
 
@@ -169,18 +186,23 @@ def render_frames(models: Models, reference: Reference, landmark_chunks, batch: 
 
     size = models.image_size
     gen = models.ltv_task.generator
-    ref = to_unit(reference.crop[None])
-    ref_sk = sketch.draw_sketch(jnp.asarray(reference.template[None]), size)
+    ref = to_unit(np.asarray(ref_crop)[None])
+    ref_sk = sketch.draw_sketch(jnp.asarray(np.asarray(ref_template, np.float32)[None]), size)
     variables = {"params": models.generator_params}
-    feats = jax.jit(lambda v, r, rs: gen.apply(v, r, rs, method=ltv_lib.Generator.encode_reference))(
-        variables, ref, ref_sk if gen.use_reference_sketch else None)
 
-    @jax.jit
-    def decode(v, f, lms):
-        f = jax.tree.map(lambda a: jnp.broadcast_to(a, (lms.shape[0],) + a.shape[1:]), f)
-        img, _ = gen.apply(v, f, sketch.draw_sketch(lms, size), method=ltv_lib.Generator.decode)
-        return to_uint8(img).astype(jnp.uint8)
+    def build():
+        encode = jax.jit(lambda v, r, rs: gen.apply(v, r, rs, method=ltv_lib.Generator.encode_reference))
 
+        @jax.jit
+        def decode(v, f, lms):
+            f = jax.tree.map(lambda a: jnp.broadcast_to(a, (lms.shape[0],) + a.shape[1:]), f)
+            img, _ = gen.apply(v, f, sketch.draw_sketch(lms, size), method=ltv_lib.Generator.decode)
+            return to_uint8(img).astype(jnp.uint8)
+
+        return encode, decode
+
+    encode, decode = models.compiled("ltv", build)
+    feats = encode(variables, ref, ref_sk if gen.use_reference_sketch else None)
     pending = []
     for chunk in landmark_chunks:
         pending.extend(chunk)
@@ -232,7 +254,7 @@ def generate(checkpoint: str, image: str, audio: str, out: str, *, still: bool =
     windows = audio_lib.frame_windows(feats, num_frames, fps, mcfg)
     del speech
     chunks = predict_landmarks(models, windows, reference.template, still=still)
-    frames = render_frames(models, reference, chunks, batch=batch)
+    frames = render_frames(models, reference.crop, reference.template, chunks, batch=batch)
 
     def compose(img, lm):
         frame = img if crop_only else crop_lib.paste(reference.image, img, reference.box)

@@ -1,0 +1,166 @@
+"""End-to-end evaluation as in the paper (§4, Table 2): speech + a reference frame -> video vs the real one.
+
+Protocol, per held-out utterance (the dataset's `test` split):
+  1. reference = the utterance's first frame (face crop) and its dlib landmarks (the template);
+  2. STL predicts landmarks for every frame from the utterance's MFCC windows (GRU over the whole
+     utterance); LTV renders every frame from the reference and the predicted landmarks;
+  3. frame by frame against the real crops:
+     * SSIM and PSNR on colour frames at the dataset's crop size (`thflax.metrics`; SSIM with
+       Wang et al.'s Gaussian window), averaged over frames, then over utterances;
+     * LMD: dlib's 68 landmarks are tracked on the generated frames and on the real frames, both
+       resized to `eval_size` (256) px; mouth points 48–67, each shape mean-centred, mean point
+       distance in pixels at 256 (`lmd`), and ATVGnet's variant that sums over the 20 points
+       (`lmd_sum`). Frames where dlib finds no face are left out and counted (`detected`);
+     * head motion: LMD over the non-mouth points 0–47 without centring (`lmd_head`, position
+       matters), and the ratio of the mean frame-to-frame speed of those points in the generated
+       video to the real one (`head_speed_ratio`: 1 = as lively as the real head, 0 = frozen);
+     * `lmd_stl`: mouth LMD of the STL landmarks themselves against the real frames' dlib
+       landmarks (no rendering involved), also at 256 px.
+Rows with `kind="reference"` copy the reference frame to every frame; `kind="template"` feeds the
+template landmarks (no speech) through the model's LTV: floors every number can be read against.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Any
+
+import numpy as np
+
+from thflax import metrics
+
+EVAL_SIZE = 256
+
+
+@dataclasses.dataclass
+class Row:
+    name: str
+    models: Any = None  # generation.Models
+    kind: str = "model"  # "model" | "reference" | "template"
+
+
+def _resize(frames: np.ndarray, size: int) -> np.ndarray:
+    import cv2
+
+    if frames.shape[1] == size:
+        return frames
+    return np.stack([cv2.resize(f, (size, size), interpolation=cv2.INTER_CUBIC) for f in frames])
+
+
+def _track(frames: np.ndarray, landmarker) -> np.ndarray:
+    """dlib landmarks [T, 68, 2] (NaN where no face) in pixels of the given frames."""
+    return landmarker.track(frames)
+
+
+def _masked_lmd(pred, true, **kw) -> float:
+    ok = np.all(np.isfinite(pred), axis=(1, 2)) & np.all(np.isfinite(true), axis=(1, 2))
+    if not ok.any():
+        return float("nan")
+    return float(metrics.lmd(pred[ok], true[ok], **kw))
+
+
+def _head_speed(lm: np.ndarray) -> float:
+    pts = lm[:, metrics.NON_MOUTH]
+    d = np.linalg.norm(np.diff(pts, axis=0), axis=-1).mean(-1)
+    d = d[np.isfinite(d)]
+    return float(d.mean()) if d.size else float("nan")
+
+
+def evaluate_utterance(row: Row, ex: dict[str, Any], landmarker, true_lm256: np.ndarray | None = None,
+                       eval_size: int = EVAL_SIZE, batch: int = 16) -> dict[str, Any]:
+    """Metrics of one row on one utterance (see the module docstring)."""
+    from thflax import generation
+
+    frames = ex["frames"]  # [T, S, S, 3] uint8
+    t, s = frames.shape[0], frames.shape[1]
+    template = ex["landmarks"][0]
+    pred_lm = None
+    if row.kind == "reference":
+        gen = np.repeat(frames[:1], t, 0)
+    else:
+        if row.kind == "template":
+            pred_lm = np.repeat(template[None], t, 0)
+            chunks = [pred_lm]
+        else:
+            chunks = list(generation.predict_landmarks(row.models, ex["mfcc"], template))
+            pred_lm = np.concatenate(chunks)
+        gen = np.stack([img for img, _ in generation.render_frames(row.models, frames[0], template, chunks, batch)])
+    gen_f, true_f = gen.astype(np.float32), frames.astype(np.float32)
+    ssim = float(np.mean(metrics.ssim(gen_f, true_f)))
+    psnr = float(np.mean(metrics.psnr(gen_f, true_f)))
+    if true_lm256 is None:
+        true_lm256 = _track(_resize(frames, eval_size), landmarker)
+    gen_lm = _track(_resize(gen, eval_size), landmarker)
+    detected = float(np.mean(np.all(np.isfinite(gen_lm), axis=(1, 2))))
+    out = {"utterance": f"{ex['speaker']}/{ex['utterance']}", "frames": int(t), "ssim": ssim, "psnr": psnr,
+           "lmd": _masked_lmd(gen_lm, true_lm256), "lmd_sum": _masked_lmd(gen_lm, true_lm256, reduce="sum"),
+           "lmd_head": _masked_lmd(gen_lm, true_lm256, points=metrics.NON_MOUTH, center=False),
+           "head_speed_ratio": _head_speed(gen_lm) / max(_head_speed(true_lm256), 1e-6),
+           "detected": detected}
+    if pred_lm is not None:
+        out["lmd_stl"] = _masked_lmd(pred_lm * eval_size, true_lm256)
+    return out
+
+
+def evaluate(rows: list[Row], utterances, max_utterances: int | None = None, eval_size: int = EVAL_SIZE,
+             progress: bool = True) -> dict[str, list[dict[str, Any]]]:
+    """Per-utterance results for every row: {row name: [per-utterance dict, ...]}."""
+    from tqdm import tqdm
+
+    from thflax import landmarks
+
+    landmarker = landmarks.FaceLandmarker()
+    results: dict[str, list] = {r.name: [] for r in rows}
+    exs = list(utterances)[:max_utterances] if max_utterances else list(utterances)
+    for ex in tqdm(exs, desc="evaluating", unit="utt", disable=not progress):
+        true_lm = _track(_resize(ex["frames"], eval_size), landmarker)
+        for r in rows:
+            results[r.name].append(evaluate_utterance(r, ex, landmarker, true_lm, eval_size))
+    return results
+
+
+COLUMNS = (("LMD", "lmd", 2), ("SSIM", "ssim", 3), ("PSNR", "psnr", 2), ("LMD (sum, ATVGnet)", "lmd_sum", 1),
+           ("head LMD", "lmd_head", 2), ("head speed ratio", "head_speed_ratio", 2), ("STL mouth LMD", "lmd_stl", 2),
+           ("dlib found face", "detected", 2))
+
+
+def summarize(results: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, float]]:
+    """Mean over utterances of each metric, per row (NaNs — no face found in any frame — skipped)."""
+    out = {}
+    for name, utts in results.items():
+        row = {}
+        for _, key, _ in COLUMNS:
+            vals = [u[key] for u in utts if key in u and np.isfinite(u[key])]
+            row[key] = float(np.mean(vals)) if vals else float("nan")
+        row["utterances"] = len(utts)
+        out[name] = row
+    return out
+
+
+def markdown_table(summary: dict[str, dict[str, float]]) -> str:
+    """The paper's Table 2 layout (Method | LMD | SSIM | PSNR) plus our extra columns."""
+    head = "| Method | " + " | ".join(c for c, _, _ in COLUMNS) + " |"
+    sep = "|---|" + "|".join("---:" for _ in COLUMNS) + "|"
+    lines = [head, sep]
+    for name, row in summary.items():
+        cells = []
+        for _, key, digits in COLUMNS:
+            v = row.get(key, float("nan"))
+            cells.append("–" if not np.isfinite(v) else f"{v:.{digits}f}")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def write_results(workdir: str, results, summary, table: str) -> dict[str, str]:
+    os.makedirs(workdir, exist_ok=True)
+    paths = {"table": os.path.join(workdir, "table2.md"), "per_utterance": os.path.join(workdir, "per_utterance.json"),
+             "summary": os.path.join(workdir, "summary.json")}
+    with open(paths["table"], "w") as f:
+        f.write(table + "\n")
+    with open(paths["per_utterance"], "w") as f:
+        json.dump(results, f, indent=1)
+    with open(paths["summary"], "w") as f:
+        json.dump(summary, f, indent=1)
+    return paths
