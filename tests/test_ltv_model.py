@@ -91,7 +91,7 @@ def test_without_reference_sketch():
     model = _model(use_reference_sketch=False)
     ref, sk, _ = _inputs()
     variables = jax.eval_shape(lambda: model.init(_key(1), ref, sk))
-    assert variables["params"]["img_encoder"]["stem"]["Conv_0"]["kernel"].shape[2] == 3  # image only
+    assert variables["params"]["img_encoder"]["stem"]["Conv_0"]["kernel"].shape[2] == 4  # image only, padded 3 -> 4 (even)
     img, mask = jax.eval_shape(model.apply, variables, ref, sk)
     assert img.shape == (2, S, S, 3) and mask.shape == (2, S, S, 1)
 
