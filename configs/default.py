@@ -56,9 +56,10 @@ def get_config() -> ml_collections.ConfigDict:
     c.ltv.adam_b1 = 0.9  # the paper gives Adam and lr only; PyTorch's default betas
     c.ltv.disc_channels = 32
     c.ltv.disc_layers = 3
-    c.ltv.mse_weight = 10.0
+    c.ltv.mse_weight = 100.0  # eq. 10 has unit weights; with pixels in [-1, 1] the GAN term would dominate (pix2pix uses 100)
     c.ltv.gan_weight = 1.0
     c.ltv.l1_weight = 0.0  # extra, off in the paper config
+    c.ltv.mask_weight = 0.0  # extra: L1 on the attention mask, off in the paper config
     c.ltv.pairs_per_example = 4
     c.ltv.batch_size = 16
     c.ltv.eval_batch_size = 16

@@ -11,8 +11,8 @@ Batches (leading dim = per-host batch, divisible by the local device count):
   STL: mfcc [B, L, W, n_mfcc] f32, landmarks [B, L, 68, 2] f32 (normalised crop coordinates),
        template [B, 68, 2] f32 (a random frame of the same utterance), mask [B, L] f32 (0 = padding
        when an utterance is shorter than L).
-  LTV: reference [B, S, S, 3] uint8, target [B, S, S, 3] uint8, landmarks [B, 68, 2] (target's),
-       ref_landmarks [B, 68, 2].
+  LTV: reference [B, S, S, 3] uint8, target [B, S, S, 3] uint8 (a different frame of the same
+       utterance), landmarks [B, 68, 2] (target's), ref_landmarks [B, 68, 2].
 """
 
 from __future__ import annotations
@@ -81,7 +81,8 @@ def _ltv_elements(ex, seed, pairs: int):
     n = tf.shape(ex["landmarks"])[0]
     s1, s2 = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
     tgt = tf.random.stateless_uniform([pairs], s1, 0, n, tf.int32)
-    ref = tf.random.stateless_uniform([pairs], s2, 0, n, tf.int32)
+    # A different frame of the same utterance (identical pairs teach nothing and make PSNR infinite).
+    ref = (tgt + tf.random.stateless_uniform([pairs], s2, 1, tf.maximum(n, 2), tf.int32)) % n
     dec = lambda i: tf.io.decode_jpeg(tf.gather(ex["frames"], i), channels=3)  # noqa: E731
     out = {
         "reference": tf.map_fn(dec, ref, fn_output_signature=tf.uint8),

@@ -4,7 +4,7 @@ Protocol, per held-out utterance (the dataset's `test` split):
   1. reference = the utterance's first frame (face crop) and its dlib landmarks (the template);
   2. STL predicts landmarks for every frame from the utterance's MFCC windows (GRU over the whole
      utterance); LTV renders every frame from the reference and the predicted landmarks;
-  3. frame by frame against the real crops:
+  3. frame by frame against the real crops, leaving out frame 0 (the reference itself):
      * SSIM and PSNR on colour frames at the dataset's crop size (`thflax.metrics`; SSIM with
        Wang et al.'s Gaussian window), averaged over frames, then over utterances;
      * LMD: dlib's 68 landmarks are tracked on the generated frames and on the real frames, both
@@ -87,12 +87,15 @@ def evaluate_utterance(row: Row, ex: dict[str, Any], landmarker, true_lm256: np.
             chunks = list(generation.predict_landmarks(row.models, ex["mfcc"], template))
             pred_lm = np.concatenate(chunks)
         gen = np.stack([img for img, _ in generation.render_frames(row.models, frames[0], template, chunks, batch)])
-    gen_f, true_f = gen.astype(np.float32), frames.astype(np.float32)
+    # Frame 0 is the reference itself: it is generated but left out of every average (PSNR of a copied
+    # frame would be infinite).
+    gen_f, true_f = gen[1:].astype(np.float32), frames[1:].astype(np.float32)
     ssim = float(np.mean(metrics.ssim(gen_f, true_f)))
     psnr = float(np.mean(metrics.psnr(gen_f, true_f)))
     if true_lm256 is None:
         true_lm256 = _track(_resize(frames, eval_size), landmarker)
     gen_lm = _track(_resize(gen, eval_size), landmarker)
+    gen_lm, true_lm256 = gen_lm[1:], true_lm256[1:]
     detected = float(np.mean(np.all(np.isfinite(gen_lm), axis=(1, 2))))
     out = {"utterance": f"{ex['speaker']}/{ex['utterance']}", "frames": int(t), "ssim": ssim, "psnr": psnr,
            "lmd": _masked_lmd(gen_lm, true_lm256), "lmd_sum": _masked_lmd(gen_lm, true_lm256, reduce="sum"),
@@ -100,7 +103,7 @@ def evaluate_utterance(row: Row, ex: dict[str, Any], landmarker, true_lm256: np.
            "head_speed_ratio": _head_speed(gen_lm) / max(_head_speed(true_lm256), 1e-6),
            "detected": detected}
     if pred_lm is not None:
-        out["lmd_stl"] = _masked_lmd(pred_lm * eval_size, true_lm256)
+        out["lmd_stl"] = _masked_lmd(pred_lm[1:] * eval_size, true_lm256)
     return out
 
 

@@ -111,7 +111,7 @@ class LTVTask:
         gp, dp = state.params[G], state.params[D]
         disc = lambda p, img: self.discriminator.apply({"params": p}, img, sk)  # noqa: E731
 
-        (fake, _), g_vjp = jax.vjp(lambda p: self.generate(p, ref, sk, ref_sk), gp)
+        (fake, mask), g_vjp = jax.vjp(lambda p: self.generate(p, ref, sk, ref_sk), gp)
 
         def d_loss_fn(p):
             return losses.d_loss(disc(p, tgt), disc(p, lax.stop_gradient(fake)))
@@ -126,9 +126,14 @@ class LTVTask:
             return total, (gan, mse)
 
         (loss_g, (gan, mse)), d_fake = jax.value_and_grad(g_objective, has_aux=True)(fake)
-        (grad_g,) = g_vjp((d_fake, jnp.zeros(fake.shape[:3] + (1,), jnp.float32)))
+        # L1 on the attention mask (weight `mask_weight`, 0 in the paper config): where the generator
+        # cannot beat the reference's own pixels, copying them is preferred.
+        mask_w = float(c.get("mask_weight", 0.0))
+        mask_l1 = jnp.mean(mask)
+        loss_g = loss_g + mask_w * mask_l1
+        (grad_g,) = g_vjp((d_fake, jnp.full(mask.shape, mask_w / mask.size, jnp.float32)))
         grad_g, grad_d = lax.pmean(grad_g, AXIS), lax.pmean(grad_d, AXIS)
-        loss_d, loss_g, gan, mse = (lax.pmean(v, AXIS) for v in (loss_d, loss_g, gan, mse))
+        loss_d, loss_g, gan, mse, mask_l1 = (lax.pmean(v, AXIS) for v in (loss_d, loss_g, gan, mse, mask_l1))
 
         upd_g, opt_g = self.tx[G].update(grad_g, state.opt_state[G], gp)
         upd_d, opt_d = self.tx[D].update(grad_d, state.opt_state[D], dp)
@@ -139,7 +144,7 @@ class LTVTask:
         ok = jnp.isfinite(loss_d) & jnp.isfinite(loss_g) & all_finite(grad_g, grad_d)
         new = select(ok, new, state).replace(step=state.step + 1)
         psnr = lax.pmean(jnp.mean(metrics.psnr(to_uint8(fake), to_uint8(tgt))), AXIS)
-        out = {"loss": loss_g + loss_d, "loss_d": loss_d, "loss_g": loss_g, "loss_g_gan": gan, "mse": mse,
+        out = {"loss": loss_g + loss_d, "loss_d": loss_d, "loss_g": loss_g, "loss_g_gan": gan, "mse": mse, "mask_mean": mask_l1,
                "psnr": psnr, "finite": ok.astype(jnp.float32), "grad_norm_g": optax.global_norm(grad_g),
                "grad_norm_d": optax.global_norm(grad_d)}
         return new, out

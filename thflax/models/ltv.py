@@ -22,7 +22,11 @@ s_i = act(conv1x1(concat(face_i, background_i, l_i))). The decoder starts from s
 `bottleneck_blocks` residual blocks), and at each level upsamples (2×2 stride-2 transposed convolution or
 nearest-resize + 3×3 convolution, `upsample`), concatenates s_i and convolves; a last 3×3 convolution
 gives the frame through tanh, in [-1, 1]. The level-0 mask m_0 is returned, resized to S×S (bilinear)
-when `patch` > 1, so it can be logged.
+when `patch` > 1, so it can be logged. With `compose_output` (default) the same mask also composes the
+output at pixel level, out = m_0 ⊙ decoded + (1 − m_0) ⊙ reference: the background branch carries the
+reference's pixels as well as its features (our reading of Figure 2, "the background part of the input
+reference image is introduced through another branch"), so the background is copied exactly and the
+decoder's capacity goes to the face; the mask learns to cover what has to change.
 
 `patch` > 1 removes the full-resolution layers: the encoders' stems are (2·patch)×(2·patch) convolutions
 with stride `patch`, and the decoder's last convolution predicts patch²·3 values per position that
@@ -240,6 +244,7 @@ class Generator(nn.Module):
     max_channels: int = 128
     attention: bool = True
     use_reference_sketch: bool = True
+    compose_output: bool = True
     patch: int = 2
     bottleneck_blocks: int = 2
     convs_per_level: int = 0
@@ -262,8 +267,11 @@ class Generator(nn.Module):
             self.img_encoder = Encoder(**enc)
             self.bg_encoder = Encoder(**enc)
             self.lm_encoder = Encoder(**enc)
+            # Masks start mostly closed (sigmoid(-2) ≈ 0.12): with `compose_output` the untrained generator
+            # is then close to "copy the reference", the trivial baseline, and learns where to paint.
             self.mask_heads = [nn.Conv(1, (3, 3), padding="SAME", dtype=self.dtype, param_dtype=self.param_dtype,
-                                       name=f"mask{i}") for i in range(self.depth + 1)]
+                                       bias_init=nn.initializers.constant(-2.0), name=f"mask{i}")
+                               for i in range(self.depth + 1)]
             self.fusers = [nn.Conv(c, (1, 1), dtype=self.dtype, param_dtype=self.param_dtype, name=f"fuse{i}")
                            for i, c in enumerate(chs)]
         else:
@@ -289,7 +297,10 @@ class Generator(nn.Module):
             return feats
         img_in = reference if not self.use_reference_sketch else jnp.concatenate(
             [jnp.asarray(reference), jnp.asarray(reference_sketch).astype(jnp.asarray(reference).dtype)], -1)
-        return {"img": self.img_encoder(self._prep(img_in)), "bg": self.bg_encoder(self._prep(reference))}
+        feats = {"img": self.img_encoder(self._prep(img_in)), "bg": self.bg_encoder(self._prep(reference))}
+        if self.compose_output:
+            feats["reference"] = jnp.asarray(reference, jnp.float32)
+        return feats
 
     def decode(self, ref_features, sketch):
         """Per-frame work: landmark encoder + attention + decoder. Returns (image, mask), both float32."""
@@ -313,6 +324,10 @@ class Generator(nn.Module):
         mask = masks[0].astype(jnp.float32)
         if self.patch > 1:
             mask = jax.image.resize(mask, mask.shape[:1] + (size, size, 1), "linear")
+        if self.compose_output:
+            # The background branch at pixel level: where the landmark attention is off, the output is
+            # the reference frame itself; the decoder only has to paint the (moving) face.
+            img = mask * img.astype(jnp.float32) + (1.0 - mask) * ref_features["reference"]
         return img, mask
 
     def __call__(self, reference, sketch, train: bool = False, reference_sketch=None):
