@@ -14,6 +14,11 @@ utterance within each speaker (default) or by speaker (config `split_by`). Prepa
 `num_workers` processes, caches each video's tracked landmarks so an interrupted build does not redo
 dlib, and writes `build_report_<split>.json` (counts + reason per skipped/trimmed utterance) into the
 dataset directory.
+
+Given Apache Beam options (`DownloadConfig(beam_options=...)`, `tfds build --beam_pipeline_options=...`;
+see `input_pipeline.build`), the same examples are generated as a Beam pipeline instead, so any Beam
+runner (Dataflow, Flink, Spark, the multi-process DirectRunner) spreads the utterances over its workers.
+Keys are `speaker/utterance` in both modes, so both write identical datasets and identical reports.
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ from __future__ import annotations
 import abc
 from concurrent import futures
 import dataclasses
+import json
+import logging
 import multiprocessing
 import os
 
@@ -55,6 +62,8 @@ class TalkingHeadBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True
 
     def __init__(self, *, num_workers: int | None = None, **kwargs):
         self.num_workers = num_workers if num_workers is not None else (os.cpu_count() or 1)
+        self._use_beam = False
+        self.beam_counters: dict[str, int] = {}  # of the last Beam build: {"train_ok": 9, ...}
         super().__init__(**kwargs)
 
     @property
@@ -84,6 +93,27 @@ class TalkingHeadBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True
                 normalisation="per-utterance CMVN", landmarks="normalised crop coordinates"),
         )
 
+    def _download_and_prepare(self, dl_manager, download_config):
+        # TFDS runs a split as a Beam pipeline when `_generate_examples` returns a PTransform. Do that
+        # exactly when the build was given a runner or pipeline options; otherwise stay local.
+        self._use_beam = bool(download_config.beam_runner or download_config.beam_options)
+        try:
+            return super()._download_and_prepare(dl_manager, download_config)
+        finally:
+            self._use_beam = False
+
+    def _process_pipeline_result(self, pipeline_result) -> None:
+        """Keeps and logs the Beam counters (`<split>_ok|trimmed|skipped`); the reports hold the details."""
+        import apache_beam as beam
+
+        try:
+            counters = pipeline_result.metrics().query(
+                beam.metrics.MetricsFilter().with_namespace(_BEAM_NAMESPACE))["counters"]
+        except Exception:  # noqa: BLE001 - some runners do not report metrics; they are informative only
+            return
+        self.beam_counters = {c.key.metric.name: c.committed for c in counters}
+        logging.info("%s Beam counters: %s", self.name, self.beam_counters)
+
     @abc.abstractmethod
     def _find_items(self, dl_manager: tfds.download.DownloadManager) -> list[preprocess.Item]:
         """All utterances of the corpus."""
@@ -99,6 +129,14 @@ class TalkingHeadBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True
                 "test": self._generate_examples(test, cache, "test")}
 
     def _generate_examples(self, items, cache_dir, split):
+        if self._use_beam:
+            # Workers write the landmark cache with plain file I/O: only on a local or mounted path.
+            cache = None if "://" in cache_dir else cache_dir
+            report_path = os.path.join(str(self.data_path), f"build_report_{split}.json")
+            return _beam_examples(items, self.prep_config, cache, split, report_path)
+        return self._generate_local(items, cache_dir, split)
+
+    def _generate_local(self, items, cache_dir, split):
         report = preprocess.BuildReport(split)
         cfg = self.prep_config
         jobs = [(it, cfg, cache_dir) for it in items]
@@ -120,6 +158,56 @@ class TalkingHeadBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True
             report.add(item, status, reason)
             if example is not None:
                 yield item.key, example
+
+
+_BEAM_NAMESPACE = "thflax_prepare"
+_REPORT_TAG = "report"
+
+
+def _beam_prepare(item: preprocess.Item, cfg: preprocess.PrepConfig, cache_dir: str | None, split: str):
+    """One utterance on a Beam worker: (key, example) if kept, plus its outcome on the report output."""
+    import apache_beam as beam
+
+    example, status, reason = preprocess.process_item(item, cfg, cache_dir)
+    beam.metrics.Metrics.counter(_BEAM_NAMESPACE, f"{split}_{status}").inc()
+    yield beam.pvalue.TaggedOutput(_REPORT_TAG, (item, status, reason))
+    if example is not None:
+        yield item.key, example
+
+
+def _write_report(outcomes, split: str, path: str) -> None:
+    """The build report from every utterance's outcome: the same file `_generate_local` writes."""
+    report = preprocess.BuildReport(split)
+    for item, status, reason in sorted(outcomes, key=lambda o: o[0].key):
+        report.add(item, status, reason)
+    if "://" not in path:
+        report.write(path)
+    else:  # e.g. a data_dir on GCS
+        from etils import epath
+
+        epath.Path(path).write_text(json.dumps(report.as_dict(), indent=1, sort_keys=True))
+
+
+def _beam_examples(items, cfg, cache_dir, split, report_path):
+    """The Beam version of `_generate_local`: a PTransform from the pipeline root to (key, example).
+
+    The utterance list is part of the pipeline graph (`Create` reshuffles it over the workers). Each
+    outcome also goes to a side output, collected into one list that a last step writes as the report.
+    """
+    import apache_beam as beam
+
+    @beam.ptransform_fn
+    def generate(root):
+        results = (root
+                   | "Utterances" >> beam.Create(items)
+                   | "Prepare" >> beam.FlatMap(_beam_prepare, cfg=cfg, cache_dir=cache_dir, split=split)
+                   .with_outputs(_REPORT_TAG, main="examples"))
+        _ = (results[_REPORT_TAG]
+             | "CollectOutcomes" >> beam.combiners.ToList()
+             | "WriteReport" >> beam.Map(_write_report, split=split, path=report_path))
+        return results["examples"]
+
+    return generate()
 
 
 def mfcc_config_of(info: tfds.core.DatasetInfo) -> audio_lib.MfccConfig:
