@@ -46,8 +46,9 @@ def main(argv):
         h.addFilter(_QuietLibraries())
 
     if FLAGS.multihost or FLAGS.coordinator:
-        if jax.default_backend() == "cpu" or FLAGS.coordinator:
-            jax.config.update("jax_cpu_collectives_implementation", "gloo")
+        # Cross-process collectives for CPU devices (no effect on GPU/TPU backends). Nothing may touch
+        # the XLA backend before initialize().
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
         jax.distributed.initialize(FLAGS.coordinator, FLAGS.num_processes, FLAGS.process_id)
     from thflax import trainer
     from thflax.errors import InputError

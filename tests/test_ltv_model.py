@@ -177,7 +177,10 @@ def test_bfloat16_compute_float32_params(tiny):
     assert img.dtype == jnp.float32 and mask.dtype == jnp.float32
     assert bool(jnp.all(jnp.isfinite(img)))
     feats = jax.eval_shape(lambda: model.apply(variables, ref, rsk, method=ltv.Generator.encode_reference))
-    assert all(x.dtype == jnp.bfloat16 for x in jax.tree_util.tree_leaves(feats))
+    # Encoder features are bf16; the reference pixels kept for output composition stay float32.
+    assert all(x.dtype == jnp.bfloat16 for k, v in feats.items() if k != "reference"
+               for x in jax.tree_util.tree_leaves(v))
+    assert feats["reference"].dtype == jnp.float32
     # Same params in float32 give nearly the same output (bf16 rounding only).
     img32, _ = _fns(_model())[0](variables, ref, sk, rsk)
     diff = float(jnp.abs(img - img32).max())
@@ -233,7 +236,8 @@ def test_overfits_single_target(tiny):
         return optax.apply_updates(p, upd), s, loss, g
 
     first = None
-    for _ in range(60):
+    # Masks start mostly closed (output ≈ reference), so the first steps are spent opening them.
+    for _ in range(100):
         params, state, loss, grads = step(params, state)
         if first is None:
             first = float(loss)
@@ -241,6 +245,6 @@ def test_overfits_single_target(tiny):
             assert all(bool(jnp.all(jnp.isfinite(x))) for x in leaves)
             assert float(jnp.abs(grads["mask0"]["kernel"]).sum()) > 0
             assert float(jnp.abs(grads["img_encoder"]["stem"]["Conv_0"]["kernel"]).sum()) > 0
-    final = float(loss)  # loss at the 60th step
+    final = float(loss)  # loss at the last step
     print(f"overfit MSE {first:.4f} -> {final:.4f}")
     assert final < 0.15 * first, (first, final)

@@ -64,8 +64,8 @@ def test_lip_branch_uses_template_in_gru_and_head_branch_after():
     p = variables["params"]
     g = cfg.stl.gru_features
     # eq. 4: GRU input = audio (64) + template (32); eq. 5: GRU input = audio only.
-    lip_in = p["lip"]["gru"]["cell"]["ir"]["kernel"].shape[0]
-    head_in = p["head"]["gru"]["cell"]["ir"]["kernel"].shape[0]
+    lip_in = p["lip"]["gru"]["ir"]["kernel"].shape[0]
+    head_in = p["head"]["gru"]["ir"]["kernel"].shape[0]
     assert lip_in == cfg.stl.audio_features + cfg.stl.template_features
     assert head_in == cfg.stl.audio_features
     assert p["head"]["head"]["kernel"].shape == (g + cfg.stl.template_features, 100)
@@ -76,18 +76,21 @@ def test_train_step_reduces_loss_on_a_fixed_batch():
     from thflax import parallel
 
     cfg = tiny.get_config()
-    cfg.stl.learning_rate = 1e-3
+    cfg.stl.learning_rate = 3e-3
     task = STLTask(cfg)
     mesh = parallel.make_mesh(jax.devices()[:1])
     state = parallel.replicate(task.init_state(jax.random.PRNGKey(0)), mesh)
     mfcc, tmpl = _inputs(b=4, t=16)
-    rng = np.random.default_rng(3)
-    lm = (tmpl[:, None] + rng.normal(0, 0.01, (4, 16, 68, 2))).astype(np.float32)
+    # A learnable target: the lower lip and jaw drop in proportion to the frame's mean MFCC.
+    drop = 0.03 * np.tanh(5 * mfcc.mean((2, 3)))  # [b, t], up to ±7.7 px at 256
+    lm = np.broadcast_to(tmpl[:, None], (4, 16, 68, 2)).copy()
+    lm[:, :, 55:60, 1] += drop[..., None]
+    lm[:, :, 5:12, 1] += drop[..., None]
     batch = parallel.global_batch({"mfcc": mfcc, "template": tmpl, "landmarks": lm,
                                    "mask": np.ones((4, 16), np.float32)}, mesh)
     step = parallel.data_parallel(task.train_step, mesh)
     losses = []
-    for i in range(30):
+    for i in range(40):
         state, m = step(state, batch, jax.random.PRNGKey(i))
         losses.append(float(m["loss"]))
-    assert int(state.step) == 30 and losses[-1] < 0.7 * losses[0]
+    assert int(state.step) == 40 and losses[-1] < 0.6 * losses[0], losses

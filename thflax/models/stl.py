@@ -85,8 +85,8 @@ class Branch(nn.Module):
         tmpl = nn.relu(nn.Dense(self.template_features, dtype=self.dtype)(tmpl.reshape(b, -1).astype(self.dtype)))
         tmpl = jnp.broadcast_to(tmpl[:, None], (b, t, tmpl.shape[-1]))
         x = jnp.concatenate([audio, tmpl], -1) if self.template_in_gru else audio
-        rnn = nn.RNN(nn.GRUCell(self.gru_features, dtype=self.dtype, param_dtype=jnp.float32),
-                     return_carry=True, name="gru")
+        rnn = nn.RNN(nn.GRUCell(self.gru_features, dtype=self.dtype, param_dtype=jnp.float32, name="gru"),
+                     return_carry=True)
         if carry is None:
             carry = rnn.cell.initialize_carry(jax.random.PRNGKey(0), (b, x.shape[-1]))
         carry, h = rnn(x, initial_carry=carry)
