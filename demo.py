@@ -128,7 +128,9 @@ def main(argv=None) -> int:
 
     clip, _ = video.read_video(side)
     picks = np.linspace(0, len(clip) - 1, 6).astype(int)
-    grid = np.concatenate([clip[i] for i in picks], axis=1)
+    h = clip.shape[1]
+    tiles = [cv2.resize(clip[i], (clip.shape[2] * 192 // h, 192), interpolation=cv2.INTER_CUBIC) for i in picks]
+    grid = np.concatenate([np.concatenate(tiles[:3], axis=1), np.concatenate(tiles[3:], axis=1)], axis=0)
     still = os.path.join(workdir, "talking_head_frames.png")
     video.write_image(still, grid)
     print(f"{summary_gen['frames']} frames in {time.time() - t0:.0f} s")
