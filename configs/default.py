@@ -5,21 +5,21 @@ batch size, steps and learning rate under config.stl / config.ltv. Use another d
 `--config.data.name=grid/crop256 --config.data.manual_dir=/path/to/GRID` (see README).
 """
 
-import ml_collections
+from thflax.configlib import ConfigDict, placeholder
 
 
-def get_config() -> ml_collections.ConfigDict:
-    c = ml_collections.ConfigDict()
+def get_config() -> ConfigDict:
+    c = ConfigDict()
     c.seed = 0
     c.stage = "all"
     c.half_precision = False  # bfloat16 activations/matmuls, float32 params and optimiser state
 
-    c.data = ml_collections.ConfigDict()
+    c.data = ConfigDict()
     c.data.name = "synthetic_talking_heads/medium"
     c.data.data_dir = ""  # "" = TFDS default (~/tensorflow_datasets)
     c.data.manual_dir = ""
     c.data.prepare = True  # build the dataset first if it is not there
-    c.data.num_workers = ml_collections.config_dict.placeholder(int)  # None = all cores
+    c.data.num_workers = placeholder(int)  # None = all cores
     c.data.shuffle_buffer = 512
     c.data.prefetch = 2
     c.data.keep_ids = False
@@ -27,7 +27,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.data.eval_split = "test"
 
     # Stage 1: speech -> landmarks (paper §3.1).
-    c.stl = ml_collections.ConfigDict()
+    c.stl = ConfigDict()
     c.stl.split = True  # False = "w/o Splitnet" (one branch for all 68 points)
     c.stl.loss = "wing"  # or "mse" / "l1"
     c.stl.wing_w = 10.0
@@ -49,7 +49,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.stl.ema_decay = 0.0
 
     # Stage 2: landmarks -> video (paper §3.2).
-    c.ltv = ml_collections.ConfigDict()
+    c.ltv = ConfigDict()
     c.ltv.image_size = 128  # must match the dataset's crop size
     c.ltv.generator = "fast"  # preset in thflax.models.ltv.GENERATOR_PRESETS
     c.ltv.attention = True  # False = "w/o Attention"
@@ -69,7 +69,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.ltv.grad_clip = 0.0
     c.ltv.ema_decay = 0.0
 
-    c.train = ml_collections.ConfigDict()
+    c.train = ConfigDict()
     c.train.log_every = 50
     c.train.eval_every = 500
     c.train.checkpoint_every = 500

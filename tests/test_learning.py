@@ -39,13 +39,28 @@ def learn_config(tmp_path_factory, learn_corpus):
     return c
 
 
+# Mixed precision (bfloat16 activations, float32 params/optimiser) must learn too; on a CPU bf16 is
+# emulated and slower, so that variant runs outside CI (`make test-slow`).
+PRECISIONS = [pytest.param(False, id="f32"), pytest.param(True, id="bf16", marks=pytest.mark.slow)]
+
+
+def _with_precision(config, half: bool):
+    from thflax.configlib import ConfigDict
+
+    c = ConfigDict(config.to_dict())
+    c.half_precision = half
+    return c
+
+
 def _truth(corpus_dir, ex):
     d = np.load(os.path.join(corpus_dir, "synthetic_truth", ex["speaker"], ex["utterance"] + ".npz"))
     return d
 
 
-def test_stl_beats_template_baseline_and_closes_mouth_in_silence(learn_config, tmp_path):
+@pytest.mark.parametrize("half", PRECISIONS)
+def test_stl_beats_template_baseline_and_closes_mouth_in_silence(learn_config, tmp_path, half):
     from input_pipeline import pipeline
+    learn_config = _with_precision(learn_config, half)
     from thflax import metrics, trainer
     from thflax.models import stl
 
@@ -76,7 +91,7 @@ def test_stl_beats_template_baseline_and_closes_mouth_in_silence(learn_config, t
         vowels.extend(opening[open_vowel])
     m, b = np.mean(model_lmd), np.mean(base_lmd)
     s, v = np.mean(silence), np.mean(vowels)
-    print(f"\nSTL held-out mouth LMD (px @256): model {m:.3f}  template baseline {b:.3f}  ratio {m / b:.2f}")
+    print(f"\n[{'bf16' if half else 'f32'}] STL held-out mouth LMD (px @256): model {m:.3f}  template baseline {b:.3f}  ratio {m / b:.2f}")
     print(f"predicted inner-lip opening (px @256): silence {s:.2f} ({len(silence)} frames)  "
           f"open vowels {v:.2f} ({len(vowels)} frames)")
     assert m < 0.75 * b
@@ -84,8 +99,10 @@ def test_stl_beats_template_baseline_and_closes_mouth_in_silence(learn_config, t
     assert v > s + 2.0 and v > 1.5 * s
 
 
-def test_ltv_beats_reference_baseline_and_attends_to_the_face(learn_config, tmp_path):
+@pytest.mark.parametrize("half", PRECISIONS)
+def test_ltv_beats_reference_baseline_and_attends_to_the_face(learn_config, tmp_path, half):
     from input_pipeline import pipeline
+    learn_config = _with_precision(learn_config, half)
     from thflax import parallel, trainer
 
     task = trainer.make_task(learn_config, "ltv")
@@ -100,7 +117,7 @@ def test_ltv_beats_reference_baseline_and_attends_to_the_face(learn_config, tmp_
         m, _ = evaluate(state, parallel.global_batch(b, mesh), jax.random.PRNGKey(0))
         for k, v in m.items():
             sums[k] = sums.get(k, 0.0) + float(v) / len(batches)
-    print(f"\nLTV held-out ({len(batches) * cfg.eval_batch_size} pairs): SSIM {sums['ssim']:.3f} vs reference "
+    print(f"\n[{'bf16' if half else 'f32'}] LTV held-out ({len(batches) * cfg.eval_batch_size} pairs): SSIM {sums['ssim']:.3f} vs reference "
           f"{sums['ssim_reference']:.3f}; PSNR {sums['psnr']:.2f} vs {sums['psnr_reference']:.2f} dB; "
           f"mask inside face {sums['mask_face']:.3f} vs outside {sums['mask_background']:.3f}")
     assert sums["ssim"] > sums["ssim_reference"] + 0.02

@@ -84,9 +84,8 @@ def load_models(workdir: str, config=None) -> Models:
     The configuration is the one saved with the STL checkpoint unless `config` is given, in which case
     both checkpoints must match it (CheckpointError otherwise).
     """
-    import ml_collections
-
     from thflax import checkpoint
+    from thflax.configlib import ConfigDict
     from thflax.train_ltv import LTVTask
     from thflax.train_stl import STLTask
 
@@ -101,7 +100,7 @@ def load_models(workdir: str, config=None) -> Models:
         ck.close()
         if saved is None:
             raise CheckpointError(f"checkpoint in {path} has no saved config; pass one")
-        config = ml_collections.ConfigDict(json.loads(saved) if isinstance(saved, str) else saved)
+        config = ConfigDict(json.loads(saved) if isinstance(saved, str) else saved)
     stl_task, ltv_task = STLTask(config), LTVTask(config)
     s = _restore_stage(workdir, stl_task, "stl")
     l_state = _restore_stage(workdir, ltv_task, "ltv")

@@ -14,19 +14,19 @@ import time
 from typing import Any
 
 import jax
-import ml_collections
 import numpy as np
 
 from thflax import checkpoint, parallel
+from thflax.configlib import ConfigDict
 
 
 class NonFiniteLossError(FloatingPointError):
     """Raised when a step produced a NaN/inf loss or gradient; the state was not updated."""
 
 
-def stage_config(config: ml_collections.ConfigDict, stage: str) -> ml_collections.ConfigDict:
+def stage_config(config: ConfigDict, stage: str) -> ConfigDict:
     """A view of `config` for one stage: top-level `stage`, `batch_size`, eval sizes from config.<stage>."""
-    c = ml_collections.ConfigDict(config.to_dict())
+    c = ConfigDict(config.to_dict())
     c.stage = stage
     s = c[stage]
     c.batch_size = int(s.batch_size)
@@ -46,7 +46,7 @@ def _scalars(metrics: dict[str, Any]) -> dict[str, float]:
     return {k: float(np.asarray(v)) for k, v in metrics.items()}
 
 
-def train_stage(config: ml_collections.ConfigDict, workdir: str, task, builder=None):
+def train_stage(config: ConfigDict, workdir: str, task, builder=None):
     """Trains `task` (an STLTask / LTVTask) for config.<stage>.num_steps; returns the final state."""
     from clu import metric_writers
     from tqdm import tqdm
@@ -161,7 +161,7 @@ def evaluate_and_log(task, state, eval_batches, p_eval, writer, step: int) -> di
     return scalars
 
 
-def make_task(config: ml_collections.ConfigDict, stage: str):
+def make_task(config: ConfigDict, stage: str):
     """The task object for a stage name."""
     if stage == "stl":
         from thflax.train_stl import STLTask
