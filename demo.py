@@ -51,8 +51,6 @@ def main(argv=None) -> int:
     workdir = os.path.abspath(a.workdir)
     os.makedirs(workdir, exist_ok=True)
 
-    import importlib.util
-
     import cv2
     import numpy as np
     import skimage.data
@@ -60,10 +58,9 @@ def main(argv=None) -> int:
     from absl import logging as absl_logging
 
     absl_logging.set_verbosity(absl_logging.WARNING)
-    spec = importlib.util.spec_from_file_location("demo_config", a.config)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    config = mod.get_config()
+    from thflax.configlib import load_config_file
+
+    config = load_config_file(a.config)
     config.data.data_dir = a.data_dir or os.path.join(workdir, "tfds")
 
     # 1. Data.

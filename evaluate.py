@@ -32,20 +32,11 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-    from thflax import evaluation, generation
+    from thflax import configlib, evaluation, generation
     from thflax.errors import InputError
 
     try:
-        config = None
-        if a.config:
-            import importlib.util
-
-            if not os.path.isfile(a.config):
-                raise InputError(f"config file not found: {a.config}")
-            spec = importlib.util.spec_from_file_location("thflax_user_config", a.config)
-            mod = importlib.util.module_from_spec(spec)
-            spec.loader.exec_module(mod)
-            config = mod.get_config()
+        config = configlib.load_config_file(a.config) if a.config else None
         rows = []
         for spec_ in a.checkpoint:
             name, _, path = spec_.rpartition("=")

@@ -30,21 +30,13 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-    from thflax import generation
+    from thflax import configlib, generation
     from thflax.errors import InputError
 
     config = None
     try:
         if a.config:
-            if not os.path.isfile(a.config):
-                raise InputError(f"config file not found: {a.config}")
-            from ml_collections import config_flags  # noqa: F401  (ensures ml_collections is importable)
-            import importlib.util
-
-            spec = importlib.util.spec_from_file_location("thflax_user_config", a.config)
-            mod = importlib.util.module_from_spec(spec)
-            spec.loader.exec_module(mod)
-            config = mod.get_config()
+            config = configlib.load_config_file(a.config)
         for path, what in ((a.image, "image"), (a.audio, "audio")):
             if not os.path.isfile(path):
                 raise InputError(f"{what} file not found: {path}")

@@ -52,3 +52,20 @@ except ImportError:  # pragma: no cover - exercised on accelerator hosts only
 
 
 __all__ = ["ConfigDict", "placeholder", "HAVE_ML_COLLECTIONS"]
+
+
+def load_config_file(path: str):
+    """`get_config()` of a config file given by path (like `--config configs/x.py` of train.py)."""
+    import importlib.util
+    import os
+
+    from thflax.errors import InputError
+
+    if not os.path.isfile(path):
+        raise InputError(f"config file not found: {path}")
+    spec = importlib.util.spec_from_file_location("thflax_user_config", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    if not hasattr(mod, "get_config"):
+        raise InputError(f"{path} has no get_config()")
+    return mod.get_config()

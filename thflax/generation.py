@@ -120,9 +120,9 @@ class Reference:
     template: np.ndarray  # [68, 2] normalised crop coordinates
 
 
-def prepare_reference(image_path: str, size: int) -> Reference:
-    """Reads the photo, finds the largest face (warning if several) and crops it as in training."""
-    from thflax import crop, landmarks, video
+def detect_face(image_path: str) -> tuple[np.ndarray, np.ndarray]:
+    """Reads the photo and finds the largest face (warning if several): (image, landmarks [68, 2])."""
+    from thflax import landmarks, video
 
     img = video.read_image(image_path)
     with warnings.catch_warnings(record=True) as caught:
@@ -131,6 +131,14 @@ def prepare_reference(image_path: str, size: int) -> Reference:
     for w in caught:
         logging.warning("%s", w.message)
         warnings.warn(str(w.message), stacklevel=2)
+    return img, lm
+
+
+def prepare_reference(image_path: str, size: int, face: tuple[np.ndarray, np.ndarray] | None = None) -> Reference:
+    """The photo's largest face cropped as in training (`face` = a `detect_face` result to reuse)."""
+    from thflax import crop
+
+    img, lm = face if face is not None else detect_face(image_path)
     box = crop.clip_box(lm)
     return Reference(img, lm, box, crop.crop(img, box, size), box.to_crop(lm))
 
@@ -241,10 +249,12 @@ def generate(checkpoint: str, image: str, audio: str, out: str, *, still: bool =
         raise InputError(f"output must be an .mp4/.mov/.mkv file: {out}")
     if fps <= 0 or (size is not None and size < 16):
         raise InputError("--fps must be positive and --size at least 16")
+    # Inputs are checked before the (slower) model loading, so bad ones fail at once.
+    face = detect_face(image)
+    speech = audio_lib.load_audio(audio)
     models = models or load_models(checkpoint, config)
     s = models.image_size
-    reference = prepare_reference(image, s)
-    speech = audio_lib.load_audio(audio)
+    reference = prepare_reference(image, s, face)
     mcfg = models.mfcc_config
     feats = audio_lib.mfcc(speech, mcfg)
     num_frames = audio_lib.num_video_frames(speech.size, fps, mcfg.sample_rate)

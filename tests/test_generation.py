@@ -1,0 +1,146 @@
+"""Generation (photo + speech -> mp4) and end-to-end evaluation, on models trained briefly with configs/tiny.py."""
+
+import json
+import os
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+import skimage.data
+import soundfile as sf
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def workdir(tiny_data_dir, tiny_corpus, tmp_path_factory):
+    from configs import tiny
+    from thflax import trainer
+
+    wd = str(tmp_path_factory.mktemp("gen_workdir"))
+    cfg = tiny.get_config()
+    cfg.data.data_dir = tiny_data_dir
+    cfg.data.manual_dir = tiny_corpus
+    cfg.stl.num_steps = 10
+    cfg.ltv.num_steps = 10
+    for stage in ("stl", "ltv"):
+        trainer.train_stage(cfg, wd, trainer.make_task(cfg, stage))
+    return wd
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory, tiny_corpus):
+    d = tmp_path_factory.mktemp("gen_inputs")
+    photo = str(d / "astronaut.png")
+    cv2.imwrite(photo, cv2.cvtColor(skimage.data.astronaut(), cv2.COLOR_RGB2BGR))
+    speech = sorted((p for p in os.scandir(os.path.join(tiny_corpus, "audio", "s1"))), key=lambda p: p.name)[0].path
+    x, sr = sf.read(speech, dtype="float32")
+    wav44 = str(d / "speech44k.wav")
+    sf.write(wav44, np.interp(np.arange(int(len(x) * 44100 / sr)) * sr / 44100, np.arange(len(x)), x), 44100)
+    noise = str(d / "noise.png")
+    cv2.imwrite(noise, np.random.default_rng(0).integers(0, 255, (200, 200, 3), dtype=np.uint8))
+    notimg = str(d / "notimage.png")
+    open(notimg, "wb").write(b"definitely not a png")
+    silent = str(d / "silent.wav")
+    sf.write(silent, np.zeros(16000, np.float32), 16000)
+    short = str(d / "short.wav")
+    sf.write(short, x[:800], sr)
+    empty = str(d / "empty.wav")
+    sf.write(empty, np.zeros(0, np.float32), 16000)
+    junk = str(d / "junk.wav")
+    open(junk, "wb").write(b"RIFF....WAVEjunk" * 20)
+    return {"photo": photo, "speech": speech, "wav44": wav44, "noise": noise, "notimg": notimg, "silent": silent,
+            "short": short, "empty": empty, "junk": junk, "dir": str(d)}
+
+
+def _cli(workdir, image, audio, out, *extra):
+    return subprocess.run([sys.executable, "generate.py", "--checkpoint", workdir, "--image", image, "--audio", audio,
+                           "--out", out, "--quiet", *extra], cwd=ROOT, capture_output=True, text=True, timeout=600)
+
+
+def _has_audio_stream(path):
+    import imageio_ffmpeg
+
+    p = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-i", path], capture_output=True, text=True)
+    return "Audio:" in p.stderr
+
+
+def test_cli_writes_mp4_with_audio_at_any_rate(workdir, inputs, tmp_path):
+    from thflax import video
+
+    out = str(tmp_path / "talking.mp4")
+    r = _cli(workdir, inputs["photo"], inputs["wav44"], out, "--landmarks-video")
+    assert r.returncode == 0, r.stderr[-2000:]
+    frames, fps = video.read_video(out)
+    n_audio = sf.info(inputs["speech"]).frames / sf.info(inputs["speech"]).samplerate
+    assert fps == 25 and abs(len(frames) - int(n_audio * 25)) <= 1
+    assert frames.shape[1:] == (512, 1024, 3)  # the whole photo + the landmark panel beside it
+    assert _has_audio_stream(out)
+
+
+@pytest.mark.parametrize("case,message", [
+    ("missing_image", "image file not found"),
+    ("notimg", "not a readable image"),
+    ("noise", "no face found"),
+    ("missing_audio", "audio file not found"),
+    ("junk", "cannot read audio"),
+    ("empty", "no samples"),
+    ("silent", "silent"),
+    ("short", "too short"),
+])
+def test_bad_inputs_give_one_line_and_no_file(workdir, inputs, tmp_path, case, message):
+    image, audio = inputs["photo"], inputs["speech"]
+    if case == "missing_image":
+        image = str(tmp_path / "nope.jpg")
+    elif case in ("notimg", "noise"):
+        image = inputs[case]
+    elif case == "missing_audio":
+        audio = str(tmp_path / "nope.wav")
+    else:
+        audio = inputs[case]
+    out = tmp_path / "out.mp4"
+    r = _cli(workdir, image, audio, str(out))
+    assert r.returncode == 2
+    lines = [l for l in r.stderr.strip().splitlines() if l.startswith("error:")]
+    assert len(lines) == 1 and message in lines[0], r.stderr[-1500:]
+    assert "Traceback" not in r.stderr
+    assert not out.exists() and not list(tmp_path.glob(".thflax-*"))
+
+
+def test_checkpoint_of_another_config_is_refused(workdir, inputs, tmp_path):
+    r = _cli(workdir, inputs["photo"], inputs["speech"], str(tmp_path / "o.mp4"), "--config", "configs/cpu.py")
+    assert r.returncode == 2 and "different stl configuration" in r.stderr
+    r = _cli(str(tmp_path / "empty_dir"), inputs["photo"], inputs["speech"], str(tmp_path / "o.mp4"))
+    assert r.returncode == 2 and "checkpoint folder not found" in r.stderr
+
+
+def test_still_keeps_the_head_and_chunks_match_one_pass(workdir, inputs):
+    from thflax import audio, generation
+
+    models = generation.load_models(workdir)
+    ref = generation.prepare_reference(inputs["photo"], models.image_size)
+    win = audio.audio_to_windows(audio.load_audio(inputs["speech"]), 25, models.mfcc_config)
+    moving = np.concatenate(list(generation.predict_landmarks(models, win, ref.template, chunk=250)))
+    chunked = np.concatenate(list(generation.predict_landmarks(models, win, ref.template, chunk=16)))
+    still = np.concatenate(list(generation.predict_landmarks(models, win, ref.template, still=True)))
+    assert moving.shape == (len(win), 68, 2)
+    np.testing.assert_allclose(chunked, moving, atol=1e-5)  # GRU state carried across chunks
+    np.testing.assert_allclose(still[:, :48], np.broadcast_to(ref.template[:48], still[:, :48].shape), atol=1e-4)
+
+
+def test_evaluate_cli_writes_table_and_json(workdir, tiny_config, tmp_path):
+    out = tmp_path / "eval"
+    r = subprocess.run([sys.executable, "evaluate.py", "--checkpoint", f"Full={workdir}", "--workdir", str(out),
+                        "--data_dir", tiny_config.data.data_dir, "--manual_dir", tiny_config.data.manual_dir,
+                        "--quiet"], cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-2000:]
+    table = (out / "table2.md").read_text()
+    assert "| Method | LMD | SSIM | PSNR |" in table
+    for name in ("Reference frame (copied)", "Template landmarks (no speech)", "Full"):
+        assert f"| {name} |" in table
+    per = json.loads((out / "per_utterance.json").read_text())
+    assert len(per["Full"]) == 2 and all(0 <= u["ssim"] <= 1 for u in per["Full"])
+    ref = per["Reference frame (copied)"][0]
+    assert np.isfinite(ref["psnr"]) and ref["psnr"] < 60  # frame 0 (the reference itself) is excluded
