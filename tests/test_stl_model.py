@@ -94,3 +94,24 @@ def test_train_step_reduces_loss_on_a_fixed_batch():
         state, m = step(state, batch, jax.random.PRNGKey(i))
         losses.append(float(m["loss"]))
     assert int(state.step) == 40 and losses[-1] < 0.6 * losses[0], losses
+
+
+def test_ema_tracks_parameters_when_enabled():
+    from thflax import parallel
+
+    cfg = tiny.get_config()
+    cfg.stl.ema_decay = 0.5
+    cfg.stl.learning_rate = 1e-2
+    task = STLTask(cfg)
+    mesh = parallel.make_mesh(jax.devices()[:1])
+    state = parallel.replicate(task.init_state(jax.random.PRNGKey(0)), mesh)
+    mfcc, tmpl = _inputs(b=2, t=8)
+    lm = np.broadcast_to(tmpl[:, None], (2, 8, 68, 2)) + 0.02
+    batch = parallel.global_batch({"mfcc": mfcc, "template": tmpl, "landmarks": lm.astype(np.float32),
+                                   "mask": np.ones((2, 8), np.float32)}, mesh)
+    p0 = jax.device_get(state.params["stl"]["lip"]["head"]["bias"])
+    state, _ = parallel.data_parallel(task.train_step, mesh)(state, batch, jax.random.PRNGKey(0))
+    p1 = np.asarray(state.params["stl"]["lip"]["head"]["bias"])
+    ema = np.asarray(state.ema_params["stl"]["lip"]["head"]["bias"])
+    np.testing.assert_allclose(ema, 0.5 * p0 + 0.5 * p1, atol=1e-6)
+    assert np.abs(p1 - p0).max() > 0

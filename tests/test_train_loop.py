@@ -60,7 +60,8 @@ def test_sigkill_and_resume_reaches_the_same_parameters(tiny_config, tmp_path, s
         np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-5, atol=1e-6)
 
 
-def test_nan_loss_stops_with_clear_error_and_keeps_last_checkpoint(tiny_config, tmp_path, monkeypatch):
+@pytest.mark.parametrize("stage,key", [("stl", "mfcc"), ("ltv", "landmarks")])
+def test_nan_loss_stops_with_clear_error_and_keeps_last_checkpoint(tiny_config, tmp_path, monkeypatch, stage, key):
     from thflax import parallel, trainer
 
     original = parallel.prefetch_to_mesh
@@ -69,16 +70,16 @@ def test_nan_loss_stops_with_clear_error_and_keeps_last_checkpoint(tiny_config, 
         def gen():
             for i, b in enumerate(batches):
                 if i == 6:  # the 7th step sees a NaN input
-                    b = dict(b, mfcc=np.full_like(b["mfcc"], np.nan))
+                    b = dict(b, **{key: np.full_like(b[key], np.nan)})
                 yield b
         return original(gen(), mesh, size)
 
     monkeypatch.setattr(parallel, "prefetch_to_mesh", poisoned)
     cfg = tiny_config
-    cfg.stl.num_steps = 12
+    cfg[stage].num_steps = 12
     cfg.train.checkpoint_every = 4
     with pytest.raises(trainer.NonFiniteLossError, match="non-finite loss or gradient at step 7.*last good checkpoint: step 4"):
-        trainer.train_stage(cfg, str(tmp_path), trainer.make_task(cfg, "stl"))
-    step, state = _final_params(tmp_path, "stl")
+        trainer.train_stage(cfg, str(tmp_path), trainer.make_task(cfg, stage))
+    step, state = _final_params(tmp_path, stage)
     assert step == 4
     assert all(np.all(np.isfinite(np.asarray(x))) for x in jax.tree.leaves(state))
