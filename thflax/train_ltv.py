@@ -97,7 +97,8 @@ class LTVTask:
         ref, sk, _ = ltv.dummy_inputs(self.size)
         dp = jax.jit(lambda k: self.discriminator.init(k, ref, sk))(d_rng)["params"]
         params = {G: gp, D: dp}
-        ema = {G: gp} if self.config.ltv.get("ema_decay", 0.0) else {}
+        # A copy: the state is donated to the step, and one buffer cannot be donated twice.
+        ema = {G: jax.tree.map(jnp.copy, gp)} if self.config.ltv.get("ema_decay", 0.0) else {}
         return TrainState(step=jnp.array(0, jnp.int32), params=params, batch_stats={},
                           opt_state={G: self.tx[G].init(gp), D: self.tx[D].init(dp)}, ema_params=ema,
                           rng=jax.random.key_data(s_rng))

@@ -66,7 +66,8 @@ class STLTask:
         d = dummy_batch(self.config)
         variables = self.infer_model.init(init_rng, d["mfcc"], d["template"], train=False)
         params = {"stl": variables["params"]}
-        ema = params if self.config.stl.get("ema_decay", 0.0) else {}
+        # A copy: the state is donated to the step, and one buffer cannot be donated twice.
+        ema = jax.tree.map(jnp.copy, params) if self.config.stl.get("ema_decay", 0.0) else {}
         return TrainState(step=jnp.array(0, jnp.int32), params=params,
                           batch_stats={"stl": variables["batch_stats"]},
                           opt_state={"stl": self.tx.init(params["stl"])}, ema_params=ema,
