@@ -1,0 +1,71 @@
+"""Quality cost of the fast generator: trains the LTV net with each preset for the same steps on the
+synthetic corpus and prints held-out SSIM/PSNR (vs the copied reference frame) and train frames/s.
+
+    python benchmarks/ltv_quality.py --data_dir DIR [--presets fast paper] [--steps 300]
+
+DIR must hold synthetic_talking_heads/small (prepared by the demo or the learning tests). Uses
+configs/cpu.py (64x64) so that it runs on a CPU; this is a measurement, not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data_dir", required=True)
+    p.add_argument("--presets", nargs="+", default=["fast", "paper"])
+    p.add_argument("--steps", type=int, default=300)
+    a = p.parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from absl import logging as absl_logging
+
+    absl_logging.set_verbosity(absl_logging.WARNING)
+    import jax
+
+    from configs import cpu
+    from input_pipeline import pipeline
+    from thflax import parallel, trainer
+    from thflax.models import ltv
+
+    rows = []
+    for preset in a.presets:
+        c = cpu.get_config()
+        c.data.data_dir = a.data_dir
+        c.data.prepare = False
+        c.ltv.generator = preset
+        c.ltv.num_steps = a.steps
+        c.train.eval_every = 10**9
+        task = trainer.make_task(c, "ltv")
+        with tempfile.TemporaryDirectory() as wd:
+            t0 = time.time()
+            state = trainer.train_stage(c, wd, task)
+            dt = time.time() - t0
+        sc = trainer.stage_config(c, "ltv")
+        sc.eval_batches = 4
+        mesh = parallel.make_mesh()
+        ev = parallel.data_parallel_eval(task.eval_step, mesh)
+        sums, batches = {}, list(pipeline.as_numpy(pipeline.eval_dataset(sc)))
+        for b in batches:
+            m, _ = ev(state, parallel.global_batch(b, mesh), jax.random.PRNGKey(0))
+            for k, v in m.items():
+                sums[k] = sums.get(k, 0.0) + float(v) / len(batches)
+        gf = ltv.generator_flops(preset, 64) / 1e9
+        rows.append(f"| {preset} | {gf:.2f} | {a.steps} | {dt / 60:.1f} | {sums['ssim']:.3f} ({sums['ssim_reference']:.3f}) "
+                    f"| {sums['psnr']:.2f} ({sums['psnr_reference']:.2f}) | {sums['mask_face']:.2f} / {sums['mask_background']:.2f} |")
+        print(rows[-1], flush=True)
+    print("\n| preset | GFLOP/frame @64 | steps | train min (incl. compile) | SSIM (copied ref.) | PSNR dB (copied ref.) | mask face / background |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    print("\n".join(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
