@@ -140,8 +140,8 @@ def train_stage(config: ConfigDict, workdir: str, task, builder=None):
     return state
 
 
-def evaluate_and_log(task, state, eval_batches, p_eval, writer, step: int) -> dict[str, float]:
-    """Held-out metrics (mean over eval batches) and the task's images, written at `step`."""
+def evaluate(state, eval_batches, p_eval) -> tuple[dict[str, float], tuple | None]:
+    """Held-out metrics (mean over eval batches) and (first batch, its outputs) for images."""
     sums: dict[str, float] = {}
     first = None
     for b in eval_batches:
@@ -150,7 +150,12 @@ def evaluate_and_log(task, state, eval_batches, p_eval, writer, step: int) -> di
             sums[k] = sums.get(k, 0.0) + v
         if first is None:
             first = (b, out)
-    scalars = {k: v / max(len(eval_batches), 1) for k, v in sums.items()}
+    return {k: v / max(len(eval_batches), 1) for k, v in sums.items()}, first
+
+
+def evaluate_and_log(task, state, eval_batches, p_eval, writer, step: int) -> dict[str, float]:
+    """Held-out metrics (mean over eval batches) and the task's images, written at `step`."""
+    scalars, first = evaluate(state, eval_batches, p_eval)
     writer.write_scalars(step, {f"eval/{k}": v for k, v in scalars.items()})
     if first is not None and hasattr(task, "images"):
         local = lambda x: np.concatenate([np.asarray(s.data) for s in x.addressable_shards[:1]])  # noqa: E731
