@@ -1,6 +1,7 @@
 """The main job: synthetic corpus -> train STL and LTV -> Table-2 metrics -> talking-head mp4.
 
-    python demo.py --workdir runs/demo        (what `make demo` runs)
+    python demo.py --workdir runs/demo        (what `make demo` runs; --config.data.data_dir=DIR to
+                                              keep the prepared corpus elsewhere)
 
 1. generates the small synthetic corpus (eSpeak NG speech, the bundled real photo animated, GRID
    layout) and prepares it with dlib into a TFDS dataset, printing its statistics;
@@ -12,11 +13,18 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import sys
 import time
+
+from absl import flags
+
+from thflax import cli
+
+FLAGS = flags.FLAGS
+cli.define_config(os.path.join(os.path.dirname(cli.DEFAULT_CONFIG), "cpu.py"), "Demo configuration.")
+flags.DEFINE_string("workdir", "runs/demo", "Where the corpus, checkpoints and outputs go.")
+flags.DEFINE_integer("eval_utterances", 8, "Held-out utterances to evaluate on.", lower_bound=1)
 
 
 def _say(msg: str) -> None:
@@ -39,16 +47,11 @@ def unseen_sentence(corpus_dir: str, seed: int = 7) -> tuple[list[str], str]:
             return words, uid
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--workdir", default="runs/demo")
-    p.add_argument("--data_dir", default=None, help="TFDS data_dir (default: <workdir>/tfds)")
-    p.add_argument("--config", default="configs/cpu.py")
-    p.add_argument("--eval_utterances", type=int, default=8)
-    a = p.parse_args(argv)
+def main(argv) -> int:
+    del argv
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     t_start = time.time()
-    workdir = os.path.abspath(a.workdir)
+    workdir = os.path.abspath(FLAGS.workdir)
     os.makedirs(workdir, exist_ok=True)
 
     import cv2
@@ -58,10 +61,9 @@ def main(argv=None) -> int:
     from absl import logging as absl_logging
 
     absl_logging.set_verbosity(absl_logging.WARNING)
-    from thflax.configlib import load_config_file
-
-    config = load_config_file(a.config)
-    config.data.data_dir = a.data_dir or os.path.join(workdir, "tfds")
+    config = FLAGS.config
+    if not config.data.data_dir:
+        config.data.data_dir = os.path.join(workdir, "tfds")
 
     # 1. Data.
     _say(f"1/4 synthetic corpus + dlib preparation ({config.data.name})")
@@ -80,28 +82,24 @@ def main(argv=None) -> int:
           f"build report: {[r['counts'] for r in reports]}  ({time.time() - t0:.0f} s)")
 
     # 2. Training.
-    from thflax import trainer
+    from thflax import tasks, trainer
 
-    config.data.prepare = False
-    for stage in ("stl", "ltv"):
+    for stage in tasks.stage_names("all"):
         _say(f"2/4 training {stage.upper()} ({config[stage].num_steps} steps) -> {workdir}/{stage}")
         t0 = time.time()
-        trainer.train_stage(config, workdir, trainer.make_task(config, stage), builder=builder)
+        task = tasks.get_task(config, stage)
+        trainer.train_stage(config, workdir, task, pipeline.StageData(config, task, builder))
         print(f"{stage}: {time.time() - t0:.0f} s")
 
     # 3. Evaluation.
-    _say(f"3/4 end-to-end evaluation on {a.eval_utterances} held-out utterances")
-    from thflax import evaluation, generation
+    _say(f"3/4 end-to-end evaluation on {FLAGS.eval_utterances} held-out utterances")
+    from thflax import evaluation, generation, inference, params
 
     t0 = time.time()
-    models = generation.load_models(workdir)
-    rows = [evaluation.Row("Reference frame (copied)", kind="reference"),
-            evaluation.Row("Template landmarks (no speech)", models, kind="template"),
-            evaluation.Row("thflax (Full)", models)]
-    results = evaluation.evaluate(rows, pipeline.utterances(config, "test", builder=builder), a.eval_utterances)
-    summary = evaluation.summarize(results)
-    table = evaluation.markdown_table(summary)
-    paths = evaluation.write_results(os.path.join(workdir, "eval"), results, summary, table)
+    models = inference.load_models(workdir)
+    _, table, paths = evaluation.run_table([("thflax (Full)", models)],
+                                           pipeline.utterances(config, "test", builder=builder),
+                                           os.path.join(workdir, "eval"), FLAGS.eval_utterances)
     print(table)
     print(f"({time.time() - t0:.0f} s)")
 
@@ -118,7 +116,10 @@ def main(argv=None) -> int:
     wav = os.path.join(workdir, f"speech_{uid}.wav")
     sf.write(wav, utt.audio, utt.sample_rate)
     out = os.path.join(workdir, "talking_head.mp4")
-    summary_gen = generation.generate(workdir, photo, wav, out, models=models)
+    export_dir = os.path.join(workdir, "export")
+    info = params.export(workdir, export_dir, overwrite=True)
+    print(f"exported the trained parameters to {export_dir} ({info['bytes'] / 2**20:.1f} MiB)")
+    summary_gen = generation.generate(export_dir, photo, wav, out)
     side = os.path.join(workdir, "talking_head_landmarks.mp4")
     generation.generate(workdir, photo, wav, side, models=models, crop_only=True, landmarks_video=True, progress=False)
     from thflax import video
@@ -133,6 +134,7 @@ def main(argv=None) -> int:
     print(f"{summary_gen['frames']} frames in {time.time() - t0:.0f} s")
 
     _say(f"done in {(time.time() - t_start) / 60:.1f} min")
+    print(f"export bundle:    {export_dir}")
     print(f"video:            {out}")
     print(f"video + landmarks: {side}")
     print(f"frames grid:      {still}")
@@ -142,4 +144,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli.run(main)

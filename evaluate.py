@@ -3,72 +3,53 @@
     python evaluate.py --checkpoint runs/demo                       # one model + the trivial rows
     python evaluate.py --checkpoint Full=runs/full --checkpoint "w/o Attention=runs/no_attention" ...
 
-Each --checkpoint is a training workdir (stl/ and ltv/ checkpoints), optionally named NAME=DIR; the
-dataset is the one the first checkpoint was trained on (override with --data_name / --data_dir /
---manual_dir). Rows "Reference frame (copied)" and "Template landmarks (no speech)" are added as
-floors (disable with --no_trivial_rows). Writes table2.md, summary.json and per_utterance.json to
---workdir and prints the table. Protocol: see thflax/evaluation.py.
+Each --checkpoint is a training workdir or an export bundle, optionally named NAME=PATH. The config
+(and so the dataset) is the one the first checkpoint was trained with; --config FILE makes every
+checkpoint match that file, and overrides such as --config.data.data_dir=DIR or
+--config.data.name=grid/crop256 change it. Rows "Reference frame (copied)" and "Template landmarks
+(no speech)" are added as floors (--notrivial_rows drops them). Writes table2.md, summary.json and
+per_utterance.json to --out_dir and prints the table. Protocol: see thflax/evaluation.py.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
-import sys
+
+from absl import flags
+
+from thflax import cli
+
+FLAGS = flags.FLAGS
+cli.define_config(help_text="Config file the checkpoints must match (default: the saved ones).")
+flags.DEFINE_multi_string("checkpoint", None, "[NAME=]training workdir or export bundle (repeatable).")
+flags.DEFINE_string("out_dir", None, "Where to write the results (default: <first checkpoint>/eval).")
+flags.DEFINE_string("split", "test", "Dataset split to evaluate on.")
+flags.DEFINE_integer("max_utterances", None, "Evaluate on the first N utterances only.", lower_bound=1)
+flags.DEFINE_bool("trivial_rows", True, "Add the copied-reference and template floor rows.")
+flags.DEFINE_bool("quiet", False, "No progress bar.")
+flags.mark_flags_as_required(["checkpoint"])
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--checkpoint", action="append", required=True, help="[NAME=]training workdir (repeatable)")
-    p.add_argument("--workdir", default=None, help="where to write the results (default: first checkpoint/eval)")
-    p.add_argument("--config", default=None, help="config file the checkpoints must match (default: saved ones)")
-    p.add_argument("--data_name", default=None)
-    p.add_argument("--data_dir", default=None)
-    p.add_argument("--manual_dir", default=None)
-    p.add_argument("--split", default="test")
-    p.add_argument("--max_utterances", type=int, default=None)
-    p.add_argument("--no_trivial_rows", action="store_true")
-    p.add_argument("--quiet", action="store_true")
-    a = p.parse_args(argv)
+def main(argv) -> int:
+    del argv
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from input_pipeline import pipeline
+    from thflax import evaluation, inference
 
-    from thflax import configlib, evaluation, generation
-    from thflax.errors import InputError
-
-    try:
-        config = configlib.load_config_file(a.config) if a.config else None
-        rows = []
-        for spec_ in a.checkpoint:
-            name, _, path = spec_.rpartition("=")
-            name = name or os.path.basename(os.path.normpath(path))
-            rows.append(evaluation.Row(name, generation.load_models(path, config)))
-        first = rows[0].models.config
-        data = first.data
-        if a.data_name:
-            data.name = a.data_name
-        if a.data_dir is not None:
-            data.data_dir = a.data_dir
-        if a.manual_dir is not None:
-            data.manual_dir = a.manual_dir
-        if not a.no_trivial_rows:
-            rows = [evaluation.Row("Reference frame (copied)", kind="reference"),
-                    evaluation.Row("Template landmarks (no speech)", rows[0].models, kind="template")] + rows
-        from input_pipeline import pipeline
-
-        utts = pipeline.utterances(first, a.split)
-        results = evaluation.evaluate(rows, utts, a.max_utterances, progress=not a.quiet)
-    except InputError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    summary = evaluation.summarize(results)
-    table = evaluation.markdown_table(summary)
-    workdir = a.workdir or os.path.join(a.checkpoint[0].rpartition("=")[2], "eval")
-    paths = evaluation.write_results(workdir, results, summary, table)
+    specs = [s.rpartition("=") for s in FLAGS.checkpoint]
+    specs = [(name or os.path.basename(os.path.normpath(path)), path) for name, _, path in specs]
+    config = cli.checkpoint_config(specs[0][1])
+    models = [(name, inference.load_models(path, config if (i == 0 or cli.config_given()) else None))
+              for i, (name, path) in enumerate(specs)]
+    utts = pipeline.utterances(config, FLAGS.split)
+    out_dir = FLAGS.out_dir or os.path.join(specs[0][1], "eval")
+    summary, table, paths = evaluation.run_table(models, utts, out_dir, FLAGS.max_utterances,
+                                                 trivial_rows=FLAGS.trivial_rows, progress=not FLAGS.quiet)
     print(table)
-    print(f"\n{summary[rows[-1].name]['utterances']} held-out utterances; results in {paths['table']}, "
+    print(f"\n{summary[specs[-1][0]]['utterances']} held-out utterances; results in {paths['table']}, "
           f"{paths['per_utterance']}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli.run(main)

@@ -2,53 +2,61 @@
 
     python generate.py --checkpoint runs/demo --image face.jpg --audio speech.wav --out talking.mp4
 
---checkpoint is a training workdir (holding stl/ and ltv/ checkpoints). Bad inputs print one line
-and exit with status 2; the output file is only created when generation succeeded.
+--checkpoint is a training workdir (stl/ and ltv/ checkpoints) or an export bundle (export.py). The
+model's config is the saved one; --config FILE requires the checkpoint to match that file, and
+--config.x=y overrides change it. Bad inputs print one line and exit with status 2; the output file
+is only created when generation succeeded.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
-import sys
+
+from absl import flags
+
+from thflax import cli
+
+FLAGS = flags.FLAGS
+cli.define_config(help_text="Config file the checkpoint must match (default: the one saved with it).")
+flags.DEFINE_string("checkpoint", None, "Training workdir (stl/ and ltv/ checkpoints) or export bundle.")
+flags.DEFINE_string("image", None, "Photo of a face.")
+flags.DEFINE_string("audio", None, "Speech (wav/flac/mp3/mp4..., any sample rate).")
+flags.DEFINE_string("out", None, "Output .mp4.")
+flags.DEFINE_bool("still", False, "No head motion: animate the lips only.")
+flags.DEFINE_bool("landmarks_video", False, "Show the predicted landmarks beside the video.")
+flags.DEFINE_bool("crop_only", False, "Write the face crop instead of the whole photo.")
+flags.DEFINE_float("fps", 25.0, "Output frame rate.", lower_bound=1.0)
+flags.DEFINE_integer("size", None, "Output height in pixels (default: the photo's).", lower_bound=16)
+flags.DEFINE_integer("batch", 16, "Frames per generator call.", lower_bound=1)
+flags.DEFINE_integer("face_index", None, "Which face of the photo: 0 = the highest detection score.", lower_bound=0)
+flags.DEFINE_list("face_box", None, "Which face of the photo: the one inside x0,y0,x1,y1 (pixels).")
+flags.DEFINE_bool("quiet", False, "No progress bar.")
+flags.mark_flags_as_required(["checkpoint", "image", "audio", "out"])
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--checkpoint", required=True, help="training workdir with stl/ and ltv/ checkpoints")
-    p.add_argument("--image", required=True, help="photo of a face (the largest face is used)")
-    p.add_argument("--audio", required=True, help="speech (wav/flac/mp3/mp4..., any sample rate)")
-    p.add_argument("--out", required=True, help="output .mp4")
-    p.add_argument("--config", default=None, help="config file the checkpoint must match (default: the saved one)")
-    p.add_argument("--still", action="store_true", help="no head motion: animate the lips only")
-    p.add_argument("--landmarks-video", action="store_true", help="show the predicted landmarks beside the video")
-    p.add_argument("--crop-only", action="store_true", help="write the face crop instead of the whole photo")
-    p.add_argument("--fps", type=float, default=25.0)
-    p.add_argument("--size", type=int, default=None, help="output height in pixels")
-    p.add_argument("--batch", type=int, default=16, help="frames per generator call")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    a = p.parse_args(argv)
+def main(argv) -> int:
+    del argv
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from thflax import generation
 
-    from thflax import configlib, generation
     from thflax.errors import InputError
 
-    config = None
-    try:
-        if a.config:
-            config = configlib.load_config_file(a.config)
-        for path, what in ((a.image, "image"), (a.audio, "audio")):
-            if not os.path.isfile(path):
-                raise InputError(f"{what} file not found: {path}")
-        summary = generation.generate(a.checkpoint, a.image, a.audio, a.out, still=a.still,
-                                      landmarks_video=a.landmarks_video, crop_only=a.crop_only, fps=a.fps,
-                                      size=a.size, batch=a.batch, progress=not a.quiet, config=config)
-    except InputError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    face_box = None
+    if FLAGS.face_box is not None:
+        try:
+            face_box = tuple(int(v) for v in FLAGS.face_box)
+        except ValueError:
+            face_box = ()
+        if len(face_box) != 4:
+            raise InputError(f"--face_box takes four whole numbers x0,y0,x1,y1, not {','.join(FLAGS.face_box)}")
+    config = cli.checkpoint_config(FLAGS.checkpoint) if cli.config_given() else None
+    summary = generation.generate(FLAGS.checkpoint, FLAGS.image, FLAGS.audio, FLAGS.out, still=FLAGS.still,
+                                  landmarks_video=FLAGS.landmarks_video, crop_only=FLAGS.crop_only, fps=FLAGS.fps,
+                                  size=FLAGS.size, batch=FLAGS.batch, progress=not FLAGS.quiet, config=config,
+                                  face_index=FLAGS.face_index, face_box=face_box)
     print(f"wrote {summary['out']} ({summary['frames']} frames, {summary['seconds']:.2f} s)")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli.run(main)

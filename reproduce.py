@@ -7,60 +7,62 @@ Full (full.py), plus the floors "Reference frame (copied)" and "Template landmar
 The four rows need only two STL nets (split / not split) and two LTV nets (attention / not): each is
 trained once and each row's workdir links the two it uses, e.g. runs/reproduce/full/stl ->
 ../_stages/stl_split/stl. Every checkpoint is checked against its row's config when loaded.
-Writes <workdir>/table2.md, summary.json, per_utterance.json and timing.json.
-
-For GRID: the same with `--data_name grid/crop64 --manual_dir ~/grid` (and the configs' sizes raised
-for a GPU), or train the four configs with train.py and run evaluate.py with --config per row.
+`--config.x=y` overrides apply to every row's config (e.g. --config.data.name=grid/crop64
+--config.data.manual_dir=~/grid for GRID, with the sizes raised for a GPU). Writes
+<workdir>/table2.md, summary.json, per_utterance.json and timing.json.
 """
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import json
 import os
-import sys
 import time
+
+from absl import flags
+
+from thflax import cli
 
 ROWS = (("Baseline", "baseline"), ("w/o Splitnet", "no_split"), ("w/o Attention", "no_attention"),
         ("Full", "full"))
 
+FLAGS = flags.FLAGS
+cli.define_config(os.path.join(os.path.dirname(cli.DEFAULT_CONFIG), "full.py"),
+                  "Only its --config.x=y overrides are used: they apply to every row's config.")
+flags.DEFINE_string("workdir", "runs/reproduce", "Where the corpus, the four models and the table go.")
+flags.DEFINE_integer("max_utterances", None, "Evaluate on the first N held-out utterances only.", lower_bound=1)
+flags.DEFINE_float("steps_scale", 1.0, "Multiply every config's step counts.", lower_bound=0.0)
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--workdir", default="runs/reproduce")
-    p.add_argument("--data_dir", default=None, help="TFDS data_dir (default: <workdir>/tfds)")
-    p.add_argument("--data_name", default=None)
-    p.add_argument("--manual_dir", default=None)
-    p.add_argument("--max_utterances", type=int, default=None)
-    p.add_argument("--steps_scale", type=float, default=1.0, help="multiply every config's step counts")
-    a = p.parse_args(argv)
+
+def row_configs(workdir: str) -> dict:
+    """Each row's config with the command line's overrides and the shared data folder."""
+    configs = {}
+    for _, mod in ROWS:
+        c = importlib.import_module(f"configs.{mod}").get_config()
+        c.data.data_dir = os.path.join(workdir, "tfds")
+        cli.apply_overrides(c)
+        for stage in ("stl", "ltv"):
+            c[stage].num_steps = max(1, int(round(c[stage].num_steps * FLAGS.steps_scale)))
+        configs[mod] = c
+    return configs
+
+
+def main(argv) -> int:
+    del argv
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from absl import logging as absl_logging
 
     absl_logging.set_verbosity(absl_logging.WARNING)
     from input_pipeline import pipeline
-    from thflax import evaluation, generation, trainer
+    from thflax import evaluation, inference, tasks, trainer
 
-    workdir = os.path.abspath(a.workdir)
+    workdir = os.path.abspath(FLAGS.workdir)
     timing: dict[str, float] = {}
     t_all = time.time()
-    configs = {}
-    for _, mod in ROWS:
-        c = importlib.import_module(f"configs.{mod}").get_config()
-        c.data.data_dir = a.data_dir or os.path.join(workdir, "tfds")
-        if a.data_name:
-            c.data.name = a.data_name
-        if a.manual_dir:
-            c.data.manual_dir = a.manual_dir
-        for stage in ("stl", "ltv"):
-            c[stage].num_steps = max(1, int(round(c[stage].num_steps * a.steps_scale)))
-        configs[mod] = c
+    configs = row_configs(workdir)
     t0 = time.time()
     builder = pipeline.get_builder(configs["full"].data)
     timing["data"] = time.time() - t0
-    for c in configs.values():
-        c.data.prepare = False
 
     stage_dirs = {}
     for _, mod in ROWS:
@@ -71,7 +73,8 @@ def main(argv=None) -> int:
             if key not in stage_dirs:
                 print(f"== training {key} ({c[stage].num_steps} steps)", flush=True)
                 t0 = time.time()
-                trainer.train_stage(c, src, trainer.make_task(c, stage), builder=builder)
+                task = tasks.get_task(c, stage)
+                trainer.train_stage(c, src, task, pipeline.StageData(c, task, builder))
                 timing[key] = time.time() - t0
                 stage_dirs[key] = src
             row_dir = os.path.join(workdir, mod)
@@ -82,19 +85,11 @@ def main(argv=None) -> int:
 
     print("== evaluating", flush=True)
     t0 = time.time()
-    first = generation.load_models(os.path.join(workdir, "full"), configs["full"])
-    rows = [evaluation.Row("Reference frame (copied)", kind="reference"),
-            evaluation.Row("Template landmarks (no speech)", first, kind="template")]
-    for name, mod in ROWS:
-        models = first if mod == "full" else generation.load_models(os.path.join(workdir, mod), configs[mod])
-        rows.append(evaluation.Row(name, models))
-    results = evaluation.evaluate(rows, pipeline.utterances(configs["full"], "test", builder=builder),
-                                  a.max_utterances)
+    models = [(name, inference.load_models(os.path.join(workdir, mod), configs[mod])) for name, mod in ROWS]
+    summary, table, paths = evaluation.run_table(models, pipeline.utterances(configs["full"], "test", builder=builder),
+                                                 workdir, FLAGS.max_utterances, template_models=models[-1][1])
     timing["evaluation"] = time.time() - t0
     timing["total"] = time.time() - t_all
-    summary = evaluation.summarize(results)
-    table = evaluation.markdown_table(summary)
-    paths = evaluation.write_results(workdir, results, summary, table)
     with open(os.path.join(workdir, "timing.json"), "w") as f:
         json.dump(timing, f, indent=1)
     print(table)
@@ -107,4 +102,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli.run(main)

@@ -3,7 +3,7 @@
     python train.py --config configs/default.py --workdir runs/default [--config.stage=stl]
 
 Each stage writes <workdir>/<stage>/{checkpoints, TensorBoard events}; an interrupted run resumes
-from its latest checkpoint. Multi-host: launch the same command on every host with
+from its newest intact checkpoint. Multi-host: launch the same command on every host with
 --multihost (or THFLAX_MULTIHOST=1); `jax.distributed.initialize()` reads the cluster from the
 environment (TPU pods, SLURM, or JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID).
 """
@@ -13,11 +13,12 @@ from __future__ import annotations
 import os
 import sys
 
-from absl import app, flags, logging
-from ml_collections import config_flags
+from absl import flags, logging
+
+from thflax import cli
 
 FLAGS = flags.FLAGS
-config_flags.DEFINE_config_file("config", "configs/default.py", "Training configuration.", lock_config=True)
+cli.define_config(help_text="Training configuration.")
 flags.DEFINE_string("workdir", None, "Directory for checkpoints and TensorBoard logs.")
 flags.DEFINE_bool("multihost", os.environ.get("THFLAX_MULTIHOST", "") == "1",
                   "Call jax.distributed.initialize() (one process per host).")
@@ -33,6 +34,18 @@ class _QuietLibraries:
     def filter(self, record) -> bool:
         noisy = ("orbax", "xla_bridge", "tensorflow_datasets", "array_metadata", "async_checkpointer")
         return record.levelno >= 30 or not any(n in record.pathname for n in noisy)
+
+
+def train_and_evaluate(config, workdir: str) -> None:
+    """Trains the stages `config.stage` names, in order, on the dataset `config.data` names."""
+    from input_pipeline import pipeline
+    from thflax import tasks, trainer
+
+    # Tasks first: a config mistake fails before the (slow) dataset preparation.
+    stage_tasks = [tasks.get_task(config, stage) for stage in tasks.stage_names(config.stage)]
+    builder = pipeline.get_builder(config.data)
+    for task in stage_tasks:
+        trainer.train_stage(config, workdir, task, pipeline.StageData(config, task, builder))
 
 
 def main(argv):
@@ -51,20 +64,16 @@ def main(argv):
         jax.config.update("jax_cpu_collectives_implementation", "gloo")
         jax.distributed.initialize(FLAGS.coordinator, FLAGS.num_processes, FLAGS.process_id)
     from thflax import trainer
-    from thflax.errors import InputError
 
-    config = FLAGS.config
     logging.info("JAX %s, %d processes, %d devices (%d local): %s", jax.__version__, jax.process_count(),
                  jax.device_count(), jax.local_device_count(), jax.devices()[0].platform)
-    stages = ["stl", "ltv"] if config.stage == "all" else [config.stage]
     try:
-        for stage in stages:
-            trainer.train_stage(config, FLAGS.workdir, trainer.make_task(config, stage))
-    except (InputError, trainer.NonFiniteLossError) as e:
+        train_and_evaluate(FLAGS.config, FLAGS.workdir)
+    except trainer.NonFiniteLossError as e:  # a failed run, not a bad input: status 1
         logging.error("%s", e)
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

@@ -31,6 +31,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
+from thflax.flops import compiled_flops  # noqa: E402
 from thflax.models import ltv  # noqa: E402
 from thflax.sketch import draw_sketch  # noqa: E402
 
@@ -52,13 +53,6 @@ def parse_config(spec: str) -> tuple[str, dict]:
                     v = val
         cfg[key] = v
     return spec, cfg
-
-
-def _flops(compiled) -> float:
-    cost = compiled.cost_analysis()
-    if isinstance(cost, (list, tuple)):
-        cost = cost[0]
-    return float(cost.get("flops", float("nan")))
 
 
 def _time(fn, args, repeats: int) -> float:
@@ -96,8 +90,8 @@ def bench_one(cfg: dict, size: int, batch: int, dtype, repeats: int) -> dict:
     sk_dec_c = sk_dec.lower(variables, feats, lm).compile()
 
     return dict(
-        gflops_full=_flops(full_c) / batch / 1e9,
-        gflops_dec=_flops(dec_c) / batch / 1e9,
+        gflops_full=compiled_flops(full_c) / batch / 1e9,
+        gflops_dec=compiled_flops(dec_c) / batch / 1e9,
         compile_full=t_full,
         compile_dec=t_dec,
         fps_full=batch / _time(full_c, (variables, ref, sk, rsk), repeats),

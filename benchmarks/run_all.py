@@ -64,13 +64,6 @@ def _median_time(fn, repeats: int = 5, warmup: int = 1) -> float:
     return statistics.median(ts)
 
 
-def _flops(compiled) -> float:
-    cost = compiled.cost_analysis()
-    if isinstance(cost, (list, tuple)):
-        cost = cost[0]
-    return float((cost or {}).get("flops", float("nan")))
-
-
 def matmul_peak_tflops() -> float:
     """Measured bf16 matmul rate of device 0 (TFLOP/s), the MFU denominator."""
     import jax
@@ -83,31 +76,15 @@ def matmul_peak_tflops() -> float:
     return 2 * n**3 / t / 1e12
 
 
-def _stl_batch(cfg, n):
-    r = np.random.default_rng(0)
-    c = cfg.stl
-    tmpl = (0.5 + r.normal(0, 0.1, (n, 68, 2))).astype(np.float32)
-    return {"mfcc": r.normal(size=(n, c.clip_len, c.mfcc_window, c.n_mfcc)).astype(np.float32), "template": tmpl,
-            "landmarks": (tmpl[:, None] + r.normal(0, 0.01, (n, c.clip_len, 68, 2))).astype(np.float32),
-            "mask": np.ones((n, c.clip_len), np.float32)}
-
-
-def _ltv_batch(size, n):
-    r = np.random.default_rng(0)
-    lm = (0.5 + r.normal(0, 0.1, (n, 68, 2))).astype(np.float32)
-    return {"reference": r.integers(0, 255, (n, size, size, 3), dtype=np.uint8),
-            "target": r.integers(0, 255, (n, size, size, 3), dtype=np.uint8),
-            "landmarks": lm, "ref_landmarks": lm + 0.01}
-
-
 def train_rate(cfg, stage: str, batch: dict, steps: int = 10) -> tuple[float, float, float]:
     """(steps/s, compile seconds, FLOPs per step) of one stage's data-parallel train step."""
     import jax
 
     from thflax import parallel
-    from thflax.trainer import make_task
+    from thflax.flops import compiled_flops
+    from thflax.tasks import get_task
 
-    task = make_task(cfg, stage)
+    task = get_task(cfg, stage)
     mesh = parallel.make_mesh()
     state = parallel.replicate(task.init_state(jax.random.PRNGKey(0)), mesh)
     gb = parallel.global_batch(batch, mesh)
@@ -116,7 +93,7 @@ def train_rate(cfg, stage: str, batch: dict, steps: int = 10) -> tuple[float, fl
     t0 = time.perf_counter()
     compiled = step.lower(state, gb, key).compile()
     compile_s = time.perf_counter() - t0
-    flops = _flops(compiled) * 1.0
+    flops = compiled_flops(compiled)
     state, m = compiled(state, gb, key)
     jax.block_until_ready(m)
     t0 = time.perf_counter()
@@ -130,6 +107,7 @@ def section_model(args) -> None:
     import jax
 
     from configs import cpu, default
+    from thflax.testing import random_ltv_batch, random_stl_batch
 
     on_gpu = jax.default_backend() == "gpu"
     peak = matmul_peak_tflops() if on_gpu else None
@@ -139,7 +117,7 @@ def section_model(args) -> None:
     for name, mk in (("cpu", cpu.get_config), ("default", default.get_config)):
         cfg = mk()
         b = max(cfg.stl.batch_size, n_dev) // n_dev * n_dev
-        sps, comp, fl = train_rate(cfg, "stl", _stl_batch(cfg, b), steps=args.steps)
+        sps, comp, fl = train_rate(cfg, "stl", random_stl_batch(cfg, b, landmark_noise=0.01), steps=args.steps)
         row("STL train", f"{name} b={b} L={cfg.stl.clip_len}", sps, "steps/s",
             f"{sps * b:.0f} clips/s, {sps * b * cfg.stl.clip_len:.0f} frames/s; compile {comp:.1f} s")
     for size in args.sizes:
@@ -148,7 +126,7 @@ def section_model(args) -> None:
             cfg.ltv.image_size = size
             cfg.half_precision = hp
             b = args.ltv_batch // n_dev * n_dev or n_dev
-            sps, comp, fl = train_rate(cfg, "ltv", _ltv_batch(size, b), steps=args.steps)
+            sps, comp, fl = train_rate(cfg, "ltv", random_ltv_batch(cfg, b), steps=args.steps)
             notes = f"{sps * b:.1f} frames/s; compile {comp:.1f} s; {fl / b / 1e9:.1f} GFLOP/frame"
             if peak:
                 achieved = fl * sps / 1e12
@@ -175,10 +153,11 @@ SCALING_SCRIPT = """
 import sys, time, jax, numpy as np
 sys.path.insert(0, %r)
 from configs import cpu
-from benchmarks.run_all import train_rate, _stl_batch
+from benchmarks.run_all import train_rate
+from thflax.testing import random_stl_batch
 cfg = cpu.get_config()
 n = jax.device_count()
-sps, comp, _ = train_rate(cfg, "stl", _stl_batch(cfg, 16), steps=10)
+sps, comp, _ = train_rate(cfg, "stl", random_stl_batch(cfg, 16, landmark_noise=0.01), steps=10)
 print("RESULT", n, sps, comp)
 """
 
@@ -202,15 +181,12 @@ import json, os, resource, sys, time
 sys.path.insert(0, %(root)r)
 import numpy as np, soundfile as sf, jax, cv2, skimage.data
 from configs import default
-from thflax import generation, audio as audio_lib
-from thflax.train_stl import STLTask
-from thflax.train_ltv import LTVTask
+from thflax import generation, inference
+from thflax.models import build
 cfg = default.get_config()
 cfg.ltv.image_size = %(size)d
-stl, ltv = STLTask(cfg), LTVTask(cfg)
-s = stl.init_state(jax.random.PRNGKey(0)); l = ltv.init_state(jax.random.PRNGKey(1))
-models = generation.Models(cfg, stl, {"params": s.params["stl"], "batch_stats": s.batch_stats["stl"]}, ltv,
-                           l.params["generator"])
+models = inference.Models(cfg, build.build_stl(cfg), build.init_stl(cfg, jax.random.PRNGKey(0)),
+                          build.build_generator(cfg), build.init_generator(cfg, jax.random.PRNGKey(1)))
 tmp = %(tmp)r
 photo = os.path.join(tmp, "astronaut.png")
 cv2.imwrite(photo, cv2.cvtColor(skimage.data.astronaut(), cv2.COLOR_RGB2BGR))
@@ -264,7 +240,9 @@ def section_data(args) -> None:
 
     from configs import cpu
     from input_pipeline import pipeline
-    from thflax import crop, landmarks, trainer
+    from thflax import crop, landmarks
+    from thflax.tasks import get_task
+    from thflax.testing import random_ltv_batch, random_stl_batch
 
     # landmarking: 256x256 frames of the real photo panning/zooming, tracked on one core.
     img = skimage.data.astronaut()
@@ -278,26 +256,26 @@ def section_data(args) -> None:
     row("dlib landmarking with tracking", "256x256, 1 core", len(frames) / dt, "frames/s",
         f"{stats.detections} detections, {stats.verifications} verifications in {len(frames)} frames")
     if not args.data_dir:
-        row("tf.data pipeline", "-", "skipped", "", "pass --data_dir with a prepared synthetic_talking_heads/small")
+        row("tf.data pipeline", "-", "skipped", "", f"pass --data_dir with a prepared {args.data_name}")
         return
     cfg = cpu.get_config()
     cfg.data.data_dir = args.data_dir
+    cfg.data.name = args.data_name
     cfg.data.prepare = False
     builder = pipeline.get_builder(cfg.data)
     for stage in ("stl", "ltv"):
-        sc = trainer.stage_config(cfg, stage)
-        it = pipeline.as_numpy(pipeline.train_dataset(sc, builder, num_devices=1))
+        b = int(cfg[stage].batch_size)
+        it = pipeline.as_numpy(pipeline.train_dataset(cfg, get_task(cfg, stage), builder, num_devices=1))
         next(it)
-        n = 50
+        n = args.data_batches
         t0 = time.perf_counter()
         for _ in range(n):
             next(it)
-        rate = n * sc.batch_size / (time.perf_counter() - t0)
-        b = sc.batch_size
+        rate = n * b / (time.perf_counter() - t0)
         if stage == "stl":
-            step_rate, _, _ = train_rate(cfg, "stl", _stl_batch(cfg, b), steps=10)
+            step_rate, _, _ = train_rate(cfg, "stl", random_stl_batch(cfg, b, landmark_noise=0.01), steps=args.steps)
         else:
-            step_rate, _, _ = train_rate(cfg, "ltv", _ltv_batch(cfg.ltv.image_size, b), steps=10)
+            step_rate, _, _ = train_rate(cfg, "ltv", random_ltv_batch(cfg, b), steps=args.steps)
         ratio = rate / (step_rate * b)
         row(f"tf.data {stage.upper()} pipeline", f"{cfg.data.name} b={b}", rate, "examples/s",
             f"train step consumes {step_rate * b:.0f}/s -> ratio {ratio:.1f} (target >= 10)")
@@ -331,7 +309,10 @@ def main(argv=None) -> int:
     p.add_argument("--generators", nargs="+", default=["fast"])
     p.add_argument("--ltv_batch", type=int, default=16)
     p.add_argument("--steps", type=int, default=10)
-    p.add_argument("--data_dir", default=None, help="TFDS data_dir with synthetic_talking_heads/small prepared")
+    p.add_argument("--data_batches", type=int, default=50, help="tf.data batches timed per stage (data section)")
+    p.add_argument("--data_dir", default=None, help="TFDS data_dir holding --data_name, prepared (data section)")
+    p.add_argument("--data_name", default="synthetic_talking_heads/small",
+                   help="TFDS dataset with 64x64 crops for the data section (configs/cpu.py's)")
     p.add_argument("--long_audio", action="store_true", help="also measure peak RSS for 10 min of speech")
     p.add_argument("--no-append", dest="append", action="store_false")
     p.add_argument("--out", default=os.path.join(ROOT, "BENCHMARKS.md"))

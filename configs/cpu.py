@@ -1,6 +1,9 @@
 """CPU-sized configuration: the paper's architecture at widths and learning rates that learn in minutes
 on a 2-core CPU (the demo, the learning tests, `make reproduce`).
 
+    python train.py --config configs/cpu.py --workdir runs/cpu
+    python demo.py --workdir runs/demo        (`make demo`; demo.py's default --config is this file)
+
 Differences from configs/default.py (the paper's sizes): 64×64 crops, narrower audio encoders and
 GRUs, the "fast" generator, and learning rate 1e-3 for STL / 5e-4 for LTV instead of the paper's
 1e-4 (the paper trains for many GPU epochs; here we have a few CPU minutes).

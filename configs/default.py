@@ -1,5 +1,8 @@
 """Default configuration: the paper's settings on the synthetic corpus (128×128 crops).
 
+    python train.py --config configs/default.py --workdir runs/default
+    python evaluate.py --checkpoint runs/default
+
 Stages: `stage = "all"` trains STL then LTV; "stl" or "ltv" trains one. Each stage has its own
 batch size, steps and learning rate under config.stl / config.ltv. Use another dataset with
 `--config.data.name=grid/crop256 --config.data.manual_dir=/path/to/GRID` (see README).

@@ -1,4 +1,10 @@
-"""Table 2, "w/o Splitnet": one STL branch predicts all 68 points; attentional LTV."""
+"""Table 2, "w/o Splitnet": one STL branch predicts all 68 points; attentional LTV.
+
+    python train.py --config configs/no_split.py --workdir runs/no_split
+
+Row "w/o Splitnet" of `python reproduce.py --workdir runs/reproduce` (see configs/full.py); there it
+shares its STL net with "Baseline" and its LTV net with "Full".
+"""
 
 from configs import full
 

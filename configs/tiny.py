@@ -1,4 +1,9 @@
-"""Tiny configuration: every stage runs on a CPU in seconds (tests, CI smoke runs)."""
+"""Tiny configuration: every stage runs on a CPU in seconds (tests, CI smoke runs).
+
+    python train.py --config configs/tiny.py --workdir runs/tiny
+
+The tests use it through tests/conftest.py's `tiny_config` (pointed at a prepared tiny corpus).
+"""
 
 from configs import default
 

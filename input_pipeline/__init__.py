@@ -1,10 +1,10 @@
 """Data layer: TFDS builders (GRID, any folder of talking videos, the synthetic corpus) and tf.data.
 
-`create_datasets(config, ...)` is imported lazily so that worker processes that only prepare
+The tf.data functions are imported lazily so that worker processes that only prepare
 utterances (`input_pipeline.preprocess`) do not pay for importing TensorFlow.
 """
 
-__all__ = ["create_datasets", "train_dataset", "eval_dataset", "utterances", "get_builder"]
+__all__ = ["StageData", "train_dataset", "eval_dataset", "utterances", "get_builder"]
 
 
 def __getattr__(name):

@@ -35,7 +35,6 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from input_pipeline import preprocess
-from thflax import audio as audio_lib
 
 
 @dataclasses.dataclass(eq=False)
@@ -208,11 +207,3 @@ def _beam_examples(items, cfg, cache_dir, split, report_path):
         return results["examples"]
 
     return generate()
-
-
-def mfcc_config_of(info: tfds.core.DatasetInfo) -> audio_lib.MfccConfig:
-    """The feature parameters a prepared dataset was built with (to featurise new audio the same way)."""
-    md = info.metadata
-    return audio_lib.MfccConfig(sample_rate=int(md["sample_rate"]), n_mfcc=int(md["n_mfcc"]),
-                                n_mels=int(md["n_mels"]), win_seconds=float(md["win_seconds"]),
-                                hop_seconds=float(md["hop_seconds"]), window=int(md["mfcc_window"]))

@@ -2,14 +2,18 @@
 
 import json
 import os
+import pathlib
 import subprocess
 import sys
 
 import cv2
+import jax
 import numpy as np
 import pytest
 import skimage.data
 import soundfile as sf
+
+from tests.helpers import train_all
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -17,7 +21,6 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 @pytest.fixture(scope="module")
 def workdir(tiny_data_dir, tiny_corpus, tmp_path_factory):
     from configs import tiny
-    from thflax import trainer
 
     wd = str(tmp_path_factory.mktemp("gen_workdir"))
     cfg = tiny.get_config()
@@ -25,8 +28,7 @@ def workdir(tiny_data_dir, tiny_corpus, tmp_path_factory):
     cfg.data.manual_dir = tiny_corpus
     cfg.stl.num_steps = 10
     cfg.ltv.num_steps = 10
-    for stage in ("stl", "ltv"):
-        trainer.train_stage(cfg, wd, trainer.make_task(cfg, stage))
+    train_all(cfg, wd)
     return wd
 
 
@@ -71,7 +73,7 @@ def test_cli_writes_mp4_with_audio_at_any_rate(workdir, inputs, tmp_path):
     from thflax import video
 
     out = str(tmp_path / "talking.mp4")
-    r = _cli(workdir, inputs["photo"], inputs["wav44"], out, "--landmarks-video")
+    r = _cli(workdir, inputs["photo"], inputs["wav44"], out, "--landmarks_video")
     assert r.returncode == 0, r.stderr[-2000:]
     frames, fps = video.read_video(out)
     n_audio = sf.info(inputs["speech"]).frames / sf.info(inputs["speech"]).samplerate
@@ -117,9 +119,9 @@ def test_checkpoint_of_another_config_is_refused(workdir, inputs, tmp_path):
 
 
 def test_still_keeps_the_head_and_chunks_match_one_pass(workdir, inputs):
-    from thflax import audio, generation
+    from thflax import audio, generation, inference
 
-    models = generation.load_models(workdir)
+    models = inference.load_models(workdir)
     ref = generation.prepare_reference(inputs["photo"], models.image_size)
     win = audio.audio_to_windows(audio.load_audio(inputs["speech"]), 25, models.mfcc_config)
     moving = np.concatenate(list(generation.predict_landmarks(models, win, ref.template, chunk=250)))
@@ -132,9 +134,9 @@ def test_still_keeps_the_head_and_chunks_match_one_pass(workdir, inputs):
 
 def test_evaluate_cli_writes_table_and_json(workdir, tiny_config, tmp_path):
     out = tmp_path / "eval"
-    r = subprocess.run([sys.executable, "evaluate.py", "--checkpoint", f"Full={workdir}", "--workdir", str(out),
-                        "--data_dir", tiny_config.data.data_dir, "--manual_dir", tiny_config.data.manual_dir,
-                        "--quiet"], cwd=ROOT, capture_output=True, text=True, timeout=900)
+    r = subprocess.run([sys.executable, "evaluate.py", "--checkpoint", f"Full={workdir}", "--out_dir", str(out),
+                        f"--config.data.data_dir={tiny_config.data.data_dir}",
+                        f"--config.data.manual_dir={tiny_config.data.manual_dir}", "--quiet"], cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stderr[-2000:]
     table = (out / "table2.md").read_text()
     assert "| Method | LMD | SSIM | PSNR |" in table
@@ -144,3 +146,38 @@ def test_evaluate_cli_writes_table_and_json(workdir, tiny_config, tmp_path):
     assert len(per["Full"]) == 2 and all(0 <= u["ssim"] <= 1 for u in per["Full"])
     ref = per["Reference frame (copied)"][0]
     assert np.isfinite(ref["psnr"]) and ref["psnr"] < 60  # frame 0 (the reference itself) is excluded
+
+
+def test_export_bundle_generates_the_same_frames_as_the_workdir(workdir, inputs, tmp_path):
+    from thflax import params, video
+
+    bundle = str(tmp_path / "bundle")
+    r = subprocess.run([sys.executable, "export.py", "--workdir", workdir, "--out", bundle], cwd=ROOT,
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    ckpt_bytes = sum(f.stat().st_size for f in pathlib.Path(workdir, "ltv").rglob("*") if f.is_file())
+    bundle_bytes = sum(f.stat().st_size for f in pathlib.Path(bundle).iterdir())
+    assert bundle_bytes < ckpt_bytes / 2  # no optimiser or discriminator state
+    outs = []
+    for ckpt in (workdir, bundle):
+        out = str(tmp_path / f"{len(outs)}.mp4")
+        r = _cli(ckpt, inputs["photo"], inputs["speech"], out, "--crop_only")
+        assert r.returncode == 0, r.stderr[-2000:]
+        outs.append(video.read_video(out)[0])
+    np.testing.assert_array_equal(outs[0], outs[1])
+    # The bundle's variables are exactly the workdir's.
+    for stage in ("stl", "ltv"):
+        a, _ = params.load_params(workdir, stage)
+        b, _ = params.load_params(bundle, stage)
+        for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+            np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+    # A damaged bundle is refused with one line.
+    with open(os.path.join(bundle, params.PARAMS_FILE), "r+b") as f:
+        f.seek(100)
+        f.write(b"\x00" * 16)
+    r = _cli(bundle, inputs["photo"], inputs["speech"], str(tmp_path / "bad.mp4"))
+    assert r.returncode == 2 and "corrupt" in r.stderr and "Traceback" not in r.stderr
+    # Exporting onto an existing folder is refused.
+    r = subprocess.run([sys.executable, "export.py", "--workdir", workdir, "--out", str(tmp_path)], cwd=ROOT,
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 2 and "exists" in r.stderr

@@ -9,6 +9,7 @@ import soundfile as sf
 
 from input_pipeline import pipeline, preprocess
 from input_pipeline.grid import find_grid_items, read_align
+from thflax.errors import InputError
 
 
 def _builder(config):
@@ -46,10 +47,10 @@ def test_corpus_is_in_grid_layout(tiny_corpus):
     assert align[0][2] == "sil" and align[-1][2] == "sil"
 
 
-def _stage(config, stage):
-    from thflax import trainer
+def _task(config, stage):
+    from thflax import tasks
 
-    return trainer.stage_config(config, stage)
+    return tasks.get_task(config, stage)
 
 
 def _take(ds, n):
@@ -59,11 +60,11 @@ def _take(ds, n):
 
 @pytest.mark.parametrize("stage", ["stl", "ltv"])
 def test_batches_shapes_and_deterministic_resume(tiny_config, stage):
-    cfg = _stage(tiny_config, stage)
+    cfg, task = tiny_config, _task(tiny_config, stage)
     b = _builder(cfg)
-    batches = _take(pipeline.train_dataset(cfg, b, num_devices=1), 5)
-    again = _take(pipeline.train_dataset(cfg, b, num_devices=1), 5)
-    resumed = _take(pipeline.train_dataset(cfg, b, num_devices=1, start_step=3), 2)
+    batches = _take(pipeline.train_dataset(cfg, task, b, num_devices=1), 5)
+    again = _take(pipeline.train_dataset(cfg, task, b, num_devices=1), 5)
+    resumed = _take(pipeline.train_dataset(cfg, task, b, num_devices=1, start_step=3), 2)
     for x, y in zip(batches, again):
         for k in x:
             np.testing.assert_array_equal(x[k], y[k])
@@ -82,13 +83,13 @@ def test_batches_shapes_and_deterministic_resume(tiny_config, stage):
 
 
 def test_per_host_sharding_is_disjoint(tiny_config):
-    cfg = _stage(tiny_config, "stl")
+    cfg, task = tiny_config, _task(tiny_config, "stl")
     cfg.data.keep_ids = True
-    cfg.batch_size = 2
+    cfg.stl.batch_size = 2
     b = _builder(cfg)
     seen = []
     for host in range(2):
-        ds = pipeline.train_dataset(cfg, b, process_index=host, process_count=2, num_devices=1)
+        ds = pipeline.train_dataset(cfg, task, b, process_index=host, process_count=2, num_devices=1)
         ids = set()
         for batch in _take(ds, 10):  # 10 batches of 1 per host = two epochs of its 5 examples
             ids |= {u.decode() for u in batch["utterance"]}
@@ -97,10 +98,13 @@ def test_per_host_sharding_is_disjoint(tiny_config):
 
 
 def test_batch_divisibility_errors(tiny_config):
-    cfg = _stage(tiny_config, "stl")
-    cfg.batch_size = 6
-    with pytest.raises(ValueError, match="not divisible by 4 local devices"):
-        pipeline.train_dataset(cfg, _builder(cfg), num_devices=4)
+    cfg, task = tiny_config, _task(tiny_config, "stl")
+    cfg.stl.batch_size = 6
+    with pytest.raises(InputError, match="not divisible by 4 local devices"):
+        pipeline.train_dataset(cfg, task, _builder(cfg), num_devices=4)
+    cfg.stl.batch_size = 0
+    with pytest.raises(InputError, match="must be a positive multiple"):
+        pipeline.train_dataset(cfg, task, _builder(cfg), num_devices=1)
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from tests.helpers import train
 from thflax.synthetic import face
 
 
@@ -61,11 +62,10 @@ def _truth(corpus_dir, ex):
 def test_stl_beats_template_baseline_and_closes_mouth_in_silence(learn_config, tmp_path, half):
     from input_pipeline import pipeline
     learn_config = _with_precision(learn_config, half)
-    from thflax import metrics, trainer
+    from thflax import metrics
     from thflax.models import stl
 
-    task = trainer.make_task(learn_config, "stl")
-    state = trainer.train_stage(learn_config, str(tmp_path), task)
+    task, state = train(learn_config, str(tmp_path), "stl")
     params = jax.device_get(state.params["stl"])
     variables = {"params": params, "batch_stats": jax.device_get(state.batch_stats["stl"])}
     predict = jax.jit(lambda v, m, t: task.infer_model.apply(v, m, t)[0]["landmarks"])
@@ -105,19 +105,12 @@ def test_ltv_beats_reference_baseline_and_attends_to_the_face(learn_config, tmp_
     learn_config = _with_precision(learn_config, half)
     from thflax import parallel, trainer
 
-    task = trainer.make_task(learn_config, "ltv")
-    state = trainer.train_stage(learn_config, str(tmp_path), task)
-    cfg = trainer.stage_config(learn_config, "ltv")
-    cfg.eval_batches = 4
+    task, state = train(learn_config, str(tmp_path), "ltv")
     mesh = parallel.make_mesh()
-    evaluate = parallel.data_parallel_eval(task.eval_step, mesh)
-    sums = {}
-    batches = list(pipeline.as_numpy(pipeline.eval_dataset(cfg)))
-    for b in batches:
-        m, _ = evaluate(state, parallel.global_batch(b, mesh), jax.random.PRNGKey(0))
-        for k, v in m.items():
-            sums[k] = sums.get(k, 0.0) + float(v) / len(batches)
-    print(f"\n[{'bf16' if half else 'f32'}] LTV held-out ({len(batches) * cfg.eval_batch_size} pairs): SSIM {sums['ssim']:.3f} vs reference "
+    batches = [parallel.global_batch(b, mesh)
+               for b in pipeline.as_numpy(pipeline.eval_dataset(learn_config, task, num_batches=4))]
+    sums, _ = trainer.evaluate(state, batches, parallel.data_parallel_eval(task.eval_step, mesh))
+    print(f"\n[{'bf16' if half else 'f32'}] LTV held-out ({len(batches) * learn_config.ltv.eval_batch_size} pairs): SSIM {sums['ssim']:.3f} vs reference "
           f"{sums['ssim_reference']:.3f}; PSNR {sums['psnr']:.2f} vs {sums['psnr_reference']:.2f} dB; "
           f"mask inside face {sums['mask_face']:.3f} vs outside {sums['mask_background']:.3f}")
     assert sums["ssim"] > sums["ssim_reference"] + 0.02

@@ -52,12 +52,15 @@ def tiny():
     return model, variables
 
 
-def test_space_to_depth_roundtrip():
-    x = jnp.arange(2 * 8 * 8 * 3, dtype=jnp.float32).reshape(2, 8, 8, 3)
-    y = ltv.space_to_depth(x, 2)
-    assert y.shape == (2, 4, 4, 12)
-    np.testing.assert_array_equal(ltv.depth_to_space(y, 2), x)
+def test_depth_to_space_layout():
+    y = jnp.arange(2 * 4 * 4 * 12, dtype=jnp.float32).reshape(2, 4, 4, 12)
+    x = ltv.depth_to_space(y, 2)
+    assert x.shape == (2, 8, 8, 3)
     np.testing.assert_array_equal(y[0, 0, 0], jnp.concatenate([x[0, 0, 0], x[0, 0, 1], x[0, 1, 0], x[0, 1, 1]]))
+    # Every position: x[b, 2i + di, 2j + dj, c] == y[b, i, j, (2 di + dj) * 3 + c].
+    blocks = x.reshape(2, 4, 2, 4, 2, 3).transpose(0, 1, 3, 2, 4, 5).reshape(2, 4, 4, 12)
+    np.testing.assert_array_equal(blocks, y)
+    np.testing.assert_array_equal(ltv.depth_to_space(y, 1), y)
 
 
 def test_shapes_ranges_and_params_only(tiny):

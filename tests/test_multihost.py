@@ -21,24 +21,16 @@ STEPS = textwrap.dedent('''
         jax.distributed.initialize(f"127.0.0.1:{port}", num_processes=nproc, process_id=pid)
     from configs import tiny
     from thflax import parallel
-    from thflax.trainer import make_task
+    from thflax.tasks import get_task
+    from thflax.testing import random_ltv_batch, random_stl_batch
 
     cfg = tiny.get_config()
-    task = make_task(cfg, stage)
+    task = get_task(cfg, stage)
     mesh = parallel.make_mesh()
     assert jax.device_count() == 4, jax.devices()
 
     def global_batch(i):
-        r = np.random.default_rng(i)
-        if stage == "stl":
-            tmpl = (0.5 + r.normal(0, 0.1, (8, 68, 2))).astype(np.float32)
-            return {"mfcc": r.normal(size=(8, 16, 20, 20)).astype(np.float32), "template": tmpl,
-                    "landmarks": (tmpl[:, None] + r.normal(0, 0.02, (8, 16, 68, 2))).astype(np.float32),
-                    "mask": np.ones((8, 16), np.float32)}
-        lm = (0.5 + r.normal(0, 0.1, (8, 68, 2))).astype(np.float32)
-        return {"reference": r.integers(0, 255, (8, 64, 64, 3), dtype=np.uint8),
-                "target": r.integers(0, 255, (8, 64, 64, 3), dtype=np.uint8), "landmarks": lm,
-                "ref_landmarks": lm + 0.01}
+        return random_stl_batch(cfg, 8, i) if stage == "stl" else random_ltv_batch(cfg, 8, i)
 
     state = parallel.replicate(task.init_state(jax.random.PRNGKey(0)), mesh)
     step = parallel.data_parallel(task.train_step, mesh)

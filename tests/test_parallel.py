@@ -14,27 +14,20 @@ SCRIPT = textwrap.dedent('''
     import jax, numpy as np
     from configs import tiny
     from thflax import parallel
-    from thflax.trainer import make_task
+    from thflax.testing import random_ltv_batch, random_stl_batch
+    from thflax.tasks import get_task
 
     stage = sys.argv[1]
     assert jax.device_count() == 8, jax.devices()
     cfg = tiny.get_config()
-    task = make_task(cfg, stage)
-    rng = np.random.default_rng(0)
+    task = get_task(cfg, stage)
 
     def batch(i):
-        r = np.random.default_rng(i)
         if stage == "stl":
-            tmpl = (0.5 + r.normal(0, 0.1, (8, 68, 2))).astype(np.float32)
-            mask = np.ones((8, 16), np.float32)
-            mask[:3, 10:] = 0  # uneven padding across devices: the global mean must still be exact
-            return {"mfcc": r.normal(size=(8, 16, 20, 20)).astype(np.float32), "template": tmpl,
-                    "landmarks": (tmpl[:, None] + r.normal(0, 0.02, (8, 16, 68, 2))).astype(np.float32),
-                    "mask": mask}
-        lm = (0.5 + r.normal(0, 0.1, (8, 68, 2))).astype(np.float32)
-        return {"reference": r.integers(0, 255, (8, 64, 64, 3), dtype=np.uint8),
-                "target": r.integers(0, 255, (8, 64, 64, 3), dtype=np.uint8),
-                "landmarks": lm, "ref_landmarks": lm + 0.01}
+            b = random_stl_batch(cfg, 8, i)
+            b["mask"][:3, 10:] = 0  # uneven padding across devices: the global mean must still be exact
+            return b
+        return random_ltv_batch(cfg, 8, i)
 
     results = []
     for n in (1, 8):

@@ -6,7 +6,9 @@ import pytest
 from configs import tiny
 from thflax import geometry
 from thflax.models import stl
-from thflax.train_stl import STLTask, make_model, predict_fn
+from thflax.inference import stl_predictor
+from thflax.models.build import build_stl
+from thflax.train_stl import STLTask
 
 
 def _inputs(b=2, t=12, seed=0):
@@ -20,7 +22,7 @@ def _inputs(b=2, t=12, seed=0):
 def test_shapes_and_zero_init_equals_template(split):
     cfg = tiny.get_config()
     cfg.stl.split = split
-    model = make_model(cfg)
+    model = build_stl(cfg)
     mfcc, tmpl = _inputs()
     variables = model.init(jax.random.PRNGKey(0), mfcc, tmpl)
     out, carry = model.apply(variables, mfcc, tmpl)
@@ -36,12 +38,12 @@ def test_shapes_and_zero_init_equals_template(split):
 
 def test_chunked_inference_equals_one_pass():
     cfg = tiny.get_config()
-    model = make_model(cfg)
+    model = build_stl(cfg)
     mfcc, tmpl = _inputs(b=1, t=30)
     variables = model.init(jax.random.PRNGKey(0), mfcc, tmpl)
     # Non-zero head weights so the output depends on the GRU state.
     variables = jax.tree.map(lambda x: x + 0.1 * jnp.sin(jnp.arange(x.size).reshape(x.shape)), variables)
-    predict = predict_fn(model)
+    predict = stl_predictor(model)
     full, _ = predict(variables, mfcc, tmpl)
     parts, carry = [], None
     for s in range(0, 30, 7):
@@ -60,7 +62,7 @@ def test_targets_round_trip_through_merge():
 
 def test_lip_branch_uses_template_in_gru_and_head_branch_after():
     cfg = tiny.get_config()
-    variables = make_model(cfg).init(jax.random.PRNGKey(0), *_inputs())
+    variables = build_stl(cfg).init(jax.random.PRNGKey(0), *_inputs())
     p = variables["params"]
     g = cfg.stl.gru_features
     # eq. 4: GRU input = audio (64) + template (32); eq. 5: GRU input = audio only.

@@ -231,7 +231,7 @@ def test_head_motion_partly_follows_speech_energy():
         words, _ = grammar.sample_sentence(np.random.default_rng(k))
         u = speech.synthesize(grammar.spoken_text(words), spk.voice, spk.rate, spk.pitch,
                               labels=words, leading_silence=0.45, trailing_silence=0.45)
-        t = face.num_video_frames(len(u.audio))
+        t = face.frames_covering_audio(len(u.audio))
         poses = face.head_poses(spk, u.audio, t, np.random.default_rng(k))
         e = face.speech_energy(u.audio, t)
         e_d = np.concatenate([np.full(3, e[0]), e[:-3]])

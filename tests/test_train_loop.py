@@ -11,6 +11,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
+from tests.helpers import train
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -78,8 +80,9 @@ def test_nan_loss_stops_with_clear_error_and_keeps_last_checkpoint(tiny_config, 
     cfg = tiny_config
     cfg[stage].num_steps = 12
     cfg.train.checkpoint_every = 4
-    with pytest.raises(trainer.NonFiniteLossError, match="non-finite loss or gradient at step 7.*last good checkpoint: step 4"):
-        trainer.train_stage(cfg, str(tmp_path), trainer.make_task(cfg, stage))
+    with pytest.raises(trainer.NonFiniteLossError,
+                       match="non-finite loss or gradient at step 7.*last good \\(verified\\) checkpoint: step 4"):
+        train(cfg, str(tmp_path), stage)
     step, state = _final_params(tmp_path, stage)
     assert step == 4
     assert all(np.all(np.isfinite(np.asarray(x))) for x in jax.tree.leaves(state))

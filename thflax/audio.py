@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import subprocess
 
 import numpy as np
@@ -53,9 +54,25 @@ def _decode_with_ffmpeg(path: str, sample_rate: int) -> np.ndarray:
            "-ac", "1", "-ar", str(sample_rate), "-f", "f32le", "-"]
     proc = subprocess.run(cmd, capture_output=True, check=False)
     if proc.returncode != 0:
+        if audio_track_missing(path):  # ffmpeg itself only says "Error opening output files"
+            raise AudioError(f"{path} has no audio track")
         msg = proc.stderr.decode(errors="replace").strip().splitlines()
         raise AudioError(f"cannot read audio from {path}: {msg[-1] if msg else 'ffmpeg failed'}")
     return np.frombuffer(proc.stdout, np.float32).copy()
+
+
+def audio_track_missing(path: str) -> bool:
+    """True when ffmpeg opens `path` as media that has no audio stream (e.g. a silent video).
+
+    False for files with audio and for files ffmpeg cannot open. Used to explain ffmpeg failures,
+    whose own message for this case ("Invalid argument") names neither the file nor the cause.
+    """
+    import imageio_ffmpeg
+
+    cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-nostdin", "-hide_banner", "-i", path]
+    text = subprocess.run(cmd, capture_output=True, check=False).stderr.decode(errors="replace")
+    opened = re.search(r"^Input #0\b", text, re.M) is not None
+    return opened and re.search(r"Stream #\d+:\d+\S*: Audio:", text) is None
 
 
 def load_audio(path: str, sample_rate: int = SAMPLE_RATE, min_seconds: float = 0.2,
@@ -68,9 +85,11 @@ def load_audio(path: str, sample_rate: int = SAMPLE_RATE, min_seconds: float = 0
       [num_samples] float32 in [-1, 1].
 
     Raises:
-      AudioError: missing file, undecodable data, no samples, shorter than `min_seconds`, or silent
-        (peak amplitude below `silence_peak`).
+      AudioError: missing file, a directory, undecodable data, a video without an audio track, no
+        samples, shorter than `min_seconds`, or silent (peak amplitude below `silence_peak`).
     """
+    if os.path.isdir(path):
+        raise AudioError(f"{path} is a directory, not an audio file")
     if not os.path.isfile(path):
         raise AudioError(f"audio file not found: {path}")
     import soundfile as sf

@@ -15,10 +15,7 @@ from typing import Any
 try:  # pragma: no cover - the normal case
     from ml_collections import ConfigDict
     from ml_collections.config_dict import placeholder
-
-    HAVE_ML_COLLECTIONS = True
 except ImportError:  # pragma: no cover - exercised on accelerator hosts only
-    HAVE_ML_COLLECTIONS = False
 
     class ConfigDict(dict):
         """dict with attribute access; nested dicts become ConfigDicts."""
@@ -51,7 +48,7 @@ except ImportError:  # pragma: no cover - exercised on accelerator hosts only
         return None
 
 
-__all__ = ["ConfigDict", "placeholder", "HAVE_ML_COLLECTIONS"]
+__all__ = ["ConfigDict", "placeholder"]
 
 
 def load_config_file(path: str):

@@ -23,3 +23,8 @@ class NoFaceError(InputError):
 
 class CheckpointError(InputError):
     """A checkpoint that is missing or does not match the configuration."""
+
+
+class OutputError(InputError):
+    """An output path that cannot be written: bad name, same file as an input, missing or unwritable
+    folder, read-only file system or a full disk. The message names the real cause."""

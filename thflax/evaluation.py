@@ -37,7 +37,7 @@ EVAL_SIZE = 256
 @dataclasses.dataclass
 class Row:
     name: str
-    models: Any = None  # generation.Models
+    models: Any = None  # thflax.inference.Models
     kind: str = "model"  # "model" | "reference" | "template"
 
 
@@ -71,7 +71,7 @@ def _head_speed(lm: np.ndarray) -> float:
 def evaluate_utterance(row: Row, ex: dict[str, Any], landmarker, true_lm256: np.ndarray | None = None,
                        eval_size: int = EVAL_SIZE, batch: int = 16) -> dict[str, Any]:
     """Metrics of one row on one utterance (see the module docstring)."""
-    from thflax import generation
+    from thflax import inference
 
     frames = ex["frames"]  # [T, S, S, 3] uint8
     t, s = frames.shape[0], frames.shape[1]
@@ -84,9 +84,9 @@ def evaluate_utterance(row: Row, ex: dict[str, Any], landmarker, true_lm256: np.
             pred_lm = np.repeat(template[None], t, 0)
             chunks = [pred_lm]
         else:
-            chunks = list(generation.predict_landmarks(row.models, ex["mfcc"], template))
+            chunks = list(inference.predict_landmarks(row.models, ex["mfcc"], template))
             pred_lm = np.concatenate(chunks)
-        gen = np.stack([img for img, _ in generation.render_frames(row.models, frames[0], template, chunks, batch)])
+        gen = np.stack([img for img, _ in inference.render_frames(row.models, frames[0], template, chunks, batch)])
     # Frame 0 is the reference itself: it is generated but left out of every average (PSNR of a copied
     # frame would be infinite).
     gen_f, true_f = gen[1:].astype(np.float32), frames[1:].astype(np.float32)
@@ -167,3 +167,22 @@ def write_results(workdir: str, results, summary, table: str) -> dict[str, str]:
     with open(paths["summary"], "w") as f:
         json.dump(summary, f, indent=1)
     return paths
+
+
+def run_table(models: list[tuple[str, Any]], utterances, out_dir: str, max_utterances: int | None = None,
+              trivial_rows: bool = True, progress: bool = True,
+              template_models: Any = None) -> tuple[dict[str, dict[str, float]], str, dict[str, str]]:
+    """Table 2 for (name, `inference.Models`) rows, with the floor rows first unless `trivial_rows` is off.
+
+    The floors: the reference frame copied to every frame, and an LTV on the template landmarks (no
+    speech): `template_models`', default the first row's. Writes table2.md, summary.json and per_utterance.json to `out_dir`;
+    returns (summary, markdown table, paths).
+    """
+    rows = [Row(name, m) for name, m in models]
+    if trivial_rows:
+        rows = [Row("Reference frame (copied)", kind="reference"),
+                Row("Template landmarks (no speech)", template_models or models[0][1], kind="template")] + rows
+    results = evaluate(rows, utterances, max_utterances, progress=progress)
+    summary = summarize(results)
+    table = markdown_table(summary)
+    return summary, table, write_results(out_dir, results, summary, table)

@@ -3,7 +3,7 @@
     import thflax
     thflax.generate("runs/demo", "face.jpg", "speech.wav", "talking.mp4")
 
-Steps: detect the largest face in the photo (dlib), crop it as in training, take its landmarks as the
+Steps: pick the highest-scoring face in the photo (dlib; `face_index`/`face_box` choose another), crop it as in training, take its landmarks as the
 STL template and head start; MFCC windows of the speech; STL over the whole audio in chunks with the
 GRU state carried across chunks (memory stays bounded for long audio); merge mouth and head (eq. 6);
 LTV per frame in batches with the reference encoded once; paste each generated crop back into the
@@ -16,97 +16,16 @@ written atomically, so a failure never leaves a half-written video.
 from __future__ import annotations
 
 import dataclasses
-import json
-import logging
 import os
-import warnings
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 
-from thflax.errors import CheckpointError, InputError
+from thflax.errors import InputError
+from thflax.inference import Models, load_models, predict_landmarks, render_frames
 
-
-@dataclasses.dataclass
-class Models:
-    """Trained STL and LTV networks with their parameters (see `load_models`)."""
-
-    config: Any
-    stl_task: Any
-    stl_variables: dict
-    ltv_task: Any
-    generator_params: dict
-
-    @property
-    def image_size(self) -> int:
-        return int(self.config.ltv.image_size)
-
-    _fns: dict = dataclasses.field(default_factory=dict, repr=False)
-
-    def compiled(self, name: str, build):
-        """jit-ed functions built once per loaded model (not once per video)."""
-        if name not in self._fns:
-            self._fns[name] = build()
-        return self._fns[name]
-
-    @property
-    def mfcc_config(self):
-        from thflax import audio
-
-        return audio.MfccConfig(n_mfcc=int(self.config.stl.n_mfcc), window=int(self.config.stl.mfcc_window))
-
-
-def _restore_stage(workdir: str, task, stage: str):
-    import jax
-
-    from thflax import checkpoint, trainer
-
-    path = os.path.join(workdir, stage, "checkpoints")
-    if not os.path.isdir(path):
-        raise CheckpointError(f"no {stage} checkpoint in {workdir} (expected {path})")
-    ckpt = checkpoint.Checkpointer(path, read_only=True)
-    if ckpt.latest_step() is None:
-        raise CheckpointError(f"no {stage} checkpoint in {path}")
-    meta = ckpt.restore_meta()
-    if meta.get("model") != trainer._jsonable(task.signature()):
-        raise CheckpointError(f"the {stage} checkpoint in {path} was trained with a different {stage} "
-                              "configuration than the one given")
-    target = jax.eval_shape(lambda: task.init_state(jax.random.PRNGKey(0)))
-    state, _ = ckpt.restore(target)
-    ckpt.close()
-    return state
-
-
-def load_models(workdir: str, config=None) -> Models:
-    """Loads the latest STL and LTV checkpoints of a training workdir.
-
-    The configuration is the one saved with the STL checkpoint unless `config` is given, in which case
-    both checkpoints must match it (CheckpointError otherwise).
-    """
-    from thflax import checkpoint
-    from thflax.configlib import ConfigDict
-    from thflax.train_ltv import LTVTask
-    from thflax.train_stl import STLTask
-
-    if not os.path.isdir(workdir):
-        raise CheckpointError(f"checkpoint folder not found: {workdir}")
-    if config is None:
-        path = os.path.join(workdir, "stl", "checkpoints")
-        if not os.path.isdir(path):
-            raise CheckpointError(f"no stl checkpoint in {workdir} (expected {path})")
-        ck = checkpoint.Checkpointer(path, read_only=True)
-        saved = ck.restore_meta().get("config")
-        ck.close()
-        if saved is None:
-            raise CheckpointError(f"checkpoint in {path} has no saved config; pass one")
-        config = ConfigDict(json.loads(saved) if isinstance(saved, str) else saved)
-    stl_task, ltv_task = STLTask(config), LTVTask(config)
-    s = _restore_stage(workdir, stl_task, "stl")
-    l_state = _restore_stage(workdir, ltv_task, "ltv")
-    stl_params = s.ema_params["stl"] if s.ema_params else s.params["stl"]
-    gp = l_state.ema_params["generator"] if l_state.ema_params else l_state.params["generator"]
-    return Models(config, stl_task, {"params": stl_params, "batch_stats": s.batch_stats["stl"]}, ltv_task, gp)
+__all__ = ["Models", "Reference", "detect_face", "generate", "load_models", "predict_landmarks", "prepare_reference",
+           "render_frames"]
 
 
 @dataclasses.dataclass
@@ -120,22 +39,47 @@ class Reference:
     template: np.ndarray  # [68, 2] normalised crop coordinates
 
 
-def detect_face(image_path: str) -> tuple[np.ndarray, np.ndarray]:
-    """Reads the photo and finds the largest face (warning if several): (image, landmarks [68, 2])."""
-    from thflax import landmarks, video
+#: Without --size, photos are worked on (and written) at most this many pixels on their longer side:
+#: time and memory then do not grow with the camera's resolution.
+MAX_SIDE = 1024
+
+
+def load_photo(image_path: str, size: int | None = None, max_side: int = MAX_SIDE) -> tuple[np.ndarray, float]:
+    """The photo at the size the output needs: (image [H, W, 3] uint8, scale from the file's pixels).
+
+    Height `size` when given (never upscaled here: the final frames are), else the longer side at most
+    `max_side`.
+    """
+    import cv2
+
+    from thflax import video
 
     img = video.read_image(image_path)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        lm = landmarks.FaceLandmarker().image_landmarks(img, name=image_path)
-    for w in caught:
-        logging.warning("%s", w.message)
-        warnings.warn(str(w.message), stacklevel=2)
-    return img, lm
+    h, w = img.shape[:2]
+    scale = min(1.0, size / h) if size else min(1.0, max_side / max(h, w))
+    if scale < 1.0:
+        img = cv2.resize(img, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+    return img, scale
+
+
+def detect_face(image_path: str, face_index: int | None = None, face_box: tuple[int, int, int, int] | None = None,
+                size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Reads the photo (see `load_photo`) and picks a face: (image, landmarks [68, 2] in its pixels).
+
+    The highest-scoring face unless `face_index` (0 = highest score) or `face_box` (x0, y0, x1, y1 in
+    the file's pixels) chooses another; which face was used is logged.
+    """
+    from thflax import landmarks
+
+    img, scale = load_photo(image_path, size)
+    if face_box is not None:
+        face_box = tuple(int(round(v * scale)) for v in face_box)
+    choice = landmarks.FaceLandmarker().choose_face(img, name=image_path, face_index=face_index, face_box=face_box)
+    return img, choice.landmarks
 
 
 def prepare_reference(image_path: str, size: int, face: tuple[np.ndarray, np.ndarray] | None = None) -> Reference:
-    """The photo's largest face cropped as in training (`face` = a `detect_face` result to reuse)."""
+    """The photo's chosen face cropped as in training (`face` = a `detect_face` result to reuse)."""
     from thflax import crop
 
     img, lm = face if face is not None else detect_face(image_path)
@@ -143,100 +87,24 @@ def prepare_reference(image_path: str, size: int, face: tuple[np.ndarray, np.nda
     return Reference(img, lm, box, crop.crop(img, box, size), box.to_crop(lm))
 
 
-def predict_landmarks(models: Models, windows: np.ndarray, template: np.ndarray, still: bool = False,
-                      chunk: int = 250) -> Iterator[np.ndarray]:
-    """STL over MFCC windows [T, W, n] in chunks, carrying the GRU state: yields [t, 68, 2] per chunk."""
-    import jax
-    import jax.numpy as jnp
-
-    from thflax import geometry
-
-    model = models.stl_task.infer_model
-
-    def build():
-        @jax.jit
-        def run(variables, x, tmpl, carry):
-            out, carry = model.apply(variables, x, tmpl, carry=carry, train=False)
-            lm = out["landmarks"]
-            if still:  # lips only: the predicted mouth on the template's head
-                head = jnp.broadcast_to(geometry.head_points(tmpl)[:, None], lm.shape[:2] + (50, 2))
-                lm = geometry.merge(geometry.calibrate_mouth(lm), head)
-            return lm, carry
-
-        return run
-
-    run = models.compiled(f"stl_still={still}", build)
-    tmpl = jnp.asarray(np.asarray(template, np.float32)[None])
-    carry = None
-    for s in range(0, len(windows), chunk):
-        x = windows[s:s + chunk]
-        n = len(x)
-        if n < chunk:  # pad the last chunk to the compiled shape; padded frames are dropped
-            x = np.concatenate([x, np.repeat(x[-1:], chunk - n, 0)])
-        lm, carry = run(models.stl_variables, jnp.asarray(x[None]), tmpl, carry)
-        yield np.asarray(lm[0, :n])
-
-
-def render_frames(models: Models, ref_crop: np.ndarray, ref_template: np.ndarray, landmark_chunks,
-                  batch: int = 16) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """LTV: yields (generated crop [S, S, 3] uint8, landmarks [68, 2]) per frame.
-
-    ref_crop [S, S, 3] uint8 and its landmarks ref_template [68, 2] (normalised) are encoded once;
-    landmark_chunks is an iterable of [t, 68, 2] arrays (normalised crop coordinates).
-    """
-    import jax
-    import jax.numpy as jnp
-
-    from thflax import sketch
-    from thflax.models import ltv as ltv_lib
-    from thflax.train_ltv import to_uint8, to_unit
-
-    size = models.image_size
-    gen = models.ltv_task.generator
-    ref = to_unit(np.asarray(ref_crop)[None])
-    ref_sk = sketch.draw_sketch(jnp.asarray(np.asarray(ref_template, np.float32)[None]), size)
-    variables = {"params": models.generator_params}
-
-    def build():
-        encode = jax.jit(lambda v, r, rs: gen.apply(v, r, rs, method=ltv_lib.Generator.encode_reference))
-
-        @jax.jit
-        def decode(v, f, lms):
-            f = jax.tree.map(lambda a: jnp.broadcast_to(a, (lms.shape[0],) + a.shape[1:]), f)
-            img, _ = gen.apply(v, f, sketch.draw_sketch(lms, size), method=ltv_lib.Generator.decode)
-            return to_uint8(img).astype(jnp.uint8)
-
-        return encode, decode
-
-    encode, decode = models.compiled("ltv", build)
-    feats = encode(variables, ref, ref_sk if gen.use_reference_sketch else None)
-    pending = []
-    for chunk in landmark_chunks:
-        pending.extend(chunk)
-        while len(pending) >= batch:
-            group, pending = pending[:batch], pending[batch:]
-            yield from zip(np.asarray(decode(variables, feats, jnp.asarray(np.stack(group)))), group)
-    if pending:
-        n = len(pending)
-        group = pending + [pending[-1]] * (batch - n)
-        yield from list(zip(np.asarray(decode(variables, feats, jnp.asarray(np.stack(group)))), group))[:n]
-
-
 def generate(checkpoint: str, image: str, audio: str, out: str, *, still: bool = False,
              landmarks_video: bool = False, crop_only: bool = False, fps: float = 25.0,
              size: int | None = None, batch: int = 16, progress: bool = True, config=None,
-             models: Models | None = None) -> dict[str, Any]:
+             models: Models | None = None, face_index: int | None = None,
+             face_box: tuple[int, int, int, int] | None = None) -> dict[str, Any]:
     """Speech + photo -> mp4 with the audio muxed in. Returns a summary (frames, seconds, paths).
 
     Args:
-      checkpoint: training workdir holding stl/ and ltv/ checkpoints.
+      checkpoint: a training workdir (stl/ and ltv/ checkpoints) or an export bundle (`thflax.params.export`).
       image, audio: input files (any image OpenCV reads; wav/flac/mp3/mp4... at any sample rate).
       out: output .mp4 path (written atomically).
       still: keep the head still (template head points), animate the lips only.
       landmarks_video: put the predicted landmark sketch beside each frame.
       crop_only: write the generated face crop instead of pasting it back into the photo.
       fps: output frame rate (MFCC windows are centred on these frames).
-      size: output height in pixels (width follows the aspect ratio); default: native.
+      size: output height in pixels (width follows the aspect ratio); default: the photo's, at most
+        `MAX_SIDE` on the longer side.
+      face_index, face_box: which face of the photo (see `detect_face`); default the highest-scoring.
     """
     import cv2
     from tqdm import tqdm
@@ -245,12 +113,11 @@ def generate(checkpoint: str, image: str, audio: str, out: str, *, still: bool =
     from thflax import crop as crop_lib
     from thflax import plotting, video
 
-    if not out.lower().endswith((".mp4", ".mov", ".mkv")):
-        raise InputError(f"output must be an .mp4/.mov/.mkv file: {out}")
-    if fps <= 0 or (size is not None and size < 16):
-        raise InputError("--fps must be positive and --size at least 16")
-    # Inputs are checked before the (slower) model loading, so bad ones fail at once.
-    face = detect_face(image)
+    if fps <= 0 or (size is not None and size < 16) or batch < 1:
+        raise InputError("fps must be positive, size at least 16 and batch at least 1")
+    # Inputs and the output are checked before the (slower) model loading, so mistakes fail at once.
+    video.check_output(out, [image, audio])
+    face = detect_face(image, face_index=face_index, face_box=face_box, size=size)
     speech = audio_lib.load_audio(audio)
     models = models or load_models(checkpoint, config)
     s = models.image_size

@@ -18,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
-import warnings
 from collections.abc import Iterable
 
 import numpy as np
@@ -28,6 +27,13 @@ from thflax.errors import NoFaceError
 # Size (px) local re-detection windows are resized to: the HOG detector finds faces of >= ~80 px at
 # upsample 0, so a face is scaled to about 120 px inside a 240 px window.
 _LOCAL_WINDOW = 240
+
+# Minimum dlib detection score for a face in a photo. dlib's own threshold is 0, but false boxes
+# reach it: on the bundled astronaut photo (and two-face collages of it) boxes on the clothes scored
+# -0.02..0.24 while real faces scored 0.77..1.54. 0.3 drops the first and keeps the second.
+MIN_FACE_SCORE = 0.3
+
+_log = logging.getLogger(__name__)
 
 
 @functools.lru_cache(maxsize=1)
@@ -58,6 +64,60 @@ class TrackStats:
     missing: int = 0
 
 
+@dataclasses.dataclass(frozen=True)
+class FaceChoice:
+    """The face `FaceLandmarker.choose_face` used in a photo, so callers can report the choice."""
+
+    landmarks: np.ndarray  # [68, 2] float32 frame pixels
+    box: tuple[int, int, int, int]  # detector box x0, y0, x1, y1 (pixels)
+    score: float  # dlib detection score
+    index: int | None  # position in `faces(image)`; None when found only by re-searching face_box
+    num_faces: int  # faces `faces(image)` found in the whole photo
+
+    def describe(self) -> str:
+        """One line, e.g. "using face_index 0 of 2 at (175,76)-(265,166), score 1.51"."""
+        which = ("a face found by searching face_box" if self.index is None
+                 else f"face_index {self.index} of {self.num_faces}")
+        return f"using {which} at {_fmt_box(self.box)}, score {self.score:.2f}"
+
+
+def _area(box) -> float:
+    return max(0, box[2] - box[0]) * max(0, box[3] - box[1])
+
+
+def _fmt_box(box) -> str:
+    return f"({box[0]},{box[1]})-({box[2]},{box[3]})"
+
+
+def _fmt(box, score: float) -> str:
+    return f"{_fmt_box(box)} score {score:.2f}"
+
+
+def _check_box(face_box, shape) -> tuple[int, int, int, int]:
+    """face_box as ints, or NoFaceError when it is not x0 < x1, y0 < y1 overlapping the image."""
+    try:
+        x0, y0, x1, y1 = (int(round(float(v))) for v in face_box)
+    except (TypeError, ValueError, OverflowError):
+        raise NoFaceError(f"face_box must be four pixel numbers x0,y0,x1,y1, got {face_box!r}") from None
+    h, w = shape[:2]
+    if not (x0 < x1 and y0 < y1) or x1 <= 0 or y1 <= 0 or x0 >= w or y0 >= h:
+        raise NoFaceError(f"face_box {_fmt_box((x0, y0, x1, y1))} is empty or outside the "
+                          f"{w}x{h} image (give x0,y0,x1,y1 with x0 < x1, y0 < y1)")
+    return x0, y0, x1, y1
+
+
+def _best_inside(found: list, box: tuple[int, int, int, int]):
+    """The (box, score) with the largest share (>= half) of its area inside `box`; None if none."""
+    best, key = None, None
+    for face, score in found:
+        overlap = (max(face[0], box[0]), max(face[1], box[1]), min(face[2], box[2]), min(face[3], box[3]))
+        inter = _area(overlap)
+        share = inter / max(_area(face), 1)
+        if share >= 0.5 and (key is None or (share, score) > key):
+            best, key = (face, score), (share, score)
+    return best
+
+
 class FaceLandmarker:
     """Finds faces and their 68 dlib landmarks (frame pixels, x right, y down)."""
 
@@ -70,20 +130,32 @@ class FaceLandmarker:
         self.max_scale_change = max_scale_change
 
     # --- detection ----------------------------------------------------------------------------
-    def detect(self, image: np.ndarray, upsample: int | None = None) -> list[tuple[tuple[float, float, float, float], float]]:
-        """Face boxes (left, top, right, bottom) with detector scores, largest first.
+    def detect(self, image: np.ndarray, upsample: int | None = None,
+               min_score: float = 0.0) -> list[tuple[tuple[int, int, int, int], float]]:
+        """Face boxes (left, top, right, bottom) with dlib detection scores, best score first.
 
-        With `upsample=None` the image is searched at its size, then upsampled once if nothing was
-        found (faces smaller than ~80 px need it).
+        Boxes scoring below `min_score` are dropped; equal scores put the larger box first. With
+        `upsample=None` the image is searched at its size, then upsampled once if nothing was found
+        (faces smaller than ~80 px need it). Ranking by score, not size, keeps a large weak false box
+        (e.g. on clothes) from beating a real face.
         """
         gray = _to_gray(image)
         tries = [0, 1] if upsample is None else [upsample]
         for up in tries:
-            rects, scores, _ = self.detector.run(gray, up, 0.0)
-            if len(rects):
-                boxes = [((r.left(), r.top(), r.right(), r.bottom()), float(s)) for r, s in zip(rects, scores)]
-                return sorted(boxes, key=lambda b: -(b[0][2] - b[0][0]) * (b[0][3] - b[0][1]))
+            rects, scores, _ = self.detector.run(gray, up, float(min_score))
+            boxes = [((r.left(), r.top(), r.right(), r.bottom()), float(s))
+                     for r, s in zip(rects, scores) if s >= min_score]
+            if boxes:
+                return sorted(boxes, key=lambda b: (-b[1], -_area(b[0])))
         return []
+
+    def faces(self, image: np.ndarray,
+              min_score: float = MIN_FACE_SCORE) -> list[tuple[tuple[int, int, int, int], float]]:
+        """The faces in a photo as [(box (x0, y0, x1, y1) in pixels, score), ...], best score first.
+
+        This order is the one `face_index` counts in. Boxes below `min_score` are not listed.
+        """
+        return self.detect(image, None, min_score)
 
     def predict(self, image: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:
         """68 landmarks [68, 2] float32 inside a detector-style box."""
@@ -93,19 +165,78 @@ class FaceLandmarker:
         shape = self.predictor(_to_gray(image), rect)  # dlib needs a contiguous uint8 array
         return np.array([[p.x, p.y] for p in shape.parts()], np.float32)
 
-    def image_landmarks(self, image: np.ndarray, name: str = "image") -> np.ndarray:
-        """Landmarks [68, 2] of the largest face in an image.
+    def choose_face(self, image: np.ndarray, name: str = "image", face_index: int | None = None,
+                    face_box: tuple[int, int, int, int] | None = None) -> FaceChoice:
+        """Picks one face of a photo and its landmarks, and says which one (logged once).
+
+        Args:
+          image: RGB (or gray) photo [H, W, (3)] uint8.
+          name: what to call the photo in messages (its path).
+          face_index: position in `faces(image)` (0 = highest detection score).
+          face_box: (x0, y0, x1, y1) pixels: the detected face with the largest share of its box
+            inside `face_box` (at least half; ties: higher score). When none qualifies, the region
+            around `face_box` is searched again at twice the resolution (finds small faces); the
+            same minimum score applies.
+          With neither, the highest-scoring face is used; several faces give one logging.warning
+          naming the choice, a single face one logging.info.
 
         Raises:
-          NoFaceError: no face found. Several faces give a warning and the largest is used.
+          NoFaceError: no face, `face_index` out of range, or no face in `face_box`.
         """
-        boxes = self.detect(image)
-        if not boxes:
+        if face_index is not None and face_box is not None:
+            raise NoFaceError("give face_index or face_box, not both")
+        found = self.faces(image)
+        if face_box is not None:
+            box = _check_box(face_box, image.shape)
+            pick = _best_inside(found, box)
+            if pick is None:
+                local = self._faces_in_region(image, box)
+                pick = _best_inside(local, box)
+                if pick is None:
+                    listed = ", ".join(_fmt(b, s) for b, s in found) or "none"
+                    raise NoFaceError(f"no face inside face_box {_fmt_box(box)} of {name} "
+                                      f"(faces found: {listed})")
+                chosen = FaceChoice(self.predict(image, pick[0]), pick[0], pick[1], None, len(found))
+            else:
+                i = found.index(pick)
+                chosen = FaceChoice(self.predict(image, pick[0]), pick[0], pick[1], i, len(found))
+            _log.info("%s: %s (face_box %s)", name, chosen.describe(), _fmt_box(box))
+            return chosen
+        if not found:
             raise NoFaceError(f"no face found in {name}")
-        strong = [b for b in boxes if b[1] > 0.3]
-        if len(strong) > 1:
-            warnings.warn(f"{len(strong)} faces found in {name}; using the largest", stacklevel=2)
-        return self.predict(image, boxes[0][0])
+        if face_index is not None:
+            if (isinstance(face_index, bool) or not isinstance(face_index, (int, np.integer))
+                    or not 0 <= face_index < len(found)):
+                raise NoFaceError(f"face_index {face_index!r} is out of range: {len(found)} face"
+                                  f"{'s' if len(found) > 1 else ''} found in {name} "
+                                  f"(valid: 0..{len(found) - 1}, by score)")
+            i = int(face_index)
+        else:
+            i = 0
+        box, score = found[i]
+        chosen = FaceChoice(self.predict(image, box), box, score, i, len(found))
+        if face_index is None and len(found) > 1:
+            _log.warning("%d faces found in %s; %s (the highest score); choose another with "
+                         "face_index (0..%d, by score) or face_box", len(found), name, chosen.describe(),
+                         len(found) - 1)
+        else:
+            _log.info("%s: %s", name, chosen.describe())
+        return chosen
+
+    def image_landmarks(self, image: np.ndarray, name: str = "image", face_index: int | None = None,
+                        face_box: tuple[int, int, int, int] | None = None) -> np.ndarray:
+        """Landmarks [68, 2] of one face in a photo: see `choose_face` for the choice and errors."""
+        return self.choose_face(image, name, face_index, face_box).landmarks
+
+    def _faces_in_region(self, image: np.ndarray, box: tuple[int, int, int, int]) -> list:
+        """`faces` in `box` widened by a quarter of its size per side, at twice the resolution."""
+        x0, y0, x1, y1 = box
+        mx, my = (x1 - x0) // 4, (y1 - y0) // 4
+        h, w = image.shape[:2]
+        l, t, r, b = max(0, x0 - mx), max(0, y0 - my), min(w, x1 + mx), min(h, y1 + my)
+        region = np.ascontiguousarray(_to_gray(image)[t:b, l:r])
+        found = self.detect(region, 1, MIN_FACE_SCORE)
+        return [((bl + l, bt + t, br + l, bb + t), s) for (bl, bt, br, bb), s in found]
 
     # --- tracking -----------------------------------------------------------------------------
     @staticmethod
@@ -133,7 +264,7 @@ class FaceLandmarker:
         return out
 
     def track(self, frames: Iterable[np.ndarray], stats: TrackStats | None = None) -> np.ndarray:
-        """Landmarks of the (largest) face through a video.
+        """Landmarks of the face through a video (the best-scoring one wherever a full search runs).
 
         Args:
           frames: iterable of RGB (or gray) frames [H, W, (3)] uint8.
@@ -276,24 +407,3 @@ def smooth(landmarks: np.ndarray, window: int = 5, polyorder: int = 2) -> np.nda
         return lm
     return savgol_filter(lm, window, polyorder, axis=0, mode="interp").astype(np.float32)
 
-
-def landmark_video(frames: Iterable[np.ndarray], landmarker: FaceLandmarker | None = None,
-                   smooth_window: int = 5, max_gap: int = 2) -> tuple[np.ndarray, np.ndarray, TrackStats]:
-    """Tracks, fills short gaps and smooths: (landmarks [T, 68, 2], valid [T], stats)."""
-    landmarker = landmarker or FaceLandmarker()
-    stats = TrackStats()
-    raw = landmarker.track(frames, stats)
-    lm, valid = fill_gaps(raw, max_gap)
-    out = lm.copy()
-    # Smooth each valid run separately so NaNs never leak into neighbouring frames.
-    t = 0
-    while t < len(valid):
-        if not valid[t]:
-            t += 1
-            continue
-        s = t
-        while t < len(valid) and valid[t]:
-            t += 1
-        out[s:t] = smooth(lm[s:t], smooth_window)
-    logging.debug("tracked %d frames: %s", len(out), stats)
-    return out, valid, stats

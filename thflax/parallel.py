@@ -20,7 +20,6 @@ from typing import Any
 
 import jax
 import numpy as np
-from jax import lax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 AXIS = "data"
@@ -78,16 +77,6 @@ def data_parallel_eval(fn: Callable, mesh: Mesh) -> Callable:
     mapped = jax.shard_map(fn, mesh=mesh, in_specs=(P(), P(AXIS), P()), out_specs=(P(), P(AXIS)),
                            check_vma=False)
     return jax.jit(mapped)
-
-
-def device_rng(rng: jax.Array) -> jax.Array:
-    """A per-device key inside a data-parallel body (for dropout-like randomness)."""
-    return jax.random.fold_in(rng, lax.axis_index(AXIS))
-
-
-def global_mean(total, count):
-    """Σ over all devices of `total` / Σ of `count`: the exact global mean, whatever the split."""
-    return lax.psum(total, AXIS) / lax.psum(count, AXIS)
 
 
 def prefetch_to_mesh(batches: Iterator[dict[str, np.ndarray]], mesh: Mesh, size: int = 2) -> Iterator[dict[str, jax.Array]]:

@@ -18,12 +18,12 @@ pixel (i, j) of the matching image crop.
 Cost: every pixel's distance to all 63 segments is computed in one fused XLA loop over the pixels: the
 offsets from each segment start are separable (x-only and y-only terms), and the per-group minimum is a
 running minimum over the group's segments, unrolled at trace time, so nothing of size
-[B, H, W, segments] is materialised in the forward pass. On the 2-core CPU this measured about 0.5 ms per
-128² frame and 1.3 ms per 256² frame (a [B, H, W, N] broadcast + reduce formulation was 5-10x slower),
-i.e. a few % of the generator (see `benchmarks/bench_generator.py`). The function is differentiable with respect to the
-landmarks (the gradient flows through the nearest segment; the backward pass uses the equivalent broadcast
-formulation, whose autodiff graph compiles in a second rather than a minute) and jit-friendly (size and thickness are
-static Python numbers). Landmarks containing NaN give NaN pixels in their group's channel.
+[B, H, W, segments] is materialised in the forward pass (a [B, H, W, N] broadcast + reduce is slower on
+CPU; timings in BENCHMARKS.md). The function is differentiable with respect to the landmarks (the
+gradient flows through the nearest segment; the backward pass uses the equivalent broadcast
+formulation, because the autodiff graph of the unrolled loop compiles far more slowly) and jit-friendly
+(size and thickness are static Python numbers). Landmarks containing NaN give NaN pixels in their
+group's channel.
 """
 
 from __future__ import annotations
@@ -112,7 +112,7 @@ def _segment_geometry(lm, size):
 def _group_min_d2_unrolled(lm, size):
     """Forward: a running minimum over each group's segments, unrolled at trace time.
 
-    XLA fuses the whole chain into one loop over the pixels; on CPU this is 5-10x faster than the
+    XLA fuses the whole chain into one loop over the pixels, which on CPU is faster than the
     [B, H, W, N] broadcast + reduce of `_group_min_d2_broadcast` (but its autodiff graph compiles slowly).
     """
     a, ab, inv_len2 = _segment_geometry(lm, size)

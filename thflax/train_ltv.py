@@ -4,7 +4,9 @@ One train state holds both networks: `params`/`opt_state` are dicts with "genera
 "discriminator", each with its own Adam (the paper: 1e-4). One step updates both (eq. 10,
 L = L_d + L_g + L_mse): the generator runs forward once; the discriminator is updated on that batch's
 fakes (BCE: real -> 1, fake -> 0), and the generator on the non-saturating BCE against the same
-discriminator plus `mse_weight` · pixel MSE (and optional L1, off in the paper config). Gradients
+discriminator plus `mse_weight` · pixel MSE (and optional L1 and mask terms, off in the paper config):
+`g_loss_terms` lists every generator term, each weighted by `config.ltv.<term>_weight`, and all
+gradients come from `jax.value_and_grad` (adding a term is one line there). Gradients
 are averaged over devices with `lax.pmean` (no masks here: every device holds the same number of
 equally-weighted pairs, so the mean of means is the global mean). A non-finite loss or gradient
 leaves both networks unchanged and reports `finite = 0`.
@@ -25,38 +27,17 @@ import optax
 from jax import lax
 
 from thflax import losses, metrics, sketch
-from thflax.models import ltv
+from thflax.errors import InputError
+from thflax.images import to_uint8, to_unit
+from thflax.models import build, ltv
 from thflax.parallel import AXIS
 from thflax.train_state import TrainState, all_finite, ema_update, make_optimizer, select
 
 G, D = "generator", "discriminator"
 
 
-def to_unit(images):
-    """uint8 [0, 255] -> float32 [-1, 1]."""
-    return jnp.asarray(images, jnp.float32) / 127.5 - 1.0
-
-
-def to_uint8(images):
-    """float [-1, 1] -> float32 in [0, 255] rounded like a saved frame (metrics are computed on these)."""
-    return jnp.round(jnp.clip((images + 1.0) * 127.5, 0.0, 255.0))
-
-
-def make_generator(config) -> ltv.Generator:
-    c = config.ltv
-    dtype = jnp.bfloat16 if config.get("half_precision", False) else jnp.float32
-    preset = c.generator if isinstance(c.generator, str) else dict(c.generator)
-    return ltv.make_generator(preset, attention=bool(c.attention), dtype=dtype)
-
-
-def make_discriminator(config) -> ltv.Discriminator:
-    c = config.ltv
-    dtype = jnp.bfloat16 if config.get("half_precision", False) else jnp.float32
-    return ltv.Discriminator(base_channels=int(c.disc_channels), num_layers=int(c.disc_layers), dtype=dtype)
-
-
 class LTVTask:
-    """The LTV stage for the generic loop in `thflax.trainer`."""
+    """The LTV stage (a `thflax.tasks.Task`)."""
 
     name = "ltv"
 
@@ -64,22 +45,41 @@ class LTVTask:
         self.config = config
         c = config.ltv
         self.size = int(c.image_size)
-        self.generator = make_generator(config)
-        self.discriminator = make_discriminator(config)
-        self.tx = {G: make_optimizer(c.learning_rate, b1=c.get("adam_b1", 0.9), grad_clip=c.get("grad_clip", 0.0)),
-                   D: make_optimizer(c.learning_rate, b1=c.get("adam_b1", 0.9), grad_clip=c.get("grad_clip", 0.0))}
+        self.generator = build.build_generator(config)
+        self.discriminator = build.build_discriminator(config)
+        self.tx = {n: make_optimizer(c.learning_rate, b1=c.adam_b1, grad_clip=c.grad_clip) for n in (G, D)}
 
     def signature(self) -> dict[str, Any]:
-        c = self.config.ltv
-        g = c.generator if isinstance(c.generator, str) else c.generator.to_dict()
-        return {"stage": "ltv", "generator": g, "attention": bool(c.attention), "image_size": self.size,
-                "disc_channels": int(c.disc_channels), "disc_layers": int(c.disc_layers)}
+        return build.signature(self.config, self.name)
 
-    def check_data(self, builder) -> None:
-        size = int(builder.info.metadata["crop_size"])
+    def check_data(self, metadata) -> None:
+        size = int(metadata["crop_size"])
         if size != self.size:
-            raise ValueError(f"config.ltv.image_size={self.size} but {builder.info.full_name} has {size}x{size} "
-                             "crops; pick a matching dataset config or image size")
+            raise InputError(f"config.ltv.image_size={self.size} but the dataset has {size}x{size} crops; "
+                             f"set --config.ltv.image_size={size} or pick a dataset with {self.size}x{self.size} crops")
+
+    # ---- tf.data elements ------------------------------------------------------------------------
+    def elements_per_example(self, train: bool) -> int:
+        return int(self.config.ltv.pairs_per_example) if train else 1
+
+    def elements(self, example, seed, train: bool):
+        """(reference, target) frame pairs of one utterance, each target with a different reference frame.
+
+        reference, target [P, S, S, 3] uint8; landmarks, ref_landmarks [P, 68, 2] normalised.
+        """
+        import tensorflow as tf
+
+        pairs = self.elements_per_example(train)
+        n = tf.shape(example["landmarks"])[0]
+        s1, s2 = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+        tgt = tf.random.stateless_uniform([pairs], s1, 0, n, tf.int32)
+        # A different frame of the same utterance (identical pairs teach nothing and make PSNR infinite).
+        ref = (tgt + tf.random.stateless_uniform([pairs], s2, 1, tf.maximum(n, 2), tf.int32)) % n
+        dec = lambda i: tf.io.decode_jpeg(tf.gather(example["frames"], i), channels=3)  # noqa: E731
+        return {"reference": tf.map_fn(dec, ref, fn_output_signature=tf.uint8),
+                "target": tf.map_fn(dec, tgt, fn_output_signature=tf.uint8),
+                "landmarks": tf.gather(example["landmarks"], tgt),
+                "ref_landmarks": tf.gather(example["landmarks"], ref)}
 
     def _sketches(self, batch):
         return (sketch.draw_sketch(batch["landmarks"], self.size),
@@ -93,17 +93,26 @@ class LTVTask:
     # ---- state -----------------------------------------------------------------------------------
     def init_state(self, rng: jax.Array) -> TrainState:
         g_rng, d_rng, s_rng = jax.random.split(rng, 3)
-        gp = ltv.init_generator(self.generator, g_rng, self.size)["params"]
+        gp = build.init_generator(self.config, g_rng)["params"]
         ref, sk, _ = ltv.dummy_inputs(self.size)
         dp = jax.jit(lambda k: self.discriminator.init(k, ref, sk))(d_rng)["params"]
         params = {G: gp, D: dp}
         # A copy: the state is donated to the step, and one buffer cannot be donated twice.
-        ema = {G: jax.tree.map(jnp.copy, gp)} if self.config.ltv.get("ema_decay", 0.0) else {}
+        ema = {G: jax.tree.map(jnp.copy, gp)} if self.config.ltv.ema_decay else {}
         return TrainState(step=jnp.array(0, jnp.int32), params=params, batch_stats={},
                           opt_state={G: self.tx[G].init(gp), D: self.tx[D].init(dp)}, ema_params=ema,
                           rng=jax.random.key_data(s_rng))
 
     # ---- the per-device train step ---------------------------------------------------------------
+    def g_loss_terms(self, fake, mask, target, disc_logits) -> dict[str, jax.Array]:
+        """Every generator loss term (unweighted); `generator_loss` weights them by config.ltv.<term>_weight."""
+        return {"gan": losses.g_loss(disc_logits),
+                "mse": jnp.mean(jnp.square(fake - target)),
+                "l1": jnp.mean(jnp.abs(fake - target)),
+                # L1 on the attention mask: where the generator cannot beat the reference's own pixels,
+                # copying them is preferred (weight 0 in the paper config).
+                "mask": jnp.mean(mask)}
+
     def train_step(self, state: TrainState, batch: dict[str, jax.Array], rng: jax.Array):
         del rng  # no stochastic layers
         c = self.config.ltv
@@ -111,43 +120,34 @@ class LTVTask:
         sk, ref_sk = self._sketches(batch)
         gp, dp = state.params[G], state.params[D]
         disc = lambda p, img: self.discriminator.apply({"params": p}, img, sk)  # noqa: E731
+        weights = {"gan": c.gan_weight, "mse": c.mse_weight, "l1": c.l1_weight, "mask": c.mask_weight}
 
-        (fake, mask), g_vjp = jax.vjp(lambda p: self.generate(p, ref, sk, ref_sk), gp)
+        def generator_loss(p):
+            fake, mask = self.generate(p, ref, sk, ref_sk)
+            terms = self.g_loss_terms(fake, mask, tgt, disc(dp, fake))
+            return sum(weights[k] * v for k, v in terms.items()), (terms, fake)
 
-        def d_loss_fn(p):
-            return losses.d_loss(disc(p, tgt), disc(p, lax.stop_gradient(fake)))
+        def discriminator_loss(p, fake):
+            return losses.d_loss(disc(p, tgt), disc(p, fake))
 
-        loss_d, grad_d = jax.value_and_grad(d_loss_fn)(dp)
-
-        def g_objective(img):
-            gan = losses.g_loss(disc(dp, img))
-            mse = jnp.mean(jnp.square(img - tgt))
-            l1 = jnp.mean(jnp.abs(img - tgt))
-            total = c.gan_weight * gan + c.mse_weight * mse + c.get("l1_weight", 0.0) * l1
-            return total, (gan, mse)
-
-        (loss_g, (gan, mse)), d_fake = jax.value_and_grad(g_objective, has_aux=True)(fake)
-        # L1 on the attention mask (weight `mask_weight`, 0 in the paper config): where the generator
-        # cannot beat the reference's own pixels, copying them is preferred.
-        mask_w = float(c.get("mask_weight", 0.0))
-        mask_l1 = jnp.mean(mask)
-        loss_g = loss_g + mask_w * mask_l1
-        (grad_g,) = g_vjp((d_fake, jnp.full(mask.shape, mask_w / mask.size, jnp.float32)))
+        # The generator runs forward once; the discriminator sees its output without a path back into it.
+        (loss_g, (terms, fake)), grad_g = jax.value_and_grad(generator_loss, has_aux=True)(gp)
+        loss_d, grad_d = jax.value_and_grad(discriminator_loss)(dp, lax.stop_gradient(fake))
         grad_g, grad_d = lax.pmean(grad_g, AXIS), lax.pmean(grad_d, AXIS)
-        loss_d, loss_g, gan, mse, mask_l1 = (lax.pmean(v, AXIS) for v in (loss_d, loss_g, gan, mse, mask_l1))
+        loss_d, loss_g, terms = lax.pmean((loss_d, loss_g, terms), AXIS)
 
         upd_g, opt_g = self.tx[G].update(grad_g, state.opt_state[G], gp)
         upd_d, opt_d = self.tx[D].update(grad_d, state.opt_state[D], dp)
         new_g = optax.apply_updates(gp, upd_g)
         new = state.replace(params={G: new_g, D: optax.apply_updates(dp, upd_d)}, opt_state={G: opt_g, D: opt_d})
-        if c.get("ema_decay", 0.0):
+        if c.ema_decay:
             new = new.replace(ema_params={G: ema_update(state.ema_params[G], new_g, c.ema_decay)})
         ok = jnp.isfinite(loss_d) & jnp.isfinite(loss_g) & all_finite(grad_g, grad_d)
         new = select(ok, new, state).replace(step=state.step + 1)
         psnr = lax.pmean(jnp.mean(metrics.psnr(to_uint8(fake), to_uint8(tgt))), AXIS)
-        out = {"loss": loss_g + loss_d, "loss_d": loss_d, "loss_g": loss_g, "loss_g_gan": gan, "mse": mse, "mask_mean": mask_l1,
-               "psnr": psnr, "finite": ok.astype(jnp.float32), "grad_norm_g": optax.global_norm(grad_g),
-               "grad_norm_d": optax.global_norm(grad_d)}
+        out = {"loss": loss_g + loss_d, "loss_d": loss_d, "loss_g": loss_g, "loss_g_gan": terms["gan"],
+               "mse": terms["mse"], "mask_mean": terms["mask"], "psnr": psnr, "finite": ok.astype(jnp.float32),
+               "grad_norm_g": optax.global_norm(grad_g), "grad_norm_d": optax.global_norm(grad_d)}
         return new, out
 
     # ---- evaluation ------------------------------------------------------------------------------

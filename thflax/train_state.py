@@ -27,16 +27,13 @@ class TrainState:
     rng: jax.Array
 
 
-def make_optimizer(learning_rate: float, b1: float = 0.9, b2: float = 0.999, grad_clip: float = 0.0,
-                   weight_decay: float = 0.0) -> optax.GradientTransformation:
-    """Adam (the paper: fixed learning rate 1e-4), with optional global-norm clipping / weight decay."""
+def make_optimizer(learning_rate: float, b1: float = 0.9, b2: float = 0.999,
+                   grad_clip: float = 0.0) -> optax.GradientTransformation:
+    """Adam (the paper: fixed learning rate 1e-4), with optional global-norm clipping."""
     parts = []
     if grad_clip and grad_clip > 0:
         parts.append(optax.clip_by_global_norm(grad_clip))
-    if weight_decay:
-        parts.append(optax.adamw(learning_rate, b1=b1, b2=b2, weight_decay=weight_decay))
-    else:
-        parts.append(optax.adam(learning_rate, b1=b1, b2=b2))
+    parts.append(optax.adam(learning_rate, b1=b1, b2=b2))
     return optax.chain(*parts)
 
 

@@ -21,53 +21,61 @@ import optax
 from jax import lax
 
 from thflax import losses, metrics
-from thflax.models import stl
+from thflax.models import build, stl
 from thflax.parallel import AXIS
 from thflax.train_state import TrainState, all_finite, ema_update, make_optimizer, select
 
 
-def make_model(config, bn_axis_name: str | None = None) -> stl.STLNet:
-    c = config.stl
-    return stl.STLNet(split=bool(c.split), audio_channels=tuple(c.audio_channels),
-                      audio_features=int(c.audio_features), template_features=int(c.template_features),
-                      gru_features=int(c.gru_features), bn_axis_name=bn_axis_name,
-                      dtype=jnp.bfloat16 if config.get("half_precision", False) else jnp.float32)
-
-
-def dummy_batch(config, batch: int = 1) -> dict[str, np.ndarray]:
-    """Zero inputs with the shapes the model sees (for init and shape checks)."""
-    c = config.stl
-    return {"mfcc": np.zeros((batch, c.clip_len, c.mfcc_window, c.n_mfcc), np.float32),
-            "template": np.full((batch, 68, 2), 0.5, np.float32)}
-
-
 class STLTask:
-    """The STL stage for the generic loop in `thflax.trainer`."""
+    """The STL stage (a `thflax.tasks.Task`)."""
 
     name = "stl"
 
     def __init__(self, config):
         self.config = config
-        self.model = make_model(config, bn_axis_name=AXIS)
-        self.infer_model = make_model(config)
+        self.model = build.build_stl(config, bn_axis_name=AXIS)
+        self.infer_model = build.build_stl(config)
         c = config.stl
-        self.tx = make_optimizer(c.learning_rate, grad_clip=c.get("grad_clip", 0.0))
+        self.tx = make_optimizer(c.learning_rate, grad_clip=c.grad_clip)
 
     def signature(self) -> dict[str, Any]:
-        """Config fields the parameters depend on (a checkpoint is refused if they differ)."""
-        c = self.config.stl
-        keys = ("split", "audio_channels", "audio_features", "template_features", "gru_features",
-                "clip_len", "mfcc_window", "n_mfcc")
-        return {"stage": "stl", **{k: c[k] for k in keys if k != "clip_len"}}
+        return build.signature(self.config, self.name)
+
+    def check_data(self, metadata) -> None:
+        del metadata  # any prepared dataset has MFCC windows and landmarks
+
+    # ---- tf.data elements ------------------------------------------------------------------------
+    def elements_per_example(self, train: bool) -> int:
+        del train
+        return 1
+
+    def elements(self, example, seed, train: bool):
+        """One random clip of `clip_len` frames and a template from a random frame of the utterance.
+
+        mfcc [1, L, W, n], landmarks [1, L, 68, 2], template [1, 68, 2], mask [1, L] (0 = padding
+        where the utterance is shorter than L).
+        """
+        import tensorflow as tf
+
+        del train  # the same sampling for training and held-out clips (eval uses its own seeds)
+        clip_len = int(self.config.stl.clip_len)
+        lm, mfcc = example["landmarks"], example["mfcc"]
+        n = tf.shape(lm)[0]
+        s1, s2 = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+        start = tf.random.stateless_uniform([], s1, 0, tf.maximum(n - clip_len, 0) + 1, tf.int32)
+        ref = tf.random.stateless_uniform([], s2, 0, n, tf.int32)
+        idx = tf.minimum(start + tf.range(clip_len), n - 1)  # repeat the last frame when n < clip_len
+        mask = tf.cast(start + tf.range(clip_len) < n, tf.float32)
+        out = {"mfcc": tf.gather(mfcc, idx), "landmarks": tf.gather(lm, idx), "template": lm[ref], "mask": mask}
+        return {k: v[None] for k, v in out.items()}
 
     # ---- state -----------------------------------------------------------------------------------
     def init_state(self, rng: jax.Array) -> TrainState:
         init_rng, state_rng = jax.random.split(rng)
-        d = dummy_batch(self.config)
-        variables = self.infer_model.init(init_rng, d["mfcc"], d["template"], train=False)
+        variables = build.init_stl(self.config, init_rng)
         params = {"stl": variables["params"]}
         # A copy: the state is donated to the step, and one buffer cannot be donated twice.
-        ema = jax.tree.map(jnp.copy, params) if self.config.stl.get("ema_decay", 0.0) else {}
+        ema = jax.tree.map(jnp.copy, params) if self.config.stl.ema_decay else {}
         return TrainState(step=jnp.array(0, jnp.int32), params=params,
                           batch_stats={"stl": variables["batch_stats"]},
                           opt_state={"stl": self.tx.init(params["stl"])}, ema_params=ema,
@@ -80,7 +88,7 @@ class STLTask:
         tgt = stl.targets(batch["landmarks"], bool(c.split))
         mask = batch["mask"]
         count = lax.psum(mask.sum(), AXIS)
-        weights = {"mouth": 1.0, "head": float(c.get("head_weight", 1.0)), "full": 1.0}
+        weights = {"mouth": 1.0, "head": float(c.head_weight), "full": 1.0}
 
         def loss_fn(params):
             (out, _), upd = self.model.apply(
@@ -100,7 +108,7 @@ class STLTask:
         updates, opt_state = self.tx.update(grads, state.opt_state["stl"], state.params["stl"])
         params = optax.apply_updates(state.params["stl"], updates)
         new = state.replace(params={"stl": params}, batch_stats={"stl": new_bs}, opt_state={"stl": opt_state})
-        if c.get("ema_decay", 0.0):
+        if c.ema_decay:
             new = new.replace(ema_params={"stl": ema_update(state.ema_params["stl"], params, c.ema_decay)})
         ok = jnp.isfinite(loss) & all_finite(grads)
         new = select(ok, new, state).replace(step=state.step + 1)
@@ -140,13 +148,3 @@ class STLTask:
         panel = plotting.landmark_panel(batch["landmarks"][0, frames], pred[0, frames], size=128)
         return {"landmarks_pred_vs_true": panel[None]}
 
-
-def predict_fn(model: stl.STLNet):
-    """jit-ed inference: (variables, mfcc [B,T,W,n], template [B,68,2], carry) -> (landmarks [B,T,68,2], carry)."""
-
-    @jax.jit
-    def predict(variables: dict[str, Any], mfcc, template, carry=None):
-        out, carry = model.apply(variables, mfcc, template, carry=carry, train=False)
-        return out["landmarks"], carry
-
-    return predict

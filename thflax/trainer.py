@@ -1,8 +1,8 @@
 """The outer training loop shared by both stages: data, checkpoints, metrics, NaN guard, profiling.
 
 Side effects live here; the stage modules (`train_stl`, `train_ltv`) provide pure per-device step
-functions. Resume is exact: the state (params, optimiser, step, RNG) comes from the latest orbax
-checkpoint and the data stream is re-created from that step (`input_pipeline.pipeline`), so a run
+functions. Resume is exact: the state (params, optimiser, step, RNG) comes from the newest intact
+(verified) orbax checkpoint and the data stream is re-created from that step (`StageData.train`), so a run
 killed at any point and restarted ends with the same parameters as an uninterrupted one.
 """
 
@@ -11,100 +11,98 @@ from __future__ import annotations
 import logging
 import os
 import time
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, Protocol
 
 import jax
 import numpy as np
 
 from thflax import checkpoint, parallel
 from thflax.configlib import ConfigDict
+from thflax.tasks import Task
 
 
 class NonFiniteLossError(FloatingPointError):
     """Raised when a step produced a NaN/inf loss or gradient; the state was not updated."""
 
 
-def stage_config(config: ConfigDict, stage: str) -> ConfigDict:
-    """A view of `config` for one stage: top-level `stage`, `batch_size`, eval sizes from config.<stage>."""
-    c = ConfigDict(config.to_dict())
-    c.stage = stage
-    s = c[stage]
-    c.batch_size = int(s.batch_size)
-    c.eval_batch_size = int(s.get("eval_batch_size", s.batch_size))
-    c.eval_batches = int(s.get("eval_batches", 1))
-    return c
+class StageData(Protocol):
+    """The datasets a stage trains on (`input_pipeline.pipeline.StageData` is the TFDS one)."""
 
+    metadata: dict[str, Any]  # the prepared dataset's metadata, for `Task.check_data`
 
-def _jsonable(x):
-    """Round-trips through JSON so tuples/lists compare equal after a checkpoint restore."""
-    import json
+    def train(self, start_step: int = 0, num_devices: int | None = None) -> Iterator[dict[str, np.ndarray]]:
+        """This host's training batches from `start_step` on."""
 
-    return json.loads(json.dumps(x))
+    def eval(self) -> list[dict[str, np.ndarray]]:
+        """This host's held-out batches."""
 
 
 def _scalars(metrics: dict[str, Any]) -> dict[str, float]:
     return {k: float(np.asarray(v)) for k, v in metrics.items()}
 
 
-def train_stage(config: ConfigDict, workdir: str, task, builder=None):
-    """Trains `task` (an STLTask / LTVTask) for config.<stage>.num_steps; returns the final state."""
+def _restore(ckpt: checkpoint.Checkpointer, state, task: Task):
+    """The newest intact checkpoint restored into `state`'s structure (refusing another config's)."""
+    meta = ckpt.restore_meta()
+    if meta.get("model") and meta["model"] != task.signature():
+        raise checkpoint.CheckpointError(
+            f"checkpoint in {ckpt.directory} was trained with a different {task.name} config; "
+            "use another --workdir or the original config")
+    state, meta, step, skipped = ckpt.restore_latest_intact(state)
+    for s, why in skipped:
+        logging.warning("%s: skipped checkpoint step %d: %s", task.name, s, why)
+    logging.info("Resumed %s from step %d", task.name, step)
+    return state
+
+
+def train_stage(config: ConfigDict, workdir: str, task: Task, data: StageData):
+    """Trains `task` for config.<stage>.num_steps on `data`, resuming from `workdir`; returns the final state."""
     from clu import metric_writers
     from tqdm import tqdm
 
-    from input_pipeline import pipeline
-
     stage = task.name
-    cfg = stage_config(config, stage)
-    scfg = cfg[stage]
-    tcfg = cfg.train
+    scfg = config[stage]
+    tcfg = config.train
     stage_dir = os.path.join(workdir, stage)
     is_main = jax.process_index() == 0
     writer = metric_writers.create_default_writer(stage_dir, just_logging=not is_main, asynchronous=False)
     mesh = parallel.make_mesh()
     ckpt = checkpoint.Checkpointer(os.path.join(stage_dir, "checkpoints"), max_to_keep=tcfg.max_to_keep,
-                                   async_save=tcfg.get("async_checkpoint", True))
+                                   async_save=tcfg.async_checkpoint)
 
-    state = parallel.replicate(task.init_state(jax.random.PRNGKey(int(cfg.seed))), mesh)
-    start_step = 0
+    state = parallel.replicate(task.init_state(jax.random.PRNGKey(int(config.seed))), mesh)
     if ckpt.latest_step() is not None:
-        state, meta = ckpt.restore(state)
-        if meta.get("model") and meta["model"] != _jsonable(task.signature()):
-            raise checkpoint.CheckpointError(
-                f"checkpoint in {ckpt.directory} was trained with a different {stage} config; "
-                "use another --workdir or the original config")
-        start_step = int(np.asarray(state.step))
-        logging.info("Resumed %s from step %d", stage, start_step)
+        state = _restore(ckpt, state, task)
+    start_step = int(np.asarray(state.step))
     num_steps = int(scfg.num_steps)
     if start_step >= num_steps:
         logging.info("%s already trained for %d steps", stage, start_step)
         ckpt.close()
         return state
 
-    builder = builder or pipeline.get_builder(cfg.data)
-    if hasattr(task, "check_data"):
-        task.check_data(builder)
-    local = pipeline.as_numpy(pipeline.train_dataset(cfg, builder, start_step=start_step,
-                                                     num_devices=jax.local_device_count()))
-    batches = parallel.prefetch_to_mesh(local, mesh, size=int(tcfg.get("device_prefetch", 2)))
-    eval_batches = [parallel.global_batch(b, mesh) for b in pipeline.as_numpy(pipeline.eval_dataset(cfg, builder))]
+    task.check_data(data.metadata)
+    batches = parallel.prefetch_to_mesh(data.train(start_step, num_devices=jax.local_device_count()), mesh,
+                                        size=int(tcfg.device_prefetch))
+    eval_batches = [parallel.global_batch(b, mesh) for b in data.eval()]
     p_train = parallel.data_parallel(task.train_step, mesh)
     p_eval = parallel.data_parallel_eval(task.eval_step, mesh)
     base_rng = jax.random.wrap_key_data(np.asarray(jax.device_get(state.rng)))
-    meta = {"model": _jsonable(task.signature()), "config": config.to_json()}
+    meta = {"model": task.signature(), "config": config.to_json()}
 
     def check(step, m):
         if float(np.asarray(m["finite"])) < 1.0:
             ckpt.wait()
-            last = ckpt.latest_step()
+            last = ckpt.latest_intact_step()
             raise NonFiniteLossError(
                 f"{stage}: non-finite loss or gradient at step {step} (loss={float(np.asarray(m['loss']))}); "
-                f"the update was discarded; last good checkpoint: step {last} in {ckpt.directory}")
+                f"the update was discarded; last good (verified) checkpoint: step {last} in {ckpt.directory}")
 
     def save(step):
         ckpt.save(step, state, meta)
 
-    profile = int(tcfg.get("profile_steps", 0))
-    profile_start = start_step + int(tcfg.get("profile_start", 5))
+    profile = int(tcfg.profile_steps)
+    profile_start = start_step + int(tcfg.profile_start)
     bar = tqdm(total=num_steps, initial=start_step, desc=stage, disable=not is_main, dynamic_ncols=True)
     pending = None  # previous step's metrics, checked one step late so the host does not stall devices
     t0, s0 = time.time(), start_step
@@ -116,6 +114,7 @@ def train_stage(config: ConfigDict, workdir: str, task, builder=None):
         if profile and step == profile_start + profile - 1:
             jax.block_until_ready(state)
             jax.profiler.stop_trace()
+        ckpt.check()  # a failed background save is reported at once
         if pending is not None:
             check(*pending)
         pending = (step + 1, m)
@@ -157,7 +156,7 @@ def evaluate_and_log(task, state, eval_batches, p_eval, writer, step: int) -> di
     """Held-out metrics (mean over eval batches) and the task's images, written at `step`."""
     scalars, first = evaluate(state, eval_batches, p_eval)
     writer.write_scalars(step, {f"eval/{k}": v for k, v in scalars.items()})
-    if first is not None and hasattr(task, "images"):
+    if first is not None:
         local = lambda x: np.concatenate([np.asarray(s.data) for s in x.addressable_shards[:1]])  # noqa: E731
         images = task.images(jax.tree.map(local, first[0]), jax.tree.map(local, first[1]))
         if images and jax.process_index() == 0:
@@ -165,15 +164,3 @@ def evaluate_and_log(task, state, eval_batches, p_eval, writer, step: int) -> di
     logging.info("step %d eval: %s", step, " ".join(f"{k}={v:.4g}" for k, v in scalars.items()))
     return scalars
 
-
-def make_task(config: ConfigDict, stage: str):
-    """The task object for a stage name."""
-    if stage == "stl":
-        from thflax.train_stl import STLTask
-
-        return STLTask(config)
-    if stage == "ltv":
-        from thflax.train_ltv import LTVTask
-
-        return LTVTask(config)
-    raise ValueError(f"unknown stage {stage!r}; expected 'stl', 'ltv' or 'all'")

@@ -1,19 +1,42 @@
 """Video IO: reading frames with OpenCV, writing H.264 mp4 with the audio muxed in (imageio-ffmpeg).
 
 Writers never leave a half-written file: frames go to a temporary file next to the target, which is
-renamed into place only after ffmpeg finished successfully.
+renamed into place only after ffmpeg finished successfully, with the mode a new file gets under the
+umask. Any failure (ffmpeg, a full disk, a read-only file system, an exception in the caller) deletes
+the temporary files and raises one line: `OutputError` when the output cannot be written (naming the
+cause), `AudioError` only when the audio input itself is unreadable or has no audio track.
 """
 
 from __future__ import annotations
 
+import errno
 import os
+import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterable, Iterator
+from fractions import Fraction
 
 import numpy as np
 
-from thflax.errors import ImageError, VideoError
+from thflax.errors import AudioError, ImageError, InputError, OutputError, VideoError
+
+VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv")
+
+# A folder with less free space than this is taken as full when ffmpeg fails writing into it.
+_MIN_FREE_BYTES = 1 << 20
+
+_CAUSES = {
+    errno.ENOSPC: "no space left on device",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EFBIG: "file too large for the file system",
+    errno.EROFS: "read-only file system",
+    errno.EACCES: "folder not writable",
+    errno.EPERM: "folder not writable",
+    errno.ENOENT: "folder does not exist",
+    errno.ENOTDIR: "a parent of it is not a folder",
+    errno.EISDIR: "it is a directory",
+}
 
 
 def video_info(path: str) -> tuple[float, int, int, int]:
@@ -77,6 +100,132 @@ def read_image(path: str) -> np.ndarray:
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
+def check_output(out: str, inputs: list[str]) -> None:
+    """Raises OutputError (one line) unless `out` can take a new video, before any work is done.
+
+    `out` must end in .mp4/.mov/.mkv, not be a directory, not be the same file as any of `inputs`
+    (writing would destroy that input; symlinks and hard links count), and its folder must exist
+    and be writable.
+    """
+    if not out.lower().endswith(VIDEO_EXTENSIONS):
+        raise OutputError(f"output must be an .mp4, .mov or .mkv file: {out}")
+    if os.path.isdir(out):
+        raise OutputError(f"output {out} is a directory; give a file name such as "
+                          f"{os.path.join(out, 'out.mp4')}")
+    real = os.path.realpath(out)
+    for src in inputs:
+        if not src:
+            continue
+        same = os.path.realpath(src) == real
+        if not same and os.path.exists(out) and os.path.exists(src):
+            try:
+                same = os.path.samefile(out, src)
+            except OSError:
+                pass
+        if same:
+            raise OutputError(f"output {out} is the input {src}; writing it would destroy the input")
+    folder = os.path.dirname(os.path.abspath(out))
+    if not os.path.exists(folder):
+        raise OutputError(f"cannot write {out}: folder {folder} does not exist")
+    if not os.path.isdir(folder):
+        raise OutputError(f"cannot write {out}: {folder} is not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise OutputError(f"cannot write {out}: {_unwritable_cause(folder)}")
+
+
+def _unwritable_cause(folder: str) -> str:
+    try:
+        if os.statvfs(folder).f_flag & os.ST_RDONLY:
+            return "read-only file system"
+    except (OSError, AttributeError):
+        pass
+    return f"folder {folder} not writable"
+
+
+def _umask() -> int:
+    """The process umask (read without changing it where /proc allows)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _output_error(path: str, err: OSError) -> OutputError:
+    """One line naming why `path` could not be written, from an OSError's errno."""
+    cause = _CAUSES.get(err.errno) or (err.strerror or str(err)).lower()
+    return OutputError(f"cannot write {path}: {cause}")
+
+
+def _remove(path: str | None) -> None:
+    """Deletes a temporary file if it is still there; never raises (cleanup must not hide the cause)."""
+    if path:
+        try:
+            os.remove(path)
+        except OSError:
+            pass
+
+
+def _suffix(path: str) -> str:
+    """Temporary files keep the output's container type so ffmpeg picks the right muxer."""
+    ext = os.path.splitext(path)[1].lower()
+    return ext if ext in VIDEO_EXTENSIONS else ".mp4"
+
+
+def _temp_file(path: str, prefix: str, suffix: str) -> str:
+    """An empty temporary file next to `path` (same file system, so the final rename is atomic)."""
+    try:
+        fd, tmp = tempfile.mkstemp(suffix=suffix, dir=os.path.dirname(os.path.abspath(path)), prefix=prefix)
+    except OSError as e:
+        raise _output_error(path, e) from e
+    os.close(fd)
+    return tmp
+
+
+def _publish(tmp: str, path: str) -> None:
+    """Renames a finished temporary file to `path`, with the mode a new file gets under the umask.
+
+    mkstemp creates files 0600; without the chmod every output would be private to its owner.
+    """
+    try:
+        os.chmod(tmp, 0o666 & ~_umask())
+    except OSError:
+        pass  # some file systems (FAT, network shares) refuse chmod; the file itself is fine
+    try:
+        os.replace(tmp, path)
+    except OSError as e:
+        _remove(tmp)
+        raise _output_error(path, e) from e
+
+
+def _disk_full(folder: str, stderr: str = "") -> bool:
+    if "No space left on device" in stderr or "Disk quota exceeded" in stderr:
+        return True
+    try:
+        return shutil.disk_usage(folder).free < _MIN_FREE_BYTES
+    except OSError:
+        return False
+
+
+def _last_line(stderr: str, default: str) -> str:
+    lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
+    return lines[-1][:200] if lines else default
+
+
+def _ffmpeg_output_error(path: str, stderr: str, what: str, returncode: int | None) -> InputError:
+    """Why ffmpeg failed writing `path`: the disk (OutputError) or ffmpeg itself (VideoError)."""
+    if _disk_full(os.path.dirname(os.path.abspath(path)), stderr):
+        return OutputError(f"cannot write {path}: no space left on device")
+    if "Read-only file system" in stderr:
+        return OutputError(f"cannot write {path}: read-only file system")
+    return VideoError(f"ffmpeg failed {what} {path}: {_last_line(stderr, f'exit status {returncode}')}")
+
+
 class VideoWriter:
     """Streams RGB frames to an H.264 mp4, optionally muxing an audio file in on close.
 
@@ -86,89 +235,179 @@ class VideoWriter:
         with VideoWriter("out.mp4", fps=25, audio_path="speech.wav") as w:
             for frame in frames:      # [H, W, 3] uint8
                 w.write(frame)
+
+    Raises:
+      OutputError: the output cannot be written (folder, permissions, read-only or full disk).
+      VideoError: ffmpeg failed for another reason; AudioError: see `mux_audio`.
     """
 
     def __init__(self, path: str, fps: float = 25.0, audio_path: str | None = None,
                  quality: int = 8):
+        self.name = path
         self.path = os.path.abspath(path)
         self.fps = fps
         self.audio_path = audio_path
         self.quality = quality
-        self._gen = None
+        self._proc: subprocess.Popen | None = None
+        self._stderr = None
         self._size = None
         self.num_frames = 0
-        out_dir = os.path.dirname(self.path) or "."
-        os.makedirs(out_dir, exist_ok=True)
-        fd, self._tmp_video = tempfile.mkstemp(suffix=".mp4", dir=out_dir, prefix=".thflax-")
-        os.close(fd)
+        if os.path.isdir(self.path):
+            raise OutputError(f"cannot write {path}: it is a directory")
+        try:
+            os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        except OSError as e:
+            raise _output_error(path, e) from e
+        self._tmp_video = _temp_file(self.path, ".thflax-", _suffix(path))
 
     def write(self, frame: np.ndarray) -> None:
-        import imageio_ffmpeg
-
+        """Appends one RGB frame [H, W, 3] uint8; all frames must have the first frame's size."""
         frame = np.ascontiguousarray(frame, dtype=np.uint8)
         if frame.ndim != 3 or frame.shape[2] != 3:
             raise ValueError(f"expected an RGB frame [H, W, 3], got {frame.shape}")
-        if self._gen is None:
-            self._size = (frame.shape[1], frame.shape[0])
-            self._gen = imageio_ffmpeg.write_frames(
-                self._tmp_video, self._size, fps=self.fps, codec="libx264", quality=self.quality,
-                pix_fmt_out="yuv420p", macro_block_size=2, ffmpeg_log_level="error")
-            self._gen.send(None)
+        if self._proc is None:
+            self._start((frame.shape[1], frame.shape[0]))
         elif (frame.shape[1], frame.shape[0]) != self._size:
             raise ValueError(f"frame size changed from {self._size} to {frame.shape[1::-1]}")
-        self._gen.send(frame)
+        try:
+            self._proc.stdin.write(frame.tobytes())
+        except OSError as e:  # ffmpeg quit (broken pipe): say why
+            raise self._encoder_error() from e
         self.num_frames += 1
 
+    def _start(self, size: tuple[int, int]) -> None:
+        """Starts ffmpeg reading raw frames from a pipe (its stderr kept for error messages)."""
+        import imageio_ffmpeg
+
+        w, h = size
+        fps = Fraction(self.fps).limit_denominator()
+        crf = int((1 - self.quality / 10.0) * 51)  # imageio-ffmpeg's quality scale
+        cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-v", "error", "-f", "rawvideo", "-pix_fmt", "rgb24",
+               "-s", f"{w}x{h}", "-r", str(fps), "-i", "-", "-an", "-c:v", "libx264", "-pix_fmt", "yuv420p",
+               "-crf", str(crf)]
+        if w % 2 or h % 2:  # yuv420p needs even sizes
+            cmd += ["-vf", f"scale={w + w % 2}:{h + h % 2}"]
+        cmd.append(self._tmp_video)
+        self._size = size
+        self._stderr = tempfile.TemporaryFile()  # anonymous: nothing to clean up
+        # Own session: Ctrl-C reaches Python (which aborts and deletes), not ffmpeg mid-file.
+        try:
+            self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                          stderr=self._stderr, start_new_session=True)
+        except OSError as e:
+            raise VideoError(f"cannot start ffmpeg ({cmd[0]}): {e.strerror or e}") from e
+
+    def _ffmpeg_stderr(self) -> str:
+        if self._stderr is None:
+            return ""
+        self._stderr.seek(0)
+        return self._stderr.read().decode(errors="replace")
+
+    def _encoder_error(self) -> InputError:
+        """The one-line error for an ffmpeg encoder that stopped early or failed."""
+        proc = self._proc
+        try:
+            rc = proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            rc = proc.wait()
+        return _ffmpeg_output_error(self.name, self._ffmpeg_stderr(), "encoding", rc)
+
     def close(self) -> None:
-        if self._gen is None:
-            raise VideoError("no frames were written")
-        self._gen.close()
-        self._gen = None
-        if self.audio_path is None:
-            os.replace(self._tmp_video, self.path)
-            return
-        mux_audio(self._tmp_video, self.audio_path, self.path)
-        os.remove(self._tmp_video)
+        """Finishes encoding, muxes the audio in and moves the result to `path`.
+
+        On any failure the temporary files are deleted and `path` is left as it was.
+        """
+        try:
+            if self._proc is None:
+                raise VideoError(f"no frames were written to {self.name}")
+            try:
+                self._proc.stdin.close()
+            except OSError:
+                pass  # broken pipe: ffmpeg already quit; its exit status says why
+            if self._proc.wait() != 0:
+                raise self._encoder_error()
+            self._proc = None
+            if self.audio_path is None:
+                _publish(self._tmp_video, self.path)
+            else:
+                mux_audio(self._tmp_video, self.audio_path, self.path)
+        finally:
+            self.abort()
 
     def abort(self) -> None:
-        if self._gen is not None:
+        """Stops ffmpeg and deletes the temporary file; the target path is left untouched."""
+        if self._proc is not None:
+            proc, self._proc = self._proc, None
             try:
-                self._gen.close()
-            except Exception:  # noqa: BLE001 - already failing; cleanup must not mask the cause
+                proc.kill()
+            except OSError:
                 pass
-            self._gen = None
-        if os.path.exists(self._tmp_video):
-            os.remove(self._tmp_video)
+            try:
+                proc.stdin.close()
+            except OSError:
+                pass
+            proc.wait()
+        if self._stderr is not None:
+            self._stderr.close()
+            self._stderr = None
+        _remove(self._tmp_video)
 
     def __enter__(self) -> "VideoWriter":
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is None:
-            try:
-                self.close()
-            except BaseException:
-                self.abort()
-                raise
+            self.close()
         else:
             self.abort()
 
 
+def _audio_unreadable(stderr: str, audio_path: str) -> str | None:
+    """ffmpeg's reason when its stderr says it could not open `audio_path` as an input, else None."""
+    lines = stderr.splitlines()
+    if not any(f"Error opening input file {audio_path}" in ln or ln.startswith(f"{audio_path}:")
+               for ln in lines):
+        return None
+    for ln in lines:
+        if "Error opening input" in ln and ":" in ln:
+            return ln.rsplit(":", 1)[1].strip() or None
+    return None
+
+
 def mux_audio(video_path: str, audio_path: str, out_path: str) -> None:
-    """Copies the video stream and encodes `audio_path` as AAC into `out_path` (atomically)."""
+    """Copies the video stream and encodes `audio_path` as AAC into `out_path` (atomically).
+
+    Raises:
+      AudioError: `audio_path` is missing, unreadable (as ffmpeg reports it) or has no audio track.
+      OutputError: `out_path` cannot be written (full disk, read-only, folder); VideoError: other
+        ffmpeg failures. No temporary file is left behind.
+    """
     import imageio_ffmpeg
 
-    out_dir = os.path.dirname(os.path.abspath(out_path)) or "."
-    fd, tmp = tempfile.mkstemp(suffix=".mp4", dir=out_dir, prefix=".thflax-mux-")
-    os.close(fd)
-    cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-nostdin", "-y", "-v", "error", "-i", video_path,
-           "-i", audio_path, "-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy", "-c:a", "aac",
-           "-b:a", "128k", "-shortest", tmp]
-    proc = subprocess.run(cmd, capture_output=True, check=False)
-    if proc.returncode != 0:
-        os.remove(tmp)
-        raise VideoError(f"ffmpeg could not mux {audio_path}: {proc.stderr.decode(errors='replace')[-300:]}")
-    os.replace(tmp, out_path)
+    if not os.path.isfile(audio_path):
+        raise AudioError(f"audio file not found: {audio_path}")
+    tmp = _temp_file(out_path, ".thflax-mux-", _suffix(out_path))
+    try:
+        cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-nostdin", "-y", "-v", "error", "-i", video_path,
+               "-i", audio_path, "-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy", "-c:a", "aac",
+               "-b:a", "128k", "-shortest", tmp]
+        proc = subprocess.run(cmd, capture_output=True, check=False)
+        if proc.returncode != 0:
+            stderr = proc.stderr.decode(errors="replace")
+            if _disk_full(os.path.dirname(os.path.abspath(out_path)), stderr):
+                raise OutputError(f"cannot write {out_path}: no space left on device")
+            from thflax.audio import audio_track_missing
+
+            if audio_track_missing(audio_path):
+                raise AudioError(f"{audio_path} has no audio track")
+            reason = _audio_unreadable(stderr, audio_path)
+            if reason is not None:
+                raise AudioError(f"cannot read audio from {audio_path}: {reason}")
+            raise _ffmpeg_output_error(out_path, stderr, "muxing the audio into", proc.returncode)
+        _publish(tmp, out_path)
+    finally:
+        _remove(tmp)
 
 
 def write_video(path: str, frames: Iterable[np.ndarray], fps: float = 25.0,
@@ -181,8 +420,30 @@ def write_video(path: str, frames: Iterable[np.ndarray], fps: float = 25.0,
 
 
 def write_image(path: str, image: np.ndarray) -> None:
-    """Writes an RGB uint8 image (PNG/JPEG by extension)."""
+    """Writes an RGB uint8 image (PNG/JPEG by extension) atomically, with the umask's file mode.
+
+    Raises:
+      ImageError: the extension is not an image format OpenCV writes.
+      OutputError: the file cannot be written (folder, permissions, read-only or full disk).
+    """
     import cv2
 
-    if not cv2.imwrite(path, cv2.cvtColor(np.asarray(image, np.uint8), cv2.COLOR_RGB2BGR)):
-        raise ImageError(f"could not write image: {path}")
+    ext = os.path.splitext(path)[1]
+    if os.path.isdir(path):
+        raise OutputError(f"cannot write {path}: it is a directory")
+    try:
+        ok, buf = cv2.imencode(ext, cv2.cvtColor(np.asarray(image, np.uint8), cv2.COLOR_RGB2BGR))
+    except cv2.error:
+        ok = False
+    if not ok:
+        raise ImageError(f"could not write image {path}: {ext or 'no extension'} is not an image format "
+                         "OpenCV writes (use .png or .jpg)")
+    tmp = _temp_file(path, ".thflax-", ext)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(buf.tobytes())
+        _publish(tmp, path)
+    except OSError as e:
+        raise _output_error(path, e) from e
+    finally:
+        _remove(tmp)

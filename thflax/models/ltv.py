@@ -30,9 +30,9 @@ decoder's capacity goes to the face; the mask learns to cover what has to change
 
 `patch` > 1 removes the full-resolution layers: the encoders' stems are (2·patch)×(2·patch) convolutions
 with stride `patch`, and the decoder's last convolution predicts patch²·3 values per position that
-depth-to-space rearranges into the S×S frame. Far cheaper on CPU than convolutions at full resolution.
-(A space-to-depth input transform was slower: XLA fuses the sketch rasteriser into the transpose and
-loses vectorisation, 8× slower than drawing the sketch alone.)
+depth-to-space rearranges into the S×S frame, so no convolution runs at full resolution, where they
+cost the most. (Why the inputs are not space-to-depth transformed instead: BENCHMARKS.md, "Design
+measurements moved from docstrings".)
 
 With `attention=False` (the paper's "w/o Attention" ablation) a single encoder takes
 concat(reference, [reference_sketch,] sketch) and its features are the decoder's skips directly; the
@@ -43,7 +43,7 @@ no batch statistics, so the params pytree is the only variable collection and th
 no cross-device state; outputs do not depend on the other frames of the batch. GroupNorm is applied after
 the stride-2 and decoder convolutions from level `norm_from_level` (default 1) on, so the highest-
 resolution level, which mostly carries pixel-aligned detail, is left unnormalised; stems and output layers
-are never normalised. (On the 2-core CPU, GroupNorm vs none was within timing noise for "fast".)
+are never normalised.
 
 Mixed precision: `dtype` is the computation dtype (e.g. jnp.bfloat16); parameters are always `param_dtype`
 (float32). The returned image and mask are float32.
@@ -57,9 +57,9 @@ landmark encoder and the decoder run per frame. (With attention=False the "featu
 Discriminator (`Discriminator`): a PatchGAN on concat(image, sketch) -> stride-2 4×4 convolutions ->
 [B, S / 2^num_layers, S / 2^num_layers, 1] logits (no sigmoid: the BCE-with-logits of eq. 10 is in the loss).
 
-FLOPs: `generator_flops(config, size)` lowers the jitted forward and reads XLA's cost analysis ('flops',
-2 per multiply-add). `GENERATOR_PRESETS` holds the named configurations; see
-`benchmarks/bench_generator.py` for the measured speeds.
+FLOPs: `generator_flops(config, size)` lowers the jitted forward and reads XLA's cost analysis
+(`thflax.flops.compiled_flops`). `GENERATOR_PRESETS` holds the named configurations;
+`benchmarks/bench_generator.py` measures their speeds (results in BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -71,6 +71,7 @@ import jax
 import jax.numpy as jnp
 import flax.linen as nn
 
+from thflax.flops import compiled_flops
 from thflax.sketch import NUM_SKETCH_CHANNELS
 
 Dtype = Any
@@ -103,11 +104,10 @@ def _groups(channels: int, groups: int) -> int:
 def pad_channels(x, multiple: int = 2):
     """Zero-pads the channel axis to a multiple of `multiple` (default: odd counts get one zero channel).
 
-    XLA CPU convolutions with odd input-channel counts (3, 9) measured 2–7× slower than with even ones
-    (e.g. a 4×4 stride-2 conv on a 128² input: 2.3 ms/frame with 3 channels, 0.3 ms with 4; 9 channels
-    1.4 ms, 10 channels 0.7 ms); the zero channels cost nothing else (their weights get zero gradient).
-    Even counts (the 6-channel sketch) are left alone, so no concatenation gets fused with the sketch
-    rasteriser (which de-vectorises it).
+    Why: XLA CPU convolutions with odd input-channel counts (3, 9) are several times slower than with
+    even ones (figures in BENCHMARKS.md); the zero channels change nothing else (their weights get zero
+    gradient). Even counts (the 6-channel sketch) are left alone, so no concatenation gets fused with
+    the sketch rasteriser (which de-vectorises it).
     """
     c = x.shape[-1]
     extra = -c % multiple
@@ -116,17 +116,8 @@ def pad_channels(x, multiple: int = 2):
     return jnp.concatenate([x, jnp.zeros(x.shape[:-1] + (extra,), x.dtype)], axis=-1)
 
 
-def space_to_depth(x, p: int):
-    """[B, H, W, C] -> [B, H/p, W/p, p·p·C] (row-major p×p blocks)."""
-    if p == 1:
-        return x
-    b, h, w, c = x.shape
-    x = x.reshape(b, h // p, p, w // p, p, c).transpose(0, 1, 3, 2, 4, 5)
-    return x.reshape(b, h // p, w // p, p * p * c)
-
-
 def depth_to_space(x, p: int):
-    """Inverse of `space_to_depth`."""
+    """[B, H, W, p·p·C] -> [B, H·p, W·p, C]: each position's values fill its p×p block row-major."""
     if p == 1:
         return x
     b, h, w, c = x.shape
@@ -406,7 +397,4 @@ def generator_flops(config: str | dict | Generator = DEFAULT_PRESET, size: int =
         fn, args = (lambda v, f, s: model.apply(v, f, s, method=Generator.decode)), (variables, feats, sk)
     else:
         raise ValueError(f"unknown path {path!r}")
-    cost = jax.jit(fn).lower(*args).compile().cost_analysis()
-    if isinstance(cost, (list, tuple)):  # older JAX returned one dict per computation
-        cost = cost[0]
-    return float(cost["flops"]) / batch
+    return compiled_flops(jax.jit(fn).lower(*args).compile()) / batch

@@ -78,6 +78,8 @@ def align_lines(words: list[tuple[float, float, str]], total_s: float) -> list[t
     return segs
 
 
+# Not thflax.video.VideoWriter: its ffmpeg options (quality=8, i.e. CRF 10, default preset and threads)
+# would change every corpus file; the corpus needs CRF 18, "-preset fast" and one encoder thread.
 def mp4_writer(path: Path, size: tuple[int, int], fps: float, crf: int = 18):
     """A started imageio-ffmpeg generator: ``send`` uint8 RGB [H, W, 3] frames, then ``close``.
 
@@ -97,14 +99,6 @@ def mp4_writer(path: Path, size: tuple[int, int], fps: float, crf: int = 18):
     )
     writer.send(None)  # start the generator (launches ffmpeg)
     return writer
-
-
-def write_mp4(path: Path, frames: np.ndarray, fps: float, crf: int = 18) -> None:
-    """Writes uint8 RGB frames [T, H, W, 3] as an H.264/yuv420p mp4."""
-    writer = mp4_writer(path, (frames.shape[2], frames.shape[1]), fps, crf)
-    for f in frames:
-        writer.send(np.ascontiguousarray(f))
-    writer.close()
 
 
 def _init_worker() -> None:

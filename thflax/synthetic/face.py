@@ -26,6 +26,7 @@ import numpy as np
 from scipy.ndimage import gaussian_filter1d
 from scipy.spatial import Delaunay
 
+from thflax.landmarks import _dlib_models
 from thflax.synthetic import speech
 
 # dlib 68-point index groups.
@@ -57,16 +58,6 @@ def base_photo() -> np.ndarray:
     import skimage.data
 
     return np.ascontiguousarray(skimage.data.astronaut())
-
-
-@functools.lru_cache(maxsize=1)
-def _dlib_models():
-    import dlib
-    import face_recognition_models
-
-    detector = dlib.get_frontal_face_detector()
-    predictor = dlib.shape_predictor(face_recognition_models.pose_predictor_model_location())
-    return detector, predictor
 
 
 def detect_landmarks(image: np.ndarray, upsample: int = 1) -> np.ndarray | None:
@@ -825,8 +816,14 @@ def get_renderer(speaker: Speaker, size: tuple[int, int] = (360, 288)) -> Render
     return Renderer(speaker, size)
 
 
-def num_video_frames(num_samples: int, sample_rate: int = 16000, fps: float = 25.0) -> int:
-    """T = ceil(duration * fps): the video covers all of the audio."""
+def frames_covering_audio(num_samples: int, sample_rate: int = 16000, fps: float = 25.0) -> int:
+    """T = ceil(duration * fps): the fewest frames whose video covers all of the audio.
+
+    Rounds up, unlike `thflax.audio.num_video_frames` (the whole frames an audio covers, rounded down):
+    the renderer makes T frames and pads the audio to T / fps seconds, so no speech is cut. (With a
+    whole number of samples per frame, e.g. 640 at 16 kHz / 25 fps, `thflax.audio.num_video_frames` of
+    the padded audio is T again.)
+    """
     return int(math.ceil(num_samples * fps / sample_rate - 1e-9))
 
 
@@ -857,7 +854,7 @@ def render_clip(
     if rng is None:
         rng = np.random.default_rng([speaker.seed, 0xC11])
     sr = utterance.sample_rate
-    t = num_video_frames(len(utterance.audio), sr, fps)
+    t = frames_covering_audio(len(utterance.audio), sr, fps)
     n_audio = int(round(t * sr / fps))
     audio = np.zeros(n_audio, np.float32)
     audio[: min(n_audio, len(utterance.audio))] = utterance.audio[:n_audio]

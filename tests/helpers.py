@@ -1,0 +1,20 @@
+"""Helpers shared by the tests (fixtures live in conftest.py)."""
+
+from __future__ import annotations
+
+
+def train(config, workdir: str, stage: str):
+    """Trains one stage on `config.data` as train.py does: (task, final state)."""
+    from input_pipeline import pipeline
+    from thflax import tasks, trainer
+
+    task = tasks.get_task(config, stage)
+    return task, trainer.train_stage(config, workdir, task, pipeline.StageData(config, task))
+
+
+def train_all(config, workdir: str) -> None:
+    """Trains every stage of `config` into `workdir`."""
+    from thflax import tasks
+
+    for stage in tasks.stage_names("all"):
+        train(config, workdir, stage)

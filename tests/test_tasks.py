@@ -1,0 +1,138 @@
+"""The stage registry and each stage's task: one tiny training run per stage on in-memory batches
+(flax examples' train_test.py), and the tf.data element functions on an in-memory example."""
+
+from __future__ import annotations
+
+import os
+
+import jax
+import numpy as np
+import pytest
+
+from configs import tiny
+from thflax import parallel, tasks, trainer
+from thflax.errors import InputError
+from thflax.testing import random_ltv_batch, random_stl_batch
+
+STAGES = ["stl", "ltv"]
+
+
+class InMemoryData:
+    """A `trainer.StageData` of random batches: the trainer needs no dataset files."""
+
+    def __init__(self, config, stage: str, crop_size: int = 64):
+        self.config, self.stage = config, stage
+        self.metadata = {"name": "in_memory", "crop_size": crop_size}
+
+    def _batch(self, i: int):
+        b = int(self.config[self.stage].batch_size)
+        return (random_stl_batch if self.stage == "stl" else random_ltv_batch)(self.config, b, i)
+
+    def train(self, start_step: int = 0, num_devices=None):
+        i = start_step
+        while True:
+            yield self._batch(i)  # a pure function of the step, as the real pipeline is
+            i += 1
+
+    def eval(self):
+        return [self._batch(10_000)]
+
+
+def _tiny(stage: str, steps: int = 2):
+    c = tiny.get_config()
+    c[stage].num_steps = steps
+    c[stage].batch_size = c[stage].eval_batch_size = 2
+    c.train.log_every = c.train.eval_every = c.train.checkpoint_every = 1
+    c.train.async_checkpoint = False
+    return c
+
+
+def test_registry_names_every_stage_and_refuses_others():
+    assert tasks.stage_names("all") == ["stl", "ltv"]
+    assert tasks.stage_names("ltv") == ["ltv"]
+    with pytest.raises(InputError, match="unknown stage 'foo'"):
+        tasks.stage_names("foo")
+    with pytest.raises(InputError, match="unknown stage"):
+        tasks.get_task(tiny.get_config(), "foo")
+    for stage in STAGES:
+        task = tasks.get_task(tiny.get_config(), stage)
+        assert task.name == stage and task.signature()["stage"] == stage
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_train_stage_runs_evaluates_checkpoints_and_resumes(stage, tmp_path):
+    config = _tiny(stage)
+    task = tasks.get_task(config, stage)
+    state = trainer.train_stage(config, str(tmp_path), task, InMemoryData(config, stage))
+    assert int(state.step) == 2
+    ckpts = sorted(int(p) for p in os.listdir(tmp_path / stage / "checkpoints") if p.isdigit())
+    assert ckpts == [1, 2]
+    # Resuming a finished run changes nothing; a longer run continues from the checkpoint.
+    config[stage].num_steps = 3
+    resumed = trainer.train_stage(config, str(tmp_path), tasks.get_task(config, stage), InMemoryData(config, stage))
+    assert int(resumed.step) == 3
+    # Another model config is refused with one line.
+    other = _tiny(stage)
+    if stage == "stl":
+        other.stl.gru_features = 8
+    else:
+        other.ltv.disc_channels = 4
+    with pytest.raises(InputError, match="different .* config") as e:
+        trainer.train_stage(other, str(tmp_path), tasks.get_task(other, stage), InMemoryData(other, stage))
+    assert "\n" not in str(e.value)
+
+
+def test_ltv_refuses_data_of_another_crop_size(tmp_path):
+    config = _tiny("ltv")
+    with pytest.raises(InputError, match="image_size=64 but the dataset has 128x128 crops"):
+        trainer.train_stage(config, str(tmp_path), tasks.get_task(config, "ltv"),
+                            InMemoryData(config, "ltv", crop_size=128))
+
+
+def test_ltv_generator_loss_terms_are_each_one_weighted_term():
+    """Every generator term enters the loss with its config weight (no hand-written gradients)."""
+    config = _tiny("ltv")
+    config.ltv.gan_weight, config.ltv.mse_weight, config.ltv.l1_weight, config.ltv.mask_weight = 0, 0, 0, 1
+    task = tasks.get_task(config, "ltv")
+    mesh = parallel.make_mesh(jax.devices()[:1])
+    state = parallel.replicate(task.init_state(jax.random.PRNGKey(0)), mesh)
+    batch = parallel.global_batch(random_ltv_batch(config, 2, 0), mesh)
+    _, m = parallel.data_parallel(task.train_step, mesh, donate_state=False)(state, batch, jax.random.PRNGKey(0))
+    # Only the mask term is weighted: the generator loss is the mask mean, and it has a gradient.
+    np.testing.assert_allclose(float(m["loss_g"]), float(m["mask_mean"]), rtol=1e-6)
+    assert float(m["grad_norm_g"]) > 0
+
+
+def _example(frames: int = 12, size: int = 64):
+    import tensorflow as tf
+
+    r = np.random.default_rng(0)
+    jpeg = [tf.io.encode_jpeg(r.integers(0, 255, (size, size, 3), dtype=np.uint8)).numpy() for _ in range(frames)]
+    return {"landmarks": tf.constant((0.5 + r.normal(0, 0.1, (frames, 68, 2))).astype(np.float32)),
+            "mfcc": tf.constant(r.normal(size=(frames, 20, 20)).astype(np.float32)),
+            "frames": tf.constant(jpeg)}
+
+
+@pytest.mark.parametrize("stage,train,count", [("stl", True, 1), ("ltv", True, 2), ("ltv", False, 1)])
+def test_elements_are_deterministic_in_the_seed_and_shaped(stage, train, count):
+    import tensorflow as tf
+
+    config = tiny.get_config()
+    task = tasks.get_task(config, stage)
+    assert task.elements_per_example(train) == count
+    ex = _example()
+    seed = tf.constant([3, 4], tf.int64)
+    a = {k: v.numpy() for k, v in task.elements(ex, seed, train).items()}
+    b = {k: v.numpy() for k, v in task.elements(ex, seed, train).items()}
+    c = {k: v.numpy() for k, v in task.elements(ex, tf.constant([3, 5], tf.int64), train).items()}
+    for k in a:
+        assert a[k].shape[0] == count
+        np.testing.assert_array_equal(a[k], b[k])
+    assert any(not np.array_equal(a[k], c[k]) for k in a)
+    if stage == "stl":
+        assert a["mfcc"].shape == (1, config.stl.clip_len, 20, 20) and a["mask"].shape == (1, config.stl.clip_len)
+        assert a["mask"][0, :12].all() and not a["mask"][0, 12:].any()  # 12 frames < clip_len 16: padded
+    else:
+        assert a["reference"].shape == (count, 64, 64, 3) and a["landmarks"].shape == (count, 68, 2)
+        # reference and target are different frames of the utterance
+        assert not np.array_equal(a["landmarks"], a["ref_landmarks"])

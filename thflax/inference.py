@@ -1,0 +1,142 @@
+"""Trained networks for inference: speech windows -> landmarks (STL), landmarks -> frames (LTV).
+
+Used by generation and evaluation; depends on no training code. `load_models(path)` takes a
+training workdir or an export bundle (`thflax.params`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+import numpy as np
+
+
+@dataclasses.dataclass
+class Models:
+    """The STL net and the LTV generator with their variables (see `load_models`)."""
+
+    config: Any
+    stl: Any  # thflax.models.stl.STLNet
+    stl_variables: dict
+    generator: Any  # thflax.models.ltv.Generator
+    generator_variables: dict
+    _fns: dict = dataclasses.field(default_factory=dict, repr=False)
+
+    @property
+    def image_size(self) -> int:
+        return int(self.config.ltv.image_size)
+
+    @property
+    def mfcc_config(self):
+        from thflax import audio
+
+        return audio.MfccConfig(n_mfcc=int(self.config.stl.n_mfcc), window=int(self.config.stl.mfcc_window))
+
+    def compiled(self, name: str, build: Callable[[], Any]):
+        """jit-ed functions built once per loaded model (not once per video)."""
+        if name not in self._fns:
+            self._fns[name] = build()
+        return self._fns[name]
+
+
+def load_models(path: str, config=None) -> Models:
+    """STL and generator of a training workdir or an export bundle.
+
+    The configuration is the saved one unless `config` is given, in which case both stages must have
+    been trained with it (CheckpointError otherwise).
+    """
+    from thflax import params
+    from thflax.models import build
+
+    stl_vars, config = params.load_params(path, "stl", config)
+    gen_vars, _ = params.load_params(path, "ltv", config)
+    return Models(config, build.build_stl(config), stl_vars, build.build_generator(config), gen_vars)
+
+
+def stl_predictor(model, still: bool = False) -> Callable:
+    """jit-ed (variables, mfcc [B, T, W, n], template [B, 68, 2], carry) -> (landmarks [B, T, 68, 2], carry).
+
+    still: the predicted mouth on the template's head (lips only, no head motion).
+    """
+    import jax
+    import jax.numpy as jnp
+
+    from thflax import geometry
+
+    @jax.jit
+    def run(variables, mfcc, template, carry=None):
+        out, carry = model.apply(variables, mfcc, template, carry=carry, train=False)
+        lm = out["landmarks"]
+        if still:
+            head = jnp.broadcast_to(geometry.head_points(template)[:, None], lm.shape[:2] + (50, 2))
+            lm = geometry.merge(geometry.calibrate_mouth(lm), head)
+        return lm, carry
+
+    return run
+
+
+def predict_landmarks(models: Models, windows: np.ndarray, template: np.ndarray, still: bool = False,
+                      chunk: int = 250) -> Iterator[np.ndarray]:
+    """STL over MFCC windows [T, W, n] in chunks, carrying the GRU state: yields [t, 68, 2] per chunk.
+
+    Chunks bound the memory for long audio; the carried state makes the result independent of `chunk`.
+    """
+    import jax.numpy as jnp
+
+    run = models.compiled(f"stl_still={still}", lambda: stl_predictor(models.stl, still))
+    tmpl = jnp.asarray(np.asarray(template, np.float32)[None])
+    carry = None
+    for s in range(0, len(windows), chunk):
+        x = windows[s:s + chunk]
+        n = len(x)
+        if n < chunk:  # pad the last chunk to the compiled shape; padded frames are dropped
+            x = np.concatenate([x, np.repeat(x[-1:], chunk - n, 0)])
+        lm, carry = run(models.stl_variables, jnp.asarray(x[None]), tmpl, carry)
+        yield np.asarray(lm[0, :n])
+
+
+def render_frames(models: Models, ref_crop: np.ndarray, ref_template: np.ndarray,
+                  landmark_chunks: Iterable[np.ndarray], batch: int = 16) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """LTV: yields (generated crop [S, S, 3] uint8, landmarks [68, 2]) per frame.
+
+    ref_crop [S, S, 3] uint8 and its landmarks ref_template [68, 2] (normalised) are encoded once;
+    landmark_chunks is an iterable of [t, 68, 2] arrays (normalised crop coordinates).
+    """
+    import jax
+    import jax.numpy as jnp
+
+    from thflax import sketch
+    from thflax.images import to_uint8, to_unit
+    from thflax.models import ltv as ltv_lib
+
+    size = models.image_size
+    gen = models.generator
+    ref = to_unit(np.asarray(ref_crop)[None])
+    ref_sk = sketch.draw_sketch(jnp.asarray(np.asarray(ref_template, np.float32)[None]), size)
+    variables = models.generator_variables
+
+    def build():
+        encode = jax.jit(lambda v, r, rs: gen.apply(v, r, rs, method=ltv_lib.Generator.encode_reference))
+
+        @jax.jit
+        def decode(v, f, lms):
+            f = jax.tree.map(lambda a: jnp.broadcast_to(a, (lms.shape[0],) + a.shape[1:]), f)
+            img, _ = gen.apply(v, f, sketch.draw_sketch(lms, size), method=ltv_lib.Generator.decode)
+            return to_uint8(img).astype(jnp.uint8)
+
+        return encode, decode
+
+    encode, decode = models.compiled("ltv", build)
+    feats = encode(variables, ref, ref_sk if gen.use_reference_sketch else None)
+    pending: list[np.ndarray] = []
+    for chunk in landmark_chunks:
+        pending.extend(chunk)
+        while len(pending) >= batch:
+            group, pending = pending[:batch], pending[batch:]
+            yield from zip(np.asarray(decode(variables, feats, jnp.asarray(np.stack(group)))), group)
+    if pending:
+        n = len(pending)
+        group = pending + [pending[-1]] * (batch - n)
+        yield from list(zip(np.asarray(decode(variables, feats, jnp.asarray(np.stack(group)))), group))[:n]

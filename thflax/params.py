@@ -1,0 +1,191 @@
+"""Trained parameters for inference, from a training workdir or an export bundle; and `export`.
+
+Inference needs only the networks' parameters (and the STL net's BatchNorm statistics), never an
+optimiser or the discriminator. `load_params(path, stage)` reads them from either
+
+* a training workdir (`<workdir>/<stage>/checkpoints`, the newest intact orbax checkpoint; EMA
+  parameters where the run kept them), or
+* an export bundle written by `export(workdir, out)`: a folder with `thflax_export.json` (the
+  config, each stage's model signature, the checksum of the parameters file) and `params.msgpack`
+  (flax msgpack of {"stl": {"params", "batch_stats"}, "ltv": {"params"}}). It is a fraction of the
+  size of the training checkpoints and needs no orbax to read.
+
+The config is the one saved at training time, laid over `configs/default.py` so that keys added to
+the schema since then take their defaults. A given config must produce the saved model signature.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from typing import Any
+
+import numpy as np
+
+from thflax.errors import CheckpointError, InputError
+
+EXPORT_FILE = "thflax_export.json"
+PARAMS_FILE = "params.msgpack"
+STAGES = ("stl", "ltv")
+
+
+def is_export(path: str) -> bool:
+    return os.path.isfile(os.path.join(path, EXPORT_FILE))
+
+
+def _checkpoint_dir(workdir: str, stage: str) -> str:
+    path = os.path.join(workdir, stage, "checkpoints")
+    if not os.path.isdir(path):
+        raise CheckpointError(f"{workdir} is neither an export bundle nor a training workdir with a {stage} "
+                              f"checkpoint (expected {path})")
+    return path
+
+
+def config_from_json(text: str | dict):
+    """A saved config (JSON) laid over the default schema (`configs/default.py`)."""
+    from configs import default
+
+    saved = json.loads(text) if isinstance(text, str) else text
+    config = default.get_config()
+
+    def merge(dst, src: dict):
+        for k, v in src.items():
+            if isinstance(v, dict) and k in dst and hasattr(dst[k], "keys"):
+                merge(dst[k], v)
+            else:
+                old = dst[k] if k in dst else None
+                dst[k] = tuple(v) if isinstance(old, tuple) and isinstance(v, list) else v
+
+    merge(config, saved)
+    return config
+
+
+def _read_export(path: str) -> dict[str, Any]:
+    try:
+        with open(os.path.join(path, EXPORT_FILE)) as f:
+            return json.load(f)
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"export bundle {path}: {EXPORT_FILE} is unreadable ({e})") from e
+
+
+def load_config(path: str):
+    """The config a workdir (its STL checkpoint) or an export bundle was trained with."""
+    if not os.path.isdir(path):
+        raise CheckpointError(f"checkpoint folder not found: {path}")
+    if is_export(path):
+        return config_from_json(_read_export(path)["config"])
+    from thflax import checkpoint
+
+    ckpt = checkpoint.Checkpointer(_checkpoint_dir(path, "stl"), read_only=True)
+    try:
+        saved = ckpt.restore_meta().get("config")
+    finally:
+        ckpt.close()
+    if saved is None:
+        raise CheckpointError(f"the checkpoint in {path} has no saved config; pass one")
+    return config_from_json(saved)
+
+
+def _check_signature(saved: Any, config, stage: str, where: str) -> None:
+    from thflax.models import build
+
+    if saved != build.signature(config, stage):
+        raise CheckpointError(f"the {stage} parameters in {where} were trained with a different {stage} "
+                              "configuration than the one given")
+
+
+def _from_workdir(workdir: str, stage: str, config) -> dict[str, Any]:
+    from thflax import checkpoint
+
+    ckpt = checkpoint.Checkpointer(_checkpoint_dir(workdir, stage), read_only=True)
+    try:
+        step = ckpt.latest_intact_step()
+        if step is None:
+            raise CheckpointError(f"no intact {stage} checkpoint in {ckpt.directory}")
+        state, meta = ckpt.restore_arrays(step)
+    finally:
+        ckpt.close()
+    _check_signature(meta.get("model"), config, stage, ckpt.directory)
+    net = "stl" if stage == "stl" else "generator"
+    ema = state.get("ema_params") or {}
+    params = ema[net] if ema.get(net) else state["params"][net]
+    variables = {"params": params}
+    if stage == "stl":
+        variables["batch_stats"] = state["batch_stats"]["stl"]
+    return variables
+
+
+def _from_export(path: str, stage: str, config) -> dict[str, Any]:
+    from flax import serialization
+
+    info = _read_export(path)
+    _check_signature(info.get("signatures", {}).get(stage), config, stage, path)
+    file = os.path.join(path, PARAMS_FILE)
+    try:
+        with open(file, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise CheckpointError(f"export bundle {path}: cannot read {PARAMS_FILE} ({e.strerror})") from e
+    if hashlib.sha256(data).hexdigest() != info.get("sha256"):
+        raise CheckpointError(f"export bundle {path}: {PARAMS_FILE} is corrupt (checksum differs from "
+                              f"{EXPORT_FILE})")
+    return serialization.msgpack_restore(data)[stage]
+
+
+def load_params(path: str, stage: str, config=None) -> tuple[dict[str, Any], Any]:
+    """(variables, config) of stage "stl" ({'params', 'batch_stats'}) or "ltv" ({'params'} of the generator).
+
+    `path` is a training workdir or an export bundle; `config` defaults to the saved one.
+    """
+    if stage not in STAGES:
+        raise ValueError(f"unknown stage {stage!r}")
+    config = load_config(path) if config is None else config
+    loader = _from_export if is_export(path) else _from_workdir
+    return loader(path, stage, config), config
+
+
+def export(workdir: str, out: str, overwrite: bool = False) -> dict[str, Any]:
+    """Writes the parameters-only bundle of a trained workdir to folder `out` (atomically); returns its info."""
+    import jax
+    from flax import serialization
+
+    from thflax.models import build
+
+    if is_export(workdir):
+        raise InputError(f"{workdir} is already an export bundle")
+    if os.path.exists(out) and not (overwrite and is_export(out)):
+        raise InputError(f"{out} exists; choose a new folder" + ("" if not is_export(out) else " or overwrite"))
+    config = load_config(workdir)
+    tree = {s: jax.tree.map(np.asarray, load_params(workdir, s, config)[0]) for s in STAGES}
+    data = serialization.msgpack_serialize(tree)
+    info = {"format": "thflax-export", "version": 1, "config": config.to_json(),
+            "signatures": {s: build.signature(config, s) for s in STAGES},
+            "params_file": PARAMS_FILE, "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data),
+            "source": os.path.abspath(workdir)}
+    parent = os.path.dirname(os.path.abspath(out))
+    tmp = tempfile.mkdtemp(prefix=".thflax-export-", dir=parent)
+    try:
+        with open(os.path.join(tmp, PARAMS_FILE), "wb") as f:
+            f.write(data)
+        with open(os.path.join(tmp, EXPORT_FILE), "w") as f:
+            json.dump(info, f, indent=1)
+        mode = 0o777 & ~_umask()
+        os.chmod(tmp, mode)
+        for name in (PARAMS_FILE, EXPORT_FILE):
+            os.chmod(os.path.join(tmp, name), mode & 0o666)
+        if os.path.exists(out):
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return info
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
