@@ -6,7 +6,7 @@ VENV   ?= .venv
 PY      = $(VENV)/bin/python
 WORKDIR ?= runs/demo
 
-.PHONY: setup demo test test-slow reproduce bench clean
+.PHONY: setup demo test test-fast test-slow reproduce bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,10 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest -q
+
+# Unit tests on in-memory batches and one tiny training run per stage: no corpus, no subprocess CLIs.
+test-fast: setup
+	$(PY) -m pytest -q -m 'not slow and not corpus and not cli and not multiprocess and not learning'
 
 test-slow: setup
 	$(PY) -m pytest -q -m slow

@@ -56,6 +56,11 @@ Flink/Spark cluster; on Dataflow a custom worker container (`sdk_container_image
 the corpus at that path, e.g. copied in from GCS when the container starts. gs:// corpus paths are not
 read directly. `--data_dir` may be on GCS; Beam workers then do not use the landmark cache (it lives
 under `<data_dir>/downloads` and is written with plain file I/O), so a rerun redoes dlib.
+
+Bad input (no videos in `--manual_dir`, or a split none of whose videos is usable) prints one line
+`error: ...` and exits with status 2. When every utterance of a split was skipped, that split's report
+survives the failed build as `<data_dir>/<name>/<config>/build_report_<split>.failed.json` (the error
+names it), locally and with Beam alike.
 """
 
 from __future__ import annotations
@@ -106,7 +111,13 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-    b = build(a.dataset, a.data_dir, a.manual_dir, a.beam_pipeline_options, a.num_workers)
+    from thflax import cli
+    from thflax.errors import InputError
+
+    try:
+        b = build(a.dataset, a.data_dir, a.manual_dir, a.beam_pipeline_options, a.num_workers)
+    except InputError as e:  # bad input (an empty folder, no usable video, ...): one line, status 2
+        cli.fail(e)
     sizes = ", ".join(f"{name}={split.num_examples}" for name, split in sorted(b.info.splits.items()))
     print(f"{b.info.full_name} in {b.data_dir}: {sizes}")
     return 0

@@ -15,6 +15,17 @@ utterance within each speaker (default) or by speaker (config `split_by`). Prepa
 dlib, and writes `build_report_<split>.json` (counts + reason per skipped/trimmed utterance) into the
 dataset directory.
 
+Bad input fails with one line (`thflax.errors.InputError`), never a half-built dataset:
+  * no utterance in the input folder (missing, empty, or no video where the builder looks);
+  * a split that would have no utterance at all (e.g. every speaker has a single utterance, so none
+    goes to `test`);
+  * a split whose utterances were all skipped (`UnusableSplitError`). TFDS deletes its temporary build
+    folder on failure, so that split's report is then written next to the version folders, to
+    `<data_dir>/<name>/<config>/build_report_<split>.failed.json`, and the error names it. A later
+    build of the same config removes these files when it starts. With Beam the workers write that
+    file and the launcher raises after the pipeline; should TFDS's own empty-split check stop the
+    pipeline before the report step ran, the error says the reasons were not written.
+
 Given Apache Beam options (`DownloadConfig(beam_options=...)`, `tfds build --beam_pipeline_options=...`;
 see `input_pipeline.build`), the same examples are generated as a Beam pipeline instead, so any Beam
 runner (Dataflow, Flink, Spark, the multi-process DirectRunner) spreads the utterances over its workers.
@@ -30,11 +41,24 @@ import json
 import logging
 import multiprocessing
 import os
+import re
 
 import numpy as np
 import tensorflow_datasets as tfds
 
 from input_pipeline import preprocess
+from thflax.errors import InputError
+
+SPLITS = ("train", "test")
+
+
+class UnusableSplitError(InputError):
+    """Every utterance of a split was skipped; `report_path` holds the reasons (None if Beam stopped
+    before writing them)."""
+
+    def __init__(self, message: str, report_path: str | None):
+        super().__init__(message)
+        self.report_path = report_path
 
 
 @dataclasses.dataclass(eq=False)
@@ -58,6 +82,8 @@ class TalkingHeadBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True
 
     VERSION = tfds.core.Version("1.0.0")
     RELEASE_NOTES = {"1.0.0": "First release."}
+    #: What `_find_items` looks for, for the error when it finds nothing.
+    EXPECTED_INPUT = "talking-head videos; see the builder's download instructions"
 
     def __init__(self, *, num_workers: int | None = None, **kwargs):
         self.num_workers = num_workers if num_workers is not None else (os.cpu_count() or 1)
@@ -96,10 +122,58 @@ class TalkingHeadBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True
         # TFDS runs a split as a Beam pipeline when `_generate_examples` returns a PTransform. Do that
         # exactly when the build was given a runner or pipeline options; otherwise stay local.
         self._use_beam = bool(download_config.beam_runner or download_config.beam_options)
+        for split in SPLITS:  # from an earlier failed build: this one writes its own
+            _remove(self._failed_report_path(split))
         try:
-            return super()._download_and_prepare(dl_manager, download_config)
+            result = super()._download_and_prepare(dl_manager, download_config)
+        except InputError:
+            raise
+        except Exception as e:
+            if self._use_beam:  # a split without examples may have failed the pipeline: say why
+                self._raise_if_unusable(cause=e)
+            raise
         finally:
             self._use_beam = False
+        self._raise_if_unusable()
+        return result
+
+    def _failed_report_path(self, split: str) -> str:
+        """Where `split`'s report goes if none of its utterances is usable: next to the version
+        folders (`<data_dir>/<name>/<config>/`), outside the temporary build folder TFDS deletes."""
+        return os.fspath(self.data_path.parent / f"build_report_{split}.failed.json")
+
+    def _raise_if_unusable(self, cause: BaseException | None = None) -> None:
+        """After a Beam build: UnusableSplitError for a split whose workers wrote a failed report.
+
+        The report step is not ordered before TFDS's own check that a split has examples, which fails
+        the pipeline; if that came first, no report was written and the error says so.
+        """
+        from etils import epath
+
+        for split in SPLITS:
+            path = self._failed_report_path(split)
+            if epath.Path(path).exists():
+                counts = json.loads(epath.Path(path).read_text()).get("counts", {})
+                raise UnusableSplitError(_unusable_message(self._full_name, split, counts, path), path) from cause
+        empty = re.search(r"number of generated examples is 0 for split (\w+)", str(cause or ""))
+        if empty:
+            raise UnusableSplitError(
+                f"no usable utterance in split {empty.group(1)!r} of {self._full_name}: all skipped (the Beam "
+                f"pipeline stopped before writing their reasons; a local build writes them)", None) from cause
+
+    @property
+    def _full_name(self) -> str:
+        return f"{self.name}/{self.builder_config.name}"
+
+    def _manual_folder(self, dl_manager) -> str:
+        """The manual folder, or an InputError if it is missing or empty."""
+        try:
+            return os.fspath(dl_manager.manual_dir)
+        except AssertionError:  # TFDS: missing or empty, with the download instructions over many lines
+            path = os.fspath(getattr(dl_manager, "_manual_dir", None) or "") or "(none given)"
+        state = "is empty" if os.path.isdir(path) else "does not exist"
+        raise InputError(f"no utterances found for {self._full_name}: the manual folder {path} {state}; "
+                         f"expected {self.EXPECTED_INPUT}")
 
     def _process_pipeline_result(self, pipeline_result) -> None:
         """Keeps and logs the Beam counters (`<split>_ok|trimmed|skipped`); the reports hold the details."""
@@ -117,12 +191,24 @@ class TalkingHeadBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True
     def _find_items(self, dl_manager: tfds.download.DownloadManager) -> list[preprocess.Item]:
         """All utterances of the corpus."""
 
+    def _input_folder(self, dl_manager) -> str:
+        """The folder `_find_items` reads, for messages."""
+        try:
+            return os.fspath(dl_manager.manual_dir)
+        except Exception:  # noqa: BLE001 - only for a message
+            return "its input folder"
+
     def _split_generators(self, dl_manager: tfds.download.DownloadManager):
         items = self._find_items(dl_manager)
         if not items:
-            raise FileNotFoundError(f"no utterances found for {self.name}; see its download instructions")
-        train, test = preprocess.split_items(items, self.builder_config.split_by,
-                                             tuple(self.builder_config.test_speakers))
+            raise InputError(f"no utterances found for {self._full_name} in {self._input_folder(dl_manager)}: "
+                             f"expected {self.EXPECTED_INPUT}")
+        cfg = self.builder_config
+        train, test = preprocess.split_items(items, cfg.split_by, tuple(cfg.test_speakers))
+        for split, part in (("train", train), ("test", test)):
+            if not part:
+                raise InputError(_empty_split_message(self._full_name, split, items, cfg,
+                                                      self._input_folder(dl_manager)))
         cache = os.path.join(str(dl_manager.download_dir), "thflax_cache", self.name, self.builder_config.name)
         return {"train": self._generate_examples(train, cache, "train"),
                 "test": self._generate_examples(test, cache, "test")}
@@ -132,7 +218,8 @@ class TalkingHeadBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True
             # Workers write the landmark cache with plain file I/O: only on a local or mounted path.
             cache = None if "://" in cache_dir else cache_dir
             report_path = os.path.join(str(self.data_path), f"build_report_{split}.json")
-            return _beam_examples(items, self.prep_config, cache, split, report_path)
+            return _beam_examples(items, self.prep_config, cache, split, report_path,
+                                  self._failed_report_path(split))
         return self._generate_local(items, cache_dir, split)
 
     def _generate_local(self, items, cache_dir, split):
@@ -149,7 +236,9 @@ class TalkingHeadBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True
                 yield from self._collect(pool.map(preprocess.process_job, jobs), report)
         else:
             yield from self._collect(map(preprocess.process_job, jobs), report)
-        report.write(os.path.join(str(self.data_path), f"build_report_{split}.json"))
+        failed = self._failed_report_path(split)
+        if _save_report(report, os.path.join(str(self.data_path), f"build_report_{split}.json"), failed):
+            raise UnusableSplitError(_unusable_message(self._full_name, split, report.counts, failed), failed)
 
     @staticmethod
     def _collect(results, report):
@@ -174,20 +263,58 @@ def _beam_prepare(item: preprocess.Item, cfg: preprocess.PrepConfig, cache_dir: 
         yield item.key, example
 
 
-def _write_report(outcomes, split: str, path: str) -> None:
-    """The build report from every utterance's outcome: the same file `_generate_local` writes."""
-    report = preprocess.BuildReport(split)
-    for item, status, reason in sorted(outcomes, key=lambda o: o[0].key):
-        report.add(item, status, reason)
-    if "://" not in path:
-        report.write(path)
+def _unusable_message(dataset: str, split: str, counts, report_path: str) -> str:
+    return (f"no usable utterance in split {split!r} of {dataset}: {counts.get(preprocess.SKIP, 0)} skipped "
+            f"(reasons in {report_path})")
+
+
+def _empty_split_message(dataset: str, split: str, items, cfg: TalkingHeadConfig, folder: str) -> str:
+    """Why `split_items` left `split` without any utterance."""
+    speakers = sorted({it.speaker for it in items})
+    shown = ", ".join(speakers[:5]) + (", ..." if len(speakers) > 5 else "")
+    head = f"split {split!r} of {dataset} would be empty"
+    if cfg.split_by == "speaker":
+        tests = ", ".join(cfg.test_speakers)
+        if split == "test":
+            return f"{head}: no utterance of its test speaker(s) {tests} in {folder} (speakers there: {shown})"
+        return f"{head}: every speaker in {folder} ({shown}) is a test speaker"
+    return (f"{head}: each of the {len(speakers)} speaker(s) in {folder} ({shown}) has a single utterance; "
+            f"the test split takes 10% of the utterances of each speaker that has 2 or more")
+
+
+def _remove(path: str) -> None:
+    from etils import epath
+
+    try:
+        epath.Path(path).unlink(missing_ok=True)
+    except OSError as e:  # e.g. a read-only data_dir: the stale file stays, the build goes on
+        logging.warning("could not remove %s: %s", path, e)
+
+
+def _save_report(report: preprocess.BuildReport, path: str, failed_path: str) -> bool:
+    """Writes `report` to `path`, or to `failed_path` if the split had utterances and none is usable
+    (the build then fails and TFDS deletes the folder of `path`). Returns whether it was unusable."""
+    unusable = bool(report.counts) and not (report.counts[preprocess.OK] or report.counts[preprocess.TRIM])
+    target = failed_path if unusable else path
+    if "://" not in target:
+        report.write(target)
     else:  # e.g. a data_dir on GCS
         from etils import epath
 
-        epath.Path(path).write_text(json.dumps(report.as_dict(), indent=1, sort_keys=True))
+        epath.Path(target).write_text(json.dumps(report.as_dict(), indent=1, sort_keys=True))
+    return unusable
 
 
-def _beam_examples(items, cfg, cache_dir, split, report_path):
+def _write_report(outcomes, split: str, path: str, failed_path: str) -> None:
+    """The build report from every utterance's outcome: the same file `_generate_local` writes (or
+    its failed one; the launcher raises for it after the pipeline)."""
+    report = preprocess.BuildReport(split)
+    for item, status, reason in sorted(outcomes, key=lambda o: o[0].key):
+        report.add(item, status, reason)
+    _save_report(report, path, failed_path)
+
+
+def _beam_examples(items, cfg, cache_dir, split, report_path, failed_report_path):
     """The Beam version of `_generate_local`: a PTransform from the pipeline root to (key, example).
 
     The utterance list is part of the pipeline graph (`Create` reshuffles it over the workers). Each
@@ -203,7 +330,8 @@ def _beam_examples(items, cfg, cache_dir, split, report_path):
                    .with_outputs(_REPORT_TAG, main="examples"))
         _ = (results[_REPORT_TAG]
              | "CollectOutcomes" >> beam.combiners.ToList()
-             | "WriteReport" >> beam.Map(_write_report, split=split, path=report_path))
+             | "WriteReport" >> beam.Map(_write_report, split=split, path=report_path,
+                                         failed_path=failed_report_path))
         return results["examples"]
 
     return generate()

@@ -70,6 +70,7 @@ class Grid(builder_base.TalkingHeadBuilder):
             description="256x256 crops; test = speaker s29 (ATVGnet's evaluation split)"),
     ]
     DEFAULT_CONFIG_NAME = "crop256"
+    EXPECTED_INPUT = f"GRID videos ({' '.join(VIDEO_EXTS)}) under folders named s<N>, e.g. s1/bbaf2n.mpg"
     MANUAL_DOWNLOAD_INSTRUCTIONS = """\
     Download GRID from https://spandh.dcs.shef.ac.uk/gridcorpus/ (or its Zenodo mirror,
     https://zenodo.org/records/3625687): for each speaker the video archive (`s1.zip` /
@@ -84,4 +85,4 @@ class Grid(builder_base.TalkingHeadBuilder):
     """
 
     def _find_items(self, dl_manager):
-        return find_grid_items(os.fspath(dl_manager.manual_dir))
+        return find_grid_items(self._manual_folder(dl_manager))

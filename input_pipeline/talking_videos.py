@@ -36,6 +36,8 @@ class TalkingVideos(builder_base.TalkingHeadBuilder):
 
     BUILDER_CONFIGS = builder_base._crop_configs()
     DEFAULT_CONFIG_NAME = "crop256"
+    EXPECTED_INPUT = (f"videos ({' '.join(VIDEO_EXTS)}) of one talking person each, at the top or in one "
+                      "sub-folder per speaker")
     MANUAL_DOWNLOAD_INSTRUCTIONS = """\
     Put your videos (one speaking person each, face visible) under --manual_dir; sub-folders name
     speakers (e.g. <manual_dir>/alice/clip1.mp4). Speech comes from each video's audio track, or from
@@ -43,4 +45,4 @@ class TalkingVideos(builder_base.TalkingHeadBuilder):
     """
 
     def _find_items(self, dl_manager):
-        return find_video_items(os.fspath(dl_manager.manual_dir))
+        return find_video_items(self._manual_folder(dl_manager))

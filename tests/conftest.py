@@ -8,6 +8,15 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import pytest  # noqa: E402
 
+#: Fixtures that build the synthetic corpus (minutes on 2 cores): tests using them are marked `corpus`.
+CORPUS_FIXTURES = {"tiny_corpus", "tiny_data_dir", "tiny_config", "learn_corpus", "learn_config", "workdir"}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if CORPUS_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.corpus)
+
 
 @pytest.fixture(scope="session")
 def tiny_corpus(tmp_path_factory) -> str:
@@ -22,13 +31,12 @@ def tiny_corpus(tmp_path_factory) -> str:
 @pytest.fixture(scope="session")
 def tiny_data_dir(tmp_path_factory, tiny_corpus) -> str:
     """TFDS data_dir holding synthetic_talking_heads/tiny prepared from `tiny_corpus`."""
-    import ml_collections
-
     from input_pipeline import pipeline
+    from tests.helpers import data_config
 
     data_dir = str(tmp_path_factory.mktemp("tfds"))
-    pipeline.get_builder(ml_collections.ConfigDict(dict(
-        name="synthetic_talking_heads/tiny", data_dir=data_dir, manual_dir=tiny_corpus, num_workers=1)))
+    pipeline.get_builder(data_config(name="synthetic_talking_heads/tiny", data_dir=data_dir, manual_dir=tiny_corpus,
+                                     num_workers=1))
     return data_dir
 
 

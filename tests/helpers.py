@@ -3,6 +3,16 @@
 from __future__ import annotations
 
 
+def data_config(**fields):
+    """`config.data` of the default schema with `fields` set."""
+    from configs import default
+
+    c = default.get_config().data
+    for k, v in fields.items():
+        c[k] = v
+    return c
+
+
 def train(config, workdir: str, stage: str):
     """Trains one stage on `config.data` as train.py does: (task, final state)."""
     from input_pipeline import pipeline

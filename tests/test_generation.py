@@ -10,6 +10,8 @@ import cv2
 import jax
 import numpy as np
 import pytest
+
+pytestmark = pytest.mark.cli
 import skimage.data
 import soundfile as sf
 
@@ -181,3 +183,56 @@ def test_export_bundle_generates_the_same_frames_as_the_workdir(workdir, inputs,
     r = subprocess.run([sys.executable, "export.py", "--workdir", workdir, "--out", str(tmp_path)], cwd=ROOT,
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 2 and "exists" in r.stderr
+
+
+def test_output_that_is_an_input_is_refused_and_the_input_kept(workdir, inputs, tmp_path):
+    import imageio_ffmpeg
+
+    audio_mp4 = str(tmp_path / "speech.mp4")  # an audio-only .mp4, as a user may have
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i", inputs["speech"], "-c:a", "aac", audio_mp4],
+                   check=True)
+    before = pathlib.Path(audio_mp4).read_bytes()
+    r = _cli(workdir, inputs["photo"], audio_mp4, audio_mp4)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "is the input" in r.stderr, r.stderr[-1000:]
+    assert pathlib.Path(audio_mp4).read_bytes() == before
+    assert sorted(os.listdir(tmp_path)) == ["speech.mp4"]
+
+
+def test_two_face_photo_uses_the_real_faces_and_can_choose(workdir, inputs, tmp_path):
+    from thflax import generation
+
+    face = skimage.data.astronaut()
+    small = cv2.resize(face, (410, 410))
+    canvas = np.full((512, 1024, 3), 255, np.uint8)
+    canvas[:, :512] = face
+    canvas[51:461, 563:973] = small
+    photo = str(tmp_path / "two.png")
+    cv2.imwrite(photo, cv2.cvtColor(canvas, cv2.COLOR_RGB2BGR))
+    _, first = generation.detect_face(photo)
+    _, second = generation.detect_face(photo, face_index=1)
+    _, boxed = generation.detect_face(photo, face_box=(520, 0, 1024, 512))
+    centre = lambda lm: lm[27:36].mean(0)  # noqa: E731 - the nose
+    xs = sorted([centre(first)[0], centre(second)[0]])
+    assert xs[0] < 512 < xs[1]  # one face in each copy (not a box on the suit)
+    assert 520 < centre(boxed)[0]
+    r = _cli(workdir, photo, inputs["speech"], str(tmp_path / "o.mp4"), "--face_index", "5")
+    assert r.returncode == 2 and "face_index" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_corrupt_checkpoint_is_named_in_one_line(workdir, inputs, tmp_path):
+    import shutil
+
+    broken = str(tmp_path / "broken")
+    shutil.copytree(workdir, broken, symlinks=True)
+    ltv = pathlib.Path(broken, "ltv", "checkpoints")
+    for step in ltv.iterdir():  # every LTV step damaged: nothing to fall back to
+        if step.is_dir() and step.name.isdigit():
+            data = max((p for p in step.rglob("*") if p.is_file() and p.parent.name == "d"),
+                       key=lambda p: p.stat().st_size)
+            data.write_bytes(data.read_bytes()[:100])
+    r = _cli(broken, inputs["photo"], inputs["speech"], str(tmp_path / "o.mp4"))
+    lines = [line for line in r.stderr.splitlines() if line.startswith("error:")]
+    assert r.returncode == 2 and len(lines) == 1 and "Traceback" not in r.stderr, r.stderr[-2000:]
+    assert "ltv" in lines[0] and "corrupt" in lines[0] and "truncated" in lines[0], lines[0]
+    assert not (tmp_path / "o.mp4").exists()

@@ -9,6 +9,7 @@ import soundfile as sf
 
 from input_pipeline import pipeline, preprocess
 from input_pipeline.grid import find_grid_items, read_align
+from tests.helpers import data_config
 from thflax.errors import InputError
 
 
@@ -143,8 +144,7 @@ def messy_grid(tiny_corpus, tmp_path_factory):
 
 
 def test_bad_inputs_are_skipped_or_trimmed_with_reasons(messy_grid, tmp_path):
-    cfg = ml_collections.ConfigDict(dict(name="grid/crop64", data_dir=str(tmp_path), manual_dir=messy_grid,
-                                         num_workers=1))
+    cfg = data_config(name="grid/crop64", data_dir=str(tmp_path), manual_dir=messy_grid, num_workers=1)
     b = pipeline.get_builder(cfg)
     reports = [json.load(open(os.path.join(str(b.data_path), f"build_report_{s}.json"))) for s in ("train", "test")]
     reasons = {k: v for r in reports for k, v in r["reasons"].items()}

@@ -10,6 +10,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+pytestmark = pytest.mark.learning
+
 from tests.helpers import train
 from thflax.synthetic import face
 

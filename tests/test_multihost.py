@@ -9,6 +9,8 @@ import textwrap
 import numpy as np
 import pytest
 
+pytestmark = pytest.mark.multiprocess
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 STEPS = textwrap.dedent('''

@@ -136,3 +136,21 @@ def test_elements_are_deterministic_in_the_seed_and_shaped(stage, train, count):
         assert a["reference"].shape == (count, 64, 64, 3) and a["landmarks"].shape == (count, 68, 2)
         # reference and target are different frames of the utterance
         assert not np.array_equal(a["landmarks"], a["ref_landmarks"])
+
+
+def test_training_resumes_from_the_newest_intact_checkpoint(tmp_path, caplog):
+    """A damaged newest checkpoint is skipped (and said so); training goes on from the one before."""
+    import logging
+
+    config = _tiny("stl")
+    trainer.train_stage(config, str(tmp_path), tasks.get_task(config, "stl"), InMemoryData(config, "stl"))
+    step2 = tmp_path / "stl" / "checkpoints" / "2"
+    data = max((p for p in step2.rglob("*") if p.is_file() and "d" in p.parent.name), key=lambda p: p.stat().st_size)
+    with open(data, "r+b") as f:  # overwrite part of an array file in place (size unchanged)
+        f.seek(0)
+        f.write(os.urandom(64))
+    config.stl.num_steps = 3
+    with caplog.at_level(logging.WARNING):
+        state = trainer.train_stage(config, str(tmp_path), tasks.get_task(config, "stl"), InMemoryData(config, "stl"))
+    assert int(state.step) == 3
+    assert any("skipped checkpoint step 2" in r.getMessage() for r in caplog.records), caplog.text

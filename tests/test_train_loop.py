@@ -31,6 +31,7 @@ def _final_params(workdir, stage):
     return step, out.state
 
 
+@pytest.mark.cli
 @pytest.mark.parametrize("stage", ["stl", "ltv"])
 def test_sigkill_and_resume_reaches_the_same_parameters(tiny_config, tmp_path, stage):
     steps = 40

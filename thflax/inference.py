@@ -50,8 +50,10 @@ def load_models(path: str, config=None) -> Models:
     from thflax import params
     from thflax.models import build
 
+    given = config is not None
     stl_vars, config = params.load_params(path, "stl", config)
-    gen_vars, _ = params.load_params(path, "ltv", config)
+    # Without a given config, the LTV stage must match the STL stage's saved one.
+    gen_vars, _ = params.load_params(path, "ltv", config if given else None)
     return Models(config, build.build_stl(config), stl_vars, build.build_generator(config), gen_vars)
 
 

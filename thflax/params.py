@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -89,26 +90,34 @@ def load_config(path: str):
     return config_from_json(saved)
 
 
-def _check_signature(saved: Any, config, stage: str, where: str) -> None:
+def _check_signature(saved: Any, config, stage: str, where: str, given: bool) -> None:
     from thflax.models import build
 
     if saved != build.signature(config, stage):
+        than = "than the one given" if given else "than the saved one (the STL stage's)"
         raise CheckpointError(f"the {stage} parameters in {where} were trained with a different {stage} "
-                              "configuration than the one given")
+                              f"configuration {than}")
 
 
-def _from_workdir(workdir: str, stage: str, config) -> dict[str, Any]:
+def _from_workdir(workdir: str, stage: str, config, given: bool) -> dict[str, Any]:
     from thflax import checkpoint
 
     ckpt = checkpoint.Checkpointer(_checkpoint_dir(workdir, stage), read_only=True)
     try:
-        step = ckpt.latest_intact_step()
+        step = ckpt.latest_step()
         if step is None:
-            raise CheckpointError(f"no intact {stage} checkpoint in {ckpt.directory}")
+            raise CheckpointError(f"no {stage} checkpoint in {ckpt.directory}")
+        legacy = not os.path.exists(os.path.join(ckpt.step_dir(step), checkpoint.INTEGRITY_FILE))
+        why = None if legacy else ckpt.verify(step)  # a legacy step is restored unverified, with a warning
+        if why is not None:
+            step = ckpt.latest_intact_step()
+            if step is None:
+                raise CheckpointError(why)
+            logging.warning("%s; using the newest intact step, %d", why, step)
         state, meta = ckpt.restore_arrays(step)
     finally:
         ckpt.close()
-    _check_signature(meta.get("model"), config, stage, ckpt.directory)
+    _check_signature(meta.get("model"), config, stage, ckpt.directory, given)
     net = "stl" if stage == "stl" else "generator"
     ema = state.get("ema_params") or {}
     params = ema[net] if ema.get(net) else state["params"][net]
@@ -118,11 +127,11 @@ def _from_workdir(workdir: str, stage: str, config) -> dict[str, Any]:
     return variables
 
 
-def _from_export(path: str, stage: str, config) -> dict[str, Any]:
+def _from_export(path: str, stage: str, config, given: bool) -> dict[str, Any]:
     from flax import serialization
 
     info = _read_export(path)
-    _check_signature(info.get("signatures", {}).get(stage), config, stage, path)
+    _check_signature(info.get("signatures", {}).get(stage), config, stage, path, given)
     file = os.path.join(path, PARAMS_FILE)
     try:
         with open(file, "rb") as f:
@@ -142,9 +151,10 @@ def load_params(path: str, stage: str, config=None) -> tuple[dict[str, Any], Any
     """
     if stage not in STAGES:
         raise ValueError(f"unknown stage {stage!r}")
+    given = config is not None
     config = load_config(path) if config is None else config
     loader = _from_export if is_export(path) else _from_workdir
-    return loader(path, stage, config), config
+    return loader(path, stage, config, given), config
 
 
 def export(workdir: str, out: str, overwrite: bool = False) -> dict[str, Any]:

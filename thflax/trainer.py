@@ -44,12 +44,18 @@ def _scalars(metrics: dict[str, Any]) -> dict[str, float]:
 
 def _restore(ckpt: checkpoint.Checkpointer, state, task: Task):
     """The newest intact checkpoint restored into `state`'s structure (refusing another config's)."""
-    meta = ckpt.restore_meta()
-    if meta.get("model") and meta["model"] != task.signature():
-        raise checkpoint.CheckpointError(
-            f"checkpoint in {ckpt.directory} was trained with a different {task.name} config; "
-            "use another --workdir or the original config")
+    def check_config(meta):
+        if meta.get("model") and meta["model"] != task.signature():
+            raise checkpoint.CheckpointError(
+                f"checkpoint in {ckpt.directory} was trained with a different {task.name} config; "
+                "use another --workdir or the original config")
+
+    try:  # another config is named as such, before its arrays fail to fit this one's
+        check_config(ckpt.restore_meta())
+    except checkpoint.CorruptCheckpointError:
+        pass  # the newest step is damaged: restore_latest_intact falls back and says so
     state, meta, step, skipped = ckpt.restore_latest_intact(state)
+    check_config(meta)
     for s, why in skipped:
         logging.warning("%s: skipped checkpoint step %d: %s", task.name, s, why)
     logging.info("Resumed %s from step %d", task.name, step)
