@@ -4,14 +4,33 @@ The raw corpus (GRID layout: videos, 16 kHz wavs, .align files) is generated int
 folder on first build, or read from --manual_dir if a corpus made with
 `python -m thflax.synthetic.corpus` is there. It is then prepared exactly like GRID: videos are
 landmarked by dlib; the renderer's ground truth (`synthetic_truth/`) is never read.
+
+Config `people` draws its speakers from real portraits (`thflax.synthetic.portraits`: the astronaut
+and face_recognition's photos of Obama and Biden, fetched on first use; morphs of two different
+people, mirror images, colour/illumination/scale/background changes) and splits by identity: every
+speaker made of the held-out identity (default "biden") is `test`, and no `train` speaker involves it
+(`thflax.synthetic.corpus.identity_split` on the corpus manifest).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 
 from input_pipeline import builder_base
 from input_pipeline.grid import find_grid_items
+from thflax.errors import InputError
+
+
+@dataclasses.dataclass(eq=False)
+class PeopleConfig(builder_base.TalkingHeadConfig):
+    """A corpus of many identities from portraits, split by identity."""
+
+    portraits: str = "builtin"  # "builtin" or a folder of portraits
+    holdout: tuple[str, ...] = ("biden",)  # identities whose speakers form the test split
+    test_fraction: float = 0.25  # share of the speakers made of held-out identities
+
 
 _C = builder_base.TalkingHeadConfig
 CONFIGS = [
@@ -23,6 +42,11 @@ CONFIGS = [
        description="6 speakers x 100 utterances, 128x128 crops: ablation table"),
     _C(name="large", crop_size=256, num_speakers=10, utterances_per_speaker=300, seed=3,
        description="10 speakers x 300 utterances, 256x256 crops"),
+    PeopleConfig(name="people", crop_size=64, num_speakers=12, utterances_per_speaker=30, seed=4,
+                 split_by="identity",
+                 description="12 speakers x 30 utterances, 64x64 crops, from real portraits and morphs "
+                             "of different people; test = the 3 speakers of the held-out identity "
+                             "(biden), never seen in training"),
 ]
 
 
@@ -49,10 +73,49 @@ class SyntheticTalkingHeads(builder_base.TalkingHeadBuilder):
         out = os.path.join(os.fspath(dl_manager.download_dir), "synthetic_corpus", cfg.name)
         if os.path.exists(os.path.join(out, "corpus.json")):  # written last: the corpus is complete
             return out
-        corpus.generate_corpus(out, num_speakers=cfg.num_speakers,
-                               utterances_per_speaker=cfg.utterances_per_speaker, seed=cfg.seed,
-                               num_workers=self.num_workers)
+        if isinstance(cfg, PeopleConfig):
+            corpus.generate_corpus(out, num_speakers=cfg.num_speakers,
+                                   utterances_per_speaker=cfg.utterances_per_speaker, seed=cfg.seed,
+                                   num_workers=self.num_workers, portraits=cfg.portraits,
+                                   holdout=tuple(cfg.holdout), test_fraction=cfg.test_fraction)
+        else:
+            corpus.generate_corpus(out, num_speakers=cfg.num_speakers,
+                                   utterances_per_speaker=cfg.utterances_per_speaker, seed=cfg.seed,
+                                   num_workers=self.num_workers)
         return out
 
     def _find_items(self, dl_manager):
         return find_grid_items(self.corpus_dir(dl_manager))
+
+    def _split_generators(self, dl_manager):
+        cfg = self.builder_config
+        if not isinstance(cfg, PeopleConfig):
+            return super()._split_generators(dl_manager)
+        # Split by identity: test = speakers made of held-out identities only, train = speakers with
+        # none of them (speakers mixing both, possible in a corpus made without --holdout, in neither).
+        from thflax.synthetic import corpus
+
+        folder = self.corpus_dir(dl_manager)
+        items = find_grid_items(folder)
+        if not items:
+            raise InputError(f"no utterances found for {self._full_name} in {folder}: "
+                             f"expected {self.EXPECTED_INPUT}")
+        with open(os.path.join(folder, "corpus.json")) as f:
+            manifest = json.load(f)
+        # The config's held-out identities, or those the corpus was made with (a --manual_dir corpus
+        # of the user's own people).
+        holdout = tuple(cfg.holdout)
+        known = {i for d in manifest.get("speakers", {}).values() for i in d.get("identities") or ()}
+        if not set(holdout) & known and manifest.get("holdout_identities"):
+            holdout = tuple(manifest["holdout_identities"])
+        train_spk, test_spk = corpus.identity_split(manifest, holdout)
+        train = [it for it in items if it.speaker in set(train_spk)]
+        test = [it for it in items if it.speaker in set(test_spk)]
+        for split, part in (("train", train), ("test", test)):
+            if not part:
+                raise InputError(f"split {split!r} of {self._full_name} would be empty: held-out "
+                                 f"identities {', '.join(holdout) or '(none)'}; speakers' identities in "
+                                 f"{folder}: {', '.join(sorted(known)) or '(none recorded)'}")
+        cache = os.path.join(str(dl_manager.download_dir), "thflax_cache", self.name, cfg.name)
+        return {"train": self._generate_examples(train, cache, "train"),
+                "test": self._generate_examples(test, cache, "test")}

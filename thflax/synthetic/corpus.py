@@ -12,9 +12,19 @@ Layout under ``out_dir``::
 Every utterance is a pure function of (seed, speaker index, utterance index), so
 the corpus is identical whatever the number of worker processes.
 
+Faces: by default every speaker is a variant of the astronaut photo. With ``portraits`` (the
+built-in set "builtin": the astronaut plus face_recognition's photos of Obama and Biden, see
+`thflax.synthetic.portraits`; or a folder of the user's own portraits) speakers are real photos,
+landmark-aligned morphs of two different people and mirror images, with colour, illumination,
+scale and background changes (`plan_people`). ``corpus.json`` then records each speaker's source
+photos and identities, and, with ``holdout``, which identities and speakers are held out: held-out
+speakers are made of held-out identities only, and no other speaker involves them, so a split by
+identity is clean.
+
 CLI::
 
   python -m thflax.synthetic.corpus --out DIR --speakers N --utterances M --seed S [--workers K]
+      [--portraits builtin|DIR [--holdout IDENTITY ...]]
 """
 
 from __future__ import annotations
@@ -22,6 +32,7 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import json
+import logging
 import multiprocessing
 import os
 import time
@@ -29,6 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
+from thflax.errors import InputError
 from thflax.synthetic import face, grammar, speech
 
 ALIGN_UNITS_PER_SECOND = 25000  # GRID .align files count in 1/25000 s (1000 per video frame).
@@ -113,9 +125,7 @@ def _utterance_job(args: tuple) -> dict:
     import soundfile
 
     out_dir, seed, k, j, words, uid, spk_dict, size, fps = args
-    speaker = face.Speaker(**{
-        key: (tuple(v) if isinstance(v, list) else v) for key, v in spk_dict.items()
-    })
+    speaker = face.speaker_from_dict(spk_dict)
     rng = np.random.default_rng([seed, k, j, 0x07])
     lead, trail = rng.uniform(0.3, 0.5, 2)
     # Small per-utterance variation around the speaker's habitual rate and pitch.
@@ -165,6 +175,139 @@ def _utterance_job(args: tuple) -> dict:
             "pitch": pitch, "duration_s": total_s}
 
 
+MORPH_PROBABILITY = 0.6  # share of portrait speakers that are morphs of two people (when possible)
+
+
+def plan_people(
+    seed: int,
+    num_speakers: int,
+    identities: dict[str, list[str]],
+    holdout: tuple[str, ...] = (),
+    test_fraction: float = 0.25,
+) -> list[dict]:
+    """Which photos each portrait speaker is made of: a pure function of its arguments.
+
+    Args:
+      seed: master seed.
+      num_speakers: N.
+      identities: {identity: [portrait keys of that person]}.
+      holdout: identities kept for testing. Speakers in the held-out group (ceil(test_fraction * N)
+        of them, at seeded positions) are made of held-out identities only; the others of the
+        remaining identities only. No speaker mixes the two, so a split by identity loses nothing.
+      test_fraction: the held-out group's share of the speakers.
+    Returns:
+      One recipe per speaker s1..sN: {"sources": (key,) or (key, partner key), "identities": (...),
+      "mix": partner weight (0.3..0.5; 0 for one photo), "mirror": bool, "heldout": bool}. Each
+      group cycles through its identities as the main photo, each identity through its photos;
+      the first round is the photos themselves, later a main photo is
+      morphed with a photo of a different person of the same group with probability
+      `MORPH_PROBABILITY`, and mirrored with probability 1/2.
+    """
+    ids = sorted(identities)
+    if not ids:
+        raise InputError("no portraits to make speakers from")
+    holdout = tuple(dict.fromkeys(holdout))
+    unknown = [h for h in holdout if h not in identities]
+    if unknown:
+        raise InputError(f"held-out identit{'ies' if len(unknown) > 1 else 'y'} {', '.join(unknown)} "
+                         f"not among the portraits' identities ({', '.join(ids)})")
+    rng = np.random.default_rng([seed, num_speakers, 0x9E0])
+    heldout = np.zeros(num_speakers, bool)
+    if holdout:
+        train_ids = [i for i in ids if i not in holdout]
+        if not train_ids:
+            raise InputError(f"holding out {', '.join(holdout)} leaves no identity to train on")
+        if num_speakers < 2:
+            raise InputError("a held-out identity needs at least 2 speakers (one to train, one to test)")
+        n_test = min(num_speakers - 1, max(1, int(np.ceil(test_fraction * num_speakers))))
+        heldout[rng.permutation(num_speakers)[:n_test]] = True
+        groups = {False: train_ids, True: sorted(holdout)}
+    else:
+        groups = {False: ids}
+    offsets = {g: int(rng.integers(len(v))) for g, v in groups.items()}
+    counts = {g: 0 for g in groups}
+    photo_offsets = {i: int(rng.integers(len(identities[i]))) for i in ids}
+    photo_counts = {i: 0 for i in ids}
+
+    def photo(who: str) -> str:  # cycles through the person's photos
+        keys = sorted(identities[who])
+        key = keys[(photo_counts[who] + photo_offsets[who]) % len(keys)]
+        photo_counts[who] += 1
+        return str(key)
+
+    plans = []
+    for k in range(num_speakers):
+        g = bool(heldout[k])
+        pool = groups[g]
+        main = pool[(counts[g] + offsets[g]) % len(pool)]
+        counts[g] += 1
+        keys = [photo(main)]
+        who = [main]
+        mix = 0.0
+        others = [i for i in pool if i != main]
+        if others and counts[g] > len(pool) and rng.random() < MORPH_PROBABILITY:
+            partner = str(rng.choice(others))
+            keys.append(photo(partner))
+            who.append(partner)
+            mix = float(rng.uniform(0.3, 0.5))
+        plans.append({"sources": tuple(keys), "identities": tuple(who), "mix": mix,
+                      "mirror": bool(rng.random() < 0.5), "heldout": g})
+    return plans
+
+
+def _portrait_speakers(seed: int, num_speakers: int, portraits, holdout, test_fraction):
+    """(speakers, manifest fields) of a corpus made from portraits."""
+    from thflax.synthetic import portraits as portraits_lib
+
+    found = portraits_lib.find_portraits(portraits)
+    name = portraits_lib.BUILTIN if portraits is None or str(portraits) == portraits_lib.BUILTIN \
+        else str(Path(portraits).resolve())
+    for p in found:  # fails early, in one line, on a photo without a face
+        portraits_lib.prepare(p)
+    identities: dict[str, list[str]] = {}
+    for p in found:
+        identities.setdefault(p.identity, []).append(p.key)
+    plans = plan_people(seed, num_speakers, identities, tuple(holdout), test_fraction)
+    speakers = [face.make_portrait_speaker(speaker_seed(seed, k), pl["sources"], pl["identities"],
+                                           pl["mix"], pl["mirror"], name)
+                for k, pl in enumerate(plans, start=1)]
+    fields = {
+        "portraits": name,
+        "portrait_identities": {p.key: p.identity for p in found},
+        "holdout_identities": sorted(set(holdout)),
+        "heldout_speakers": [f"s{k}" for k, pl in enumerate(plans, start=1) if pl["heldout"]],
+    }
+    return speakers, fields
+
+
+def identity_split(manifest: dict, holdout: tuple[str, ...] | None = None) -> tuple[list[str], list[str]]:
+    """(train speakers, test speakers) of a portrait corpus, split by identity.
+
+    Test speakers are those made only of held-out identities (``holdout``, default the manifest's
+    ``holdout_identities``), train speakers those with none of them; a speaker mixing both (possible
+    in a corpus made without ``holdout``) is in neither, so no test identity is ever trained on.
+    """
+    if holdout is None:
+        holdout = tuple(manifest.get("holdout_identities") or ())
+    hold = set(holdout)
+    if not hold:
+        raise InputError("no held-out identity given or recorded in the corpus manifest")
+    train, test = [], []
+    for spk, d in sorted(manifest["speakers"].items(), key=lambda kv: int(kv[0][1:])):
+        ids = set(d.get("identities") or ())
+        if not ids:
+            raise InputError(f"speaker {spk} of the corpus records no source identities "
+                             f"(not made from portraits)")
+        if ids <= hold:
+            test.append(spk)
+        elif not ids & hold:
+            train.append(spk)
+        else:
+            logging.info("speaker %s (%s) mixes held-out and training identities: left out",
+                         spk, ", ".join(sorted(ids)))
+    return train, test
+
+
 def generate_corpus(
     out_dir: str | os.PathLike,
     num_speakers: int,
@@ -174,6 +317,9 @@ def generate_corpus(
     fps: float = 25.0,
     num_workers: int = 1,
     progress: bool = True,
+    portraits: str | os.PathLike | None = None,
+    holdout: tuple[str, ...] = (),
+    test_fraction: float = 0.25,
 ) -> dict:
     """Generates the corpus (see the module docstring for the layout).
 
@@ -186,17 +332,28 @@ def generate_corpus(
       fps: video frame rate.
       num_workers: processes rendering utterances in parallel.
       progress: show a tqdm progress bar.
+      portraits: None (every speaker a variant of the astronaut photo), "builtin" (the astronaut
+        and face_recognition's photos, fetched on first use) or a folder of portraits: speakers
+        are then photos, morphs and mirror images of those people (`plan_people`).
+      holdout: identities (with ``portraits``) whose speakers are kept apart for testing;
+        ``corpus.json`` lists them and their speakers (see `identity_split`).
+      test_fraction: share of the speakers made of held-out identities.
     Returns:
       The manifest written to ``corpus.json``.
     """
     from tqdm import tqdm
 
+    extra: dict = {}
+    if portraits is not None:
+        people, extra = _portrait_speakers(seed, num_speakers, portraits, holdout, test_fraction)
+    elif holdout:
+        raise InputError("holdout identities need portraits (e.g. portraits='builtin')")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     size = (int(size[0]), int(size[1]))
     speakers, jobs = {}, []
     for k in range(1, num_speakers + 1):
-        spk = face.make_speaker(speaker_seed(seed, k))
+        spk = people[k - 1] if portraits is not None else face.make_speaker(speaker_seed(seed, k))
         plan = plan_utterances(seed, k, utterances_per_speaker)
         speakers[f"s{k}"] = {**spk.to_dict(), "utterances": [uid for _, uid in plan]}
         for j, (words, uid) in enumerate(plan):
@@ -234,6 +391,7 @@ def generate_corpus(
         "num_utterances": len(results),
         "num_frames": int(sum(r["frames"] for r in results)),
         "pose_names": list(face.POSE_NAMES),
+        **extra,
         "speakers": speakers,
         "utterances": results,
     }
@@ -253,10 +411,22 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--size", default="360x288", help="WxH of the video frames")
     p.add_argument("--fps", type=float, default=25.0)
+    p.add_argument("--portraits", default=None,
+                   help='"builtin" (astronaut + face_recognition\'s photos) or a folder of portraits, '
+                        "one clear face each (identity = subfolder, or file name without trailing "
+                        "digits); default: astronaut variants only")
+    p.add_argument("--holdout", nargs="*", default=(), metavar="IDENTITY",
+                   help="identities whose speakers are held out for testing (needs --portraits)")
+    p.add_argument("--test_fraction", type=float, default=0.25,
+                   help="share of the speakers made of held-out identities")
     a = p.parse_args(argv)
     w, h = (int(v) for v in a.size.lower().split("x"))
-    generate_corpus(a.out, a.speakers, a.utterances, a.seed, size=(w, h), fps=a.fps,
-                    num_workers=a.workers)
+    try:
+        generate_corpus(a.out, a.speakers, a.utterances, a.seed, size=(w, h), fps=a.fps,
+                        num_workers=a.workers, portraits=a.portraits, holdout=tuple(a.holdout),
+                        test_fraction=a.test_fraction)
+    except InputError as e:
+        raise SystemExit(f"error: {e}") from None
 
 
 if __name__ == "__main__":

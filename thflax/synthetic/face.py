@@ -9,8 +9,14 @@ map of the destination triangle it falls into, and sampled with ``cv2.remap``.
 The mouth interior (cavity, teeth, tongue) is drawn inside the inner-lip
 contour, so a landmarker sees the opening where the ground truth says it is.
 
+Any other portrait (`PortraitSpeaker`, photos from `thflax.synthetic.portraits`: real photos,
+landmark-aligned morphs of two people, mirror images) goes through the same renderer; its matte,
+closed mouth and anchor rings are derived from that photo's own dlib landmarks. A plain `Speaker`
+keeps the astronaut path (hand-placed matte and closed mouth) unchanged, bit for bit.
+
 Coordinate frames:
-  * photo: pixels of the 512x512 astronaut photo, where the base landmarks live;
+  * photo: pixels of the 512x512 astronaut photo, where the base landmarks live (for a
+    `PortraitSpeaker`: the canonical `portraits.CANVAS`-square source photo);
   * frame: pixels of the rendered video frame (size = (W, H), default 360x288).
 """
 
@@ -46,6 +52,11 @@ _RING2_POINTS = 16  # shoulders ring: moves with a fraction of the head motion
 _RING2_FOLLOW = 0.3
 _BORDER_STEP = 60  # spacing of fixed points on the frame border (px)
 _BORDER_MARGIN = 18  # ring points closer than this to the frame edge are dropped
+# The astronaut's jaw width |p16 - p0| in its photo (px) and brow-to-chin height / jaw width: a
+# portrait is scaled so that its face has the astronaut's size in the frame, and its anchor rings
+# are stretched vertically by its own height / width ratio relative to the astronaut's.
+_REF_FACE_WIDTH = 93.0
+_REF_HEIGHT_RATIO = 0.929
 
 
 # ----------------------------------------------------------------------------
@@ -239,6 +250,68 @@ def make_speaker(seed: int) -> Speaker:
     )
 
 
+@dataclasses.dataclass(frozen=True)
+class PortraitSpeaker(Speaker):
+    """A speaker whose face comes from real portraits (`thflax.synthetic.portraits`).
+
+    ``sources`` are portrait keys (one photo, or two photos of different people morphed with the
+    second one's weight ``mix``), ``identities`` the people they show (in the same order),
+    ``portraits`` the portrait set ("builtin" or a folder). ``mirror`` flips the face;
+    ``light_angle`` / ``light_strength`` a linear illumination ramp across the person, ``gamma`` and
+    ``white_balance`` (RGB gains) its colour.
+    """
+
+    sources: tuple[str, ...] = ()
+    identities: tuple[str, ...] = ()
+    mix: float = 0.0
+    mirror: bool = False
+    light_angle: float = 0.0  # degrees, direction the light comes from (0 = from the right)
+    light_strength: float = 0.0  # relative brightness change over one face width
+    gamma: float = 1.0
+    white_balance: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    portraits: str = "builtin"
+
+
+def make_portrait_speaker(
+    seed: int, sources: tuple[str, ...], identities: tuple[str, ...], mix: float = 0.0,
+    mirror: bool = False, portraits: str = "builtin",
+) -> PortraitSpeaker:
+    """Draws a portrait speaker deterministically from ``seed``: voice, motion and face-shape
+    tweaks as `make_speaker`, plus illumination, colour, scale and background changes."""
+    if len(sources) != len(identities) or not 1 <= len(sources) <= 2:
+        raise ValueError(f"one or two sources with their identities, got {sources} / {identities}")
+    if len(sources) == 2 and identities[0] == identities[1]:
+        raise ValueError(f"a morph needs two different people, got {identities}")
+    base = make_speaker(seed).to_dict()
+    rng = np.random.default_rng([seed, 0x9E07])
+    base.update(
+        background=("gradient", "flat", "tint", "photo")[int(rng.integers(4))],
+        scale=float(rng.uniform(1.0, 1.35)),
+        centre=(float(rng.uniform(0.42, 0.58)), float(rng.uniform(0.46, 0.56))),
+        hue_shift=float(rng.uniform(-6, 6)),
+    )
+    return PortraitSpeaker(
+        **base,
+        sources=tuple(str(s) for s in sources),
+        identities=tuple(str(i) for i in identities),
+        mix=float(mix) if len(sources) == 2 else 0.0,
+        mirror=bool(mirror),
+        light_angle=float(rng.uniform(0, 360)),
+        light_strength=float(rng.uniform(0.0, 0.3)),
+        gamma=float(rng.uniform(0.85, 1.15)),
+        white_balance=tuple(float(v) for v in np.clip(1 + rng.normal(0, 0.04, 3), 0.9, 1.1)),
+        portraits=str(portraits),
+    )
+
+
+def speaker_from_dict(d: dict) -> Speaker:
+    """The `Speaker` (or `PortraitSpeaker`, if it has ``sources``) of a ``to_dict()`` (e.g. from a
+    JSON manifest: lists become tuples; keys that are not fields, like "utterances", are ignored)."""
+    cls = PortraitSpeaker if "sources" in d else Speaker
+    names = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items() if k in names})
+
+
 def _speaker_shape(speaker: Speaker) -> np.ndarray:
     """The speaker's neutral, closed-mouth landmarks in photo px, float32 [68, 2]."""
     lm = base_landmarks().astype(np.float64).copy()
@@ -255,6 +328,12 @@ def _speaker_shape(speaker: Speaker) -> np.ndarray:
     lm[[48, 54, 60, 64], 1] -= 0.4 * g
     jaw_w = np.array([0.08, 0.25, 0.5, 0.72, 0.8, 0.72, 0.5, 0.25, 0.08])  # points 4..12
     lm[4:13, 1] -= 0.7 * g * jaw_w
+    return _vary_shape(lm, speaker, fw, c)
+
+
+def _vary_shape(lm: np.ndarray, speaker: Speaker, fw: float, c: np.ndarray) -> np.ndarray:
+    """The speaker's face-shape tweaks of closed-mouth landmarks ``lm`` (changed in place), given
+    the photo's face width ``fw`` and landmark centre ``c``; float32 [68, 2]."""
     # Face shape: jaw width (lower jaw more), chin length, mouth and nose size.
     wt = np.array([0.3, 0.45, 0.6, 0.75, 0.85, 0.9, 0.8, 0.5, 0.0,
                    0.5, 0.8, 0.9, 0.85, 0.75, 0.6, 0.45, 0.3])
@@ -267,6 +346,13 @@ def _speaker_shape(speaker: Speaker) -> np.ndarray:
     lm[31:36, 0] = nc[0] + (lm[31:36, 0] - nc[0]) * speaker.nose_width
     lm[17:27, 1] -= speaker.brow_raise * fw
     return lm.astype(np.float32)
+
+
+def _portrait_shape(speaker: Speaker, lm0: np.ndarray) -> np.ndarray:
+    """Neutral landmarks of a portrait speaker (its source photo is already closed-mouthed)."""
+    lm = lm0.astype(np.float64).copy()
+    lm[LOWER_INNER] = lm[UPPER_INNER]
+    return _vary_shape(lm, speaker, float(lm[16, 0] - lm[0, 0]), lm.mean(0))
 
 
 # ----------------------------------------------------------------------------
@@ -553,6 +639,35 @@ def speaker_photo(speaker: Speaker) -> np.ndarray:
     img = closed_mouth_photo()
     alpha = person_alpha()[..., None]
     person = _rgb_to_hsv_shift(img, speaker.hue_shift, speaker.saturation, speaker.brightness)
+    bg = _background(speaker, img)
+    out = alpha * person.astype(np.float32) + (1 - alpha) * bg
+    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+
+
+def portrait_speaker_photo(speaker: PortraitSpeaker, src) -> np.ndarray:
+    """A portrait source (`portraits.Source`) recoloured, lit and put on the speaker's background,
+    uint8 [CANVAS, CANVAS, 3]."""
+    img = src.photo
+    alpha = src.alpha[..., None]
+    person = _rgb_to_hsv_shift(img, speaker.hue_shift, speaker.saturation, speaker.brightness)
+    person = person.astype(np.float32)
+    h, w = img.shape[:2]
+    lm = src.landmarks
+    fw = float(lm[16, 0] - lm[0, 0])
+    c = lm.mean(0)
+    ang = math.radians(speaker.light_angle)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    ramp = ((xx - c[0]) * math.cos(ang) + (yy - c[1]) * math.sin(ang)) / fw
+    light = np.clip(1.0 + speaker.light_strength * np.tanh(ramp), 0.5, 1.5)[..., None]
+    person = 255.0 * (np.clip(person * light, 0, 255) / 255.0) ** speaker.gamma
+    person = person * np.array(speaker.white_balance, np.float32)
+    bg = _background(speaker, img)
+    out = alpha * person + (1 - alpha) * bg
+    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+
+
+def _background(speaker: Speaker, img: np.ndarray) -> np.ndarray:
+    """The speaker's background for a photo, float32 [H, W, 3]."""
     h, w = img.shape[:2]
     rng = np.random.default_rng([speaker.seed, 0xB6])
     yy = np.linspace(0, 1, h, dtype=np.float32)[:, None, None]
@@ -562,14 +677,14 @@ def speaker_photo(speaker: Speaker) -> np.ndarray:
         bg = np.broadcast_to(top, (h, w, 3)).astype(np.float32)
     elif speaker.background == "gradient":
         bg = np.broadcast_to(top * (1 - yy) + bottom * yy, (h, w, 3)).astype(np.float32)
+    elif speaker.background == "photo":  # the photo's own background, out of focus
+        bg = cv2.GaussianBlur(img, (0, 0), 5).astype(np.float32)
     else:  # "tint": the photo's own background, blurred, desaturated and tinted
         blur = cv2.GaussianBlur(img, (0, 0), 4).astype(np.float32)
         grey = blur.mean(-1, keepdims=True)
         bg = 0.5 * grey * (top / max(top.mean(), 1.0)) + 0.5 * top
     noise = cv2.resize(rng.standard_normal((8, 8)).astype(np.float32), (w, h), interpolation=cv2.INTER_CUBIC)
-    bg = bg + speaker.bg_texture * noise[..., None]
-    out = alpha * person.astype(np.float32) + (1 - alpha) * bg
-    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+    return bg + speaker.bg_texture * noise[..., None]
 
 
 @dataclasses.dataclass
@@ -604,9 +719,21 @@ class Renderer:
         self.speaker = speaker
         self.size = (int(size[0]), int(size[1]))
         w, h = self.size
-        self.src_img = speaker_photo(speaker)
-        lm0 = base_landmarks().astype(np.float64)
-        self.neutral = _speaker_shape(speaker).astype(np.float64)  # photo px
+        portrait = isinstance(speaker, PortraitSpeaker)
+        if portrait:
+            from thflax.synthetic import portraits
+
+            src = portraits.compose(speaker.sources, speaker.mix, speaker.mirror,
+                                    speaker.portraits or portraits.BUILTIN)
+            self.src_img = portrait_speaker_photo(speaker, src)
+            lm0 = src.landmarks.astype(np.float64)
+            self.neutral = _portrait_shape(speaker, lm0).astype(np.float64)
+            self.interpolation = cv2.INTER_CUBIC  # keeps real photos sharp under sub-pixel motion
+        else:
+            self.src_img = speaker_photo(speaker)
+            lm0 = base_landmarks().astype(np.float64)
+            self.neutral = _speaker_shape(speaker).astype(np.float64)  # photo px
+            self.interpolation = cv2.INTER_LINEAR
         self.z_yaw, self.z_pitch = _depth_proxy(lm0)
         self.face_centre = lm0.mean(0)
         self.face_width = float(lm0[16, 0] - lm0[0, 0])
@@ -615,8 +742,16 @@ class Renderer:
         self.frame_centre = np.array([speaker.centre[0] * w, speaker.centre[1] * h])
         fw = self.face_width
         ring_c = self.face_centre + np.array([0.0, -0.1 * fw])
-        ring1 = _ellipse(ring_c, (0.95 * fw, 1.2 * fw), _RING1_POINTS)
-        ring2 = _ellipse(ring_c + np.array([0.0, 0.2 * fw]), (1.7 * fw, 1.9 * fw), _RING2_POINTS)
+        if portrait:
+            # Same face size in the frame as the astronaut's; rings scaled from the landmark extent.
+            self.s *= _REF_FACE_WIDTH / fw
+            k = float(lm0[8, 1] - lm0[17:27, 1].mean()) / fw / _REF_HEIGHT_RATIO
+            k = float(np.clip(k, 0.85, 1.2))
+            ring1 = _ellipse(ring_c, (0.95 * fw, 1.2 * k * fw), _RING1_POINTS)
+            ring2 = _ellipse(ring_c + np.array([0.0, 0.2 * k * fw]), (1.7 * fw, 1.9 * k * fw), _RING2_POINTS)
+        else:
+            ring1 = _ellipse(ring_c, (0.95 * fw, 1.2 * fw), _RING1_POINTS)
+            ring2 = _ellipse(ring_c + np.array([0.0, 0.2 * fw]), (1.7 * fw, 1.9 * fw), _RING2_POINTS)
         # Drop ring points near or beyond the frame edge: they would fold over
         # the fixed border points when the head moves.
         def inside(p):
@@ -723,7 +858,7 @@ class Renderer:
         X = X.astype(np.float32)
         map_x = X[ids, 0, 0] * self.xs + X[ids, 1, 0] * self.ys + X[ids, 2, 0]
         map_y = X[ids, 0, 1] * self.xs + X[ids, 1, 1] * self.ys + X[ids, 2, 1]
-        frame = cv2.remap(self.src_img, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101)
+        frame = cv2.remap(self.src_img, map_x, map_y, self.interpolation, borderMode=cv2.BORDER_REFLECT101)
         lm = dst[:68]
         self._draw_mouth(frame, lm)
         return frame, lm.astype(np.float32)
