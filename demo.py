@@ -9,6 +9,9 @@
 3. evaluates end to end on held-out utterances and prints the Table-2-style metrics;
 4. makes the bundled photo (`skimage.data.astronaut()`) speak a sentence that is not in the corpus,
    writes the mp4 with the audio muxed in, and a PNG grid of some of its frames.
+
+The log holds our progress and metrics (training progress as steps/s and ETA lines when the output is
+not a terminal); --verbose adds the libraries' chatter (orbax, TFDS, TensorFlow).
 """
 
 from __future__ import annotations
@@ -49,7 +52,6 @@ def unseen_sentence(corpus_dir: str, seed: int = 7) -> tuple[list[str], str]:
 
 def main(argv) -> int:
     del argv
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     t_start = time.time()
     workdir = os.path.abspath(FLAGS.workdir)
     os.makedirs(workdir, exist_ok=True)
@@ -58,9 +60,6 @@ def main(argv) -> int:
     import numpy as np
     import skimage.data
     import soundfile as sf
-    from absl import logging as absl_logging
-
-    absl_logging.set_verbosity(absl_logging.WARNING)
     config = FLAGS.config
     if not config.data.data_dir:
         config.data.data_dir = os.path.join(workdir, "tfds")

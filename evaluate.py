@@ -32,7 +32,6 @@ flags.mark_flags_as_required(["checkpoint"])
 
 def main(argv) -> int:
     del argv
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from input_pipeline import pipeline
     from thflax import evaluation, inference
 

@@ -24,7 +24,6 @@ flags.mark_flags_as_required(["workdir", "out"])
 
 def main(argv) -> int:
     del argv
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from thflax import params
 
     info = params.export(FLAGS.workdir, FLAGS.out, overwrite=FLAGS.overwrite)

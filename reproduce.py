@@ -49,10 +49,6 @@ def row_configs(workdir: str) -> dict:
 
 def main(argv) -> int:
     del argv
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from absl import logging as absl_logging
-
-    absl_logging.set_verbosity(absl_logging.WARNING)
     from input_pipeline import pipeline
     from thflax import evaluation, inference, tasks, trainer
 

@@ -6,6 +6,8 @@ Each stage writes <workdir>/<stage>/{checkpoints, TensorBoard events}; an interr
 from its newest intact checkpoint. Multi-host: launch the same command on every host with
 --multihost (or THFLAX_MULTIHOST=1); `jax.distributed.initialize()` reads the cluster from the
 environment (TPU pods, SLURM, or JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID).
+Progress: a tqdm bar on a terminal, else clu's ReportProgress lines (steps/s, ETA) in the log;
+--verbose also shows the libraries' chatter (orbax, TFDS, TensorFlow).
 """
 
 from __future__ import annotations
@@ -28,14 +30,6 @@ flags.DEFINE_integer("process_id", None, "This process's index (multihost withou
 flags.mark_flags_as_required(["workdir"])
 
 
-class _QuietLibraries:
-    """Drops INFO chatter of orbax/absl internals so progress and metrics stay readable."""
-
-    def filter(self, record) -> bool:
-        noisy = ("orbax", "xla_bridge", "tensorflow_datasets", "array_metadata", "async_checkpointer")
-        return record.levelno >= 30 or not any(n in record.pathname for n in noisy)
-
-
 def train_and_evaluate(config, workdir: str) -> None:
     """Trains the stages `config.stage` names, in order, on the dataset `config.data` names."""
     from input_pipeline import pipeline
@@ -50,13 +44,7 @@ def train_and_evaluate(config, workdir: str) -> None:
 
 def main(argv):
     del argv
-    import logging as pylogging
-
     import jax
-
-    pylogging.getLogger().addFilter(_QuietLibraries())
-    for h in pylogging.getLogger().handlers:
-        h.addFilter(_QuietLibraries())
 
     if FLAGS.multihost or FLAGS.coordinator:
         # Cross-process collectives for CPU devices (no effect on GPU/TPU backends). Nothing may touch

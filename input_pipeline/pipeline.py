@@ -70,9 +70,24 @@ def _with_ids(out, ex):
     return out
 
 
+class _Undecoded(tfds.decode.SkipDecoding):
+    """`SkipDecoding` that hands a sequence feature's encoded elements (e.g. each frame's JPEG) over as they are.
+
+    TFDS's own maps the identity over the sequence with `tf.map_fn(dtype=feature.dtype)`, which logs two
+    deprecation warnings (`map_fn`'s `dtype`, `TensorInfo.dtype`) and copies every element; the result is
+    the same tensor.
+    """
+
+    def decode_batch_example(self, serialized_example):
+        return serialized_example
+
+    def decode_ragged_example(self, serialized_example):
+        return serialized_example
+
+
 def _read(builder, split):
     return builder.as_dataset(split=split, shuffle_files=False,
-                              decoders={"frames": tfds.decode.SkipDecoding(), "audio": tfds.decode.SkipDecoding()},
+                              decoders={"frames": _Undecoded(), "audio": _Undecoded()},
                               read_config=tfds.ReadConfig(add_tfds_id=False))
 
 

@@ -59,9 +59,11 @@ def test_registry_names_every_stage_and_refuses_others():
         assert task.name == stage and task.signature()["stage"] == stage
 
 
-@pytest.mark.parametrize("stage", STAGES)
-def test_train_stage_runs_evaluates_checkpoints_and_resumes(stage, tmp_path):
+@pytest.mark.parametrize("stage,generator", [("stl", None), ("ltv", "tiny"), ("ltv", "warp_tiny")])
+def test_train_stage_runs_evaluates_checkpoints_and_resumes(stage, generator, tmp_path):
     config = _tiny(stage)
+    if generator:
+        config.ltv.generator = generator
     task = tasks.get_task(config, stage)
     state = trainer.train_stage(config, str(tmp_path), task, InMemoryData(config, stage))
     assert int(state.step) == 2

@@ -3,13 +3,19 @@
 Every CLI takes `--config` (a config file) with `--config.a.b=value` overrides, as `train.py` does
 (ml_collections' config_flags), and flags spelled with underscores. A mistake on the command line or
 in the inputs prints one line `error: ...` and exits with status 2 (never a traceback).
+
+The console is quiet by default (`setup_logging`): our own log lines, metrics, progress and warnings that
+concern the user; library chatter (INFO logs of orbax/TFDS/JAX, their known harmless warnings,
+deprecation warnings, TensorFlow's C++ log such as the oneDNN banner) only with `--verbose`.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import sys
+import warnings
 from collections.abc import Callable
 
 from absl import app, flags
@@ -18,6 +24,78 @@ from thflax.errors import InputError
 
 #: The schema every config extends (configs/default.py), as a path that works from any folder.
 DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "default.py")
+
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# TensorFlow reads its C++ log level once, when first imported (which the CLIs do only inside `main`):
+# quiet unless --verbose; a level the user set is left alone.
+_TF_LOG_LEVEL_GIVEN = "TF_CPP_MIN_LOG_LEVEL" in os.environ
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+#: Library warnings that say nothing a user can act on (hidden unless --verbose).
+_LIBRARY_NOISE = re.compile("|".join((
+    r"CheckpointManagerOptions\.read_only=True",  # orbax, on every read-only restore
+    r"Given directory is read only",  # orbax, idem
+    r"`\w+\.dtype` is deprecated",  # TFDS decoding its own features
+    r"is deprecated and will be removed",  # TensorFlow's deprecation notices for calls made inside libraries
+)))
+#: Library INFO lines that are ours to show: clu's metric writer (metrics) and ReportProgress (steps/s, ETA).
+_LIBRARY_INFO = (os.path.join("clu", "metric_writers", ""), os.path.join("clu", "platform", ""))
+
+
+_INSTALLED = re.compile(re.escape(os.sep) + r"(?:site|dist)-packages" + re.escape(os.sep))
+
+
+def _is_ours(path: str) -> bool:
+    """Whether a log record comes from this project's code (checked out or installed)."""
+    parts = _INSTALLED.split(path)
+    if len(parts) > 1:
+        return parts[-1].split(os.sep, 1)[0] in ("thflax", "input_pipeline", "configs")
+    return path.startswith(_ROOT + os.sep)
+
+
+class QuietLibraries(logging.Filter):
+    """Keeps our log records; of the libraries' only warnings and errors, without the known harmless ones."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        path = record.pathname or ""
+        if _is_ours(path) or record.levelno >= logging.ERROR:
+            return True
+        if record.levelno < logging.WARNING:
+            return any(p in path for p in _LIBRARY_INFO)
+        return not _LIBRARY_NOISE.search(record.getMessage())
+
+
+_QUIET = QuietLibraries()
+
+
+def define_verbose() -> None:
+    """`--verbose`: show the libraries' chatter too (every CLI has it; `run` defines it)."""
+    if "verbose" not in flags.FLAGS:
+        flags.DEFINE_bool("verbose", False, "Show library chatter: INFO logs of orbax/TFDS/JAX, their deprecation "
+                          "warnings and TensorFlow's C++ log (e.g. the oneDNN banner).")
+
+
+def setup_logging(verbose: bool = False) -> None:
+    """The console of every CLI: quiet (see the module docstring) unless `verbose`.
+
+    Call it before TensorFlow is imported for its C++ log level to apply; `run` does.
+    """
+    root = logging.getLogger()
+    handlers = [h for lg in (root, logging.getLogger("absl"), logging.getLogger("tensorflow")) for h in lg.handlers]
+    if verbose:
+        if not _TF_LOG_LEVEL_GIVEN:
+            os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"
+        for h in handlers:
+            h.removeFilter(_QUIET)
+        if not sys.warnoptions:
+            warnings.simplefilter("default")  # every warning, once per place
+        return
+    for h in handlers:
+        if _QUIET not in h.filters:
+            h.addFilter(_QUIET)
+    if not sys.warnoptions:  # -W / PYTHONWARNINGS win
+        for category in (DeprecationWarning, PendingDeprecationWarning, FutureWarning):
+            warnings.filterwarnings("ignore", category=category)
 
 
 def define_config(default: str | None = DEFAULT_CONFIG, help_text: str = "Config file.") -> None:
@@ -57,11 +135,14 @@ def _parse_flags(argv: list[str]) -> list[str]:
             flags.FLAGS.config.keys()
         except Exception as e:  # noqa: BLE001
             fail(_config_error(e.__cause__ or e))
+    setup_logging(bool(flags.FLAGS["verbose"].value) if "verbose" in flags.FLAGS else False)
     return rest
 
 
 def run(main: Callable[[list[str]], int | None]) -> None:
-    """absl's app.run, with flag mistakes and InputErrors as one line and exit status 2."""
+    """absl's app.run, with flag mistakes and InputErrors as one line and exit status 2, `--verbose`
+    and a quiet console (`setup_logging`)."""
+    define_verbose()
 
     def guarded(argv):
         try:

@@ -130,12 +130,12 @@ COLUMNS = (("LMD", "lmd", 2), ("SSIM", "ssim", 3), ("PSNR", "psnr", 2), ("LMD (s
 
 
 def summarize(results: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, float]]:
-    """Mean over utterances of each metric, per row (NaNs — no face found in any frame — skipped)."""
+    """Mean over utterances of each metric, per row (NaNs — no face found in any frame — and nulls skipped)."""
     out = {}
     for name, utts in results.items():
         row = {}
         for _, key, _ in COLUMNS:
-            vals = [u[key] for u in utts if key in u and np.isfinite(u[key])]
+            vals = [u[key] for u in utts if u.get(key) is not None and np.isfinite(u[key])]
             row[key] = float(np.mean(vals)) if vals else float("nan")
         row["utterances"] = len(utts)
         out[name] = row
@@ -150,22 +150,55 @@ def markdown_table(summary: dict[str, dict[str, float]]) -> str:
     for name, row in summary.items():
         cells = []
         for _, key, digits in COLUMNS:
-            v = row.get(key, float("nan"))
-            cells.append("–" if not np.isfinite(v) else f"{v:.{digits}f}")
+            v = row.get(key)
+            cells.append("–" if v is None or not np.isfinite(v) else f"{v:.{digits}f}")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
+def _strict(x):
+    """`x` with every non-finite float (an undefined metric: NaN) as None, i.e. JSON null."""
+    if isinstance(x, dict):
+        return {k: _strict(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_strict(v) for v in x]
+    if isinstance(x, (float, np.floating)):
+        return float(x) if np.isfinite(x) else None
+    if isinstance(x, np.integer):
+        return int(x)
+    return x
+
+
+def _nan_for_null(x):
+    if isinstance(x, dict):
+        return {k: _nan_for_null(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_nan_for_null(v) for v in x]
+    return float("nan") if x is None else x
+
+
+def write_json(path: str, obj) -> None:
+    """Strict JSON (RFC 8259: no bare NaN/Infinity): undefined metrics are written as null."""
+    with open(path, "w") as f:
+        json.dump(_strict(obj), f, indent=1, allow_nan=False)
+
+
+def read_json(path: str):
+    """summary.json / per_utterance.json as written, with null metrics back as NaN (files from
+    before null was used, with bare NaN, read the same)."""
+    with open(path) as f:
+        return _nan_for_null(json.load(f))
+
+
 def write_results(workdir: str, results, summary, table: str) -> dict[str, str]:
+    """table2.md, per_utterance.json and summary.json in `workdir` (JSON: undefined metrics are null)."""
     os.makedirs(workdir, exist_ok=True)
     paths = {"table": os.path.join(workdir, "table2.md"), "per_utterance": os.path.join(workdir, "per_utterance.json"),
              "summary": os.path.join(workdir, "summary.json")}
     with open(paths["table"], "w") as f:
         f.write(table + "\n")
-    with open(paths["per_utterance"], "w") as f:
-        json.dump(results, f, indent=1)
-    with open(paths["summary"], "w") as f:
-        json.dump(summary, f, indent=1)
+    write_json(paths["per_utterance"], results)
+    write_json(paths["summary"], summary)
     return paths
 
 

@@ -100,8 +100,9 @@ def predict_landmarks(models: Models, windows: np.ndarray, template: np.ndarray,
 
 
 def render_frames(models: Models, ref_crop: np.ndarray, ref_template: np.ndarray,
-                  landmark_chunks: Iterable[np.ndarray], batch: int = 16) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """LTV: yields (generated crop [S, S, 3] uint8, landmarks [68, 2]) per frame.
+                  landmark_chunks: Iterable[np.ndarray], batch: int = 16,
+                  with_mask: bool = False) -> Iterator[tuple[np.ndarray, ...]]:
+    """LTV: yields (generated crop [S, S, 3] uint8, landmarks [68, 2][, attention mask [S, S] float]) per frame.
 
     ref_crop [S, S, 3] uint8 and its landmarks ref_template [68, 2] (normalised) are encoded once;
     landmark_chunks is an iterable of [t, 68, 2] arrays (normalised crop coordinates).
@@ -120,25 +121,35 @@ def render_frames(models: Models, ref_crop: np.ndarray, ref_template: np.ndarray
     variables = models.generator_variables
 
     def build():
-        encode = jax.jit(lambda v, r, rs: gen.apply(v, r, rs, method=ltv_lib.Generator.encode_reference))
+        encode = jax.jit(lambda v, r, rs, rl: gen.apply(v, r, rs, rl, method=ltv_lib.Generator.encode_reference))
 
         @jax.jit
         def decode(v, f, lms):
             f = jax.tree.map(lambda a: jnp.broadcast_to(a, (lms.shape[0],) + a.shape[1:]), f)
-            img, _ = gen.apply(v, f, sketch.draw_sketch(lms, size), method=ltv_lib.Generator.decode)
-            return to_uint8(img).astype(jnp.uint8)
+            img, mask = gen.apply(v, f, sketch.draw_sketch(lms, size), lms if gen.warp else None,
+                                  method=ltv_lib.Generator.decode)
+            return to_uint8(img).astype(jnp.uint8), mask[..., 0]
 
         return encode, decode
 
     encode, decode = models.compiled("ltv", build)
-    feats = encode(variables, ref, ref_sk if gen.use_reference_sketch else None)
+    ref_lm = jnp.asarray(np.asarray(ref_template, np.float32)[None]) if gen.warp else None
+    feats = encode(variables, ref, ref_sk if gen.use_reference_sketch else None, ref_lm)
     pending: list[np.ndarray] = []
     for chunk in landmark_chunks:
         pending.extend(chunk)
         while len(pending) >= batch:
             group, pending = pending[:batch], pending[batch:]
-            yield from zip(np.asarray(decode(variables, feats, jnp.asarray(np.stack(group)))), group)
+            imgs, masks = decode(variables, feats, jnp.asarray(np.stack(group)))
+            yield from _frames(imgs, masks, group, with_mask)
     if pending:
         n = len(pending)
         group = pending + [pending[-1]] * (batch - n)
-        yield from list(zip(np.asarray(decode(variables, feats, jnp.asarray(np.stack(group)))), group))[:n]
+        imgs, masks = decode(variables, feats, jnp.asarray(np.stack(group)))
+        yield from list(_frames(imgs, masks, group, with_mask))[:n]
+
+
+def _frames(imgs, masks, landmarks, with_mask: bool):
+    imgs, masks = np.asarray(imgs), np.asarray(masks)
+    for i, lm in enumerate(landmarks):
+        yield (imgs[i], lm, masks[i]) if with_mask else (imgs[i], lm)

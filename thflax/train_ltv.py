@@ -85,10 +85,12 @@ class LTVTask:
         return (sketch.draw_sketch(batch["landmarks"], self.size),
                 sketch.draw_sketch(batch["ref_landmarks"], self.size))
 
-    def generate(self, params, reference, sk, ref_sk):
-        """Generator forward: (image [-1, 1], mask)."""
-        return self.generator.apply({"params": params}, reference, sk,
-                                    reference_sketch=ref_sk if self.generator.use_reference_sketch else None)
+    def generate(self, params, reference, sk, ref_sk, batch):
+        """Generator forward: (image [-1, 1], mask). `batch` gives the landmarks a warp generator needs."""
+        g = self.generator
+        lms = (batch["ref_landmarks"], batch["landmarks"]) if g.warp else (None, None)
+        return g.apply({"params": params}, reference, sk, reference_sketch=ref_sk if g.use_reference_sketch else None,
+                       reference_landmarks=lms[0], landmarks=lms[1])
 
     # ---- state -----------------------------------------------------------------------------------
     def init_state(self, rng: jax.Array) -> TrainState:
@@ -123,7 +125,7 @@ class LTVTask:
         weights = {"gan": c.gan_weight, "mse": c.mse_weight, "l1": c.l1_weight, "mask": c.mask_weight}
 
         def generator_loss(p):
-            fake, mask = self.generate(p, ref, sk, ref_sk)
+            fake, mask = self.generate(p, ref, sk, ref_sk, batch)
             terms = self.g_loss_terms(fake, mask, tgt, disc(dp, fake))
             return sum(weights[k] * v for k, v in terms.items()), (terms, fake)
 
@@ -157,7 +159,7 @@ class LTVTask:
         gp = state.ema_params[G] if state.ema_params else state.params[G]
         ref = to_unit(batch["reference"])
         sk, ref_sk = self._sketches(batch)
-        fake, mask = self.generate(gp, ref, sk, ref_sk)
+        fake, mask = self.generate(gp, ref, sk, ref_sk, batch)
         out, tgt, ref8 = to_uint8(fake), jnp.asarray(batch["target"], jnp.float32), jnp.asarray(batch["reference"], jnp.float32)
         face = metrics.polygon_mask(batch["landmarks"][:, metrics.FACE_OUTLINE], self.size)[..., None]
         m = mask

@@ -4,12 +4,18 @@ Side effects live here; the stage modules (`train_stl`, `train_ltv`) provide pur
 functions. Resume is exact: the state (params, optimiser, step, RNG) comes from the newest intact
 (verified) orbax checkpoint and the data stream is re-created from that step (`StageData.train`), so a run
 killed at any point and restarted ends with the same parameters as an uninterrupted one.
+
+Progress: a tqdm bar when stderr is a terminal; otherwise (a log file, a batch job) clu's
+`ReportProgress` logs steps/s and the ETA and writes `steps_per_sec` to TensorBoard. Each stage
+starts by writing its config as TensorBoard hparams (process 0).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import sys
 import time
 from collections.abc import Iterator
 from typing import Any, Protocol
@@ -42,6 +48,24 @@ def _scalars(metrics: dict[str, Any]) -> dict[str, float]:
     return {k: float(np.asarray(v)) for k, v in metrics.items()}
 
 
+def flat_hparams(config: ConfigDict) -> dict[str, bool | int | float | str]:
+    """The config as TensorBoard hparams: {"stl.batch_size": 8, ...}, non-scalars as text."""
+    out = {}
+
+    def walk(node, prefix):
+        for k, v in node.items():
+            key = f"{prefix}{k}"
+            if isinstance(v, dict):
+                walk(v, f"{key}.")
+            elif isinstance(v, (bool, int, float, str)):
+                out[key] = v
+            else:  # None, tuples, lists
+                out[key] = str(v)
+
+    walk(config.to_dict(), "")
+    return out
+
+
 def _restore(ckpt: checkpoint.Checkpointer, state, task: Task):
     """The newest intact checkpoint restored into `state`'s structure (refusing another config's)."""
     def check_config(meta):
@@ -64,7 +88,7 @@ def _restore(ckpt: checkpoint.Checkpointer, state, task: Task):
 
 def train_stage(config: ConfigDict, workdir: str, task: Task, data: StageData):
     """Trains `task` for config.<stage>.num_steps on `data`, resuming from `workdir`; returns the final state."""
-    from clu import metric_writers
+    from clu import metric_writers, periodic_actions
     from tqdm import tqdm
 
     stage = task.name
@@ -72,7 +96,6 @@ def train_stage(config: ConfigDict, workdir: str, task: Task, data: StageData):
     tcfg = config.train
     stage_dir = os.path.join(workdir, stage)
     is_main = jax.process_index() == 0
-    writer = metric_writers.create_default_writer(stage_dir, just_logging=not is_main, asynchronous=False)
     mesh = parallel.make_mesh()
     ckpt = checkpoint.Checkpointer(os.path.join(stage_dir, "checkpoints"), max_to_keep=tcfg.max_to_keep,
                                    async_save=tcfg.async_checkpoint)
@@ -88,6 +111,12 @@ def train_stage(config: ConfigDict, workdir: str, task: Task, data: StageData):
         return state
 
     task.check_data(data.metadata)
+    # clu's default writer (the log and, on process 0, TensorBoard), with TensorBoard kept apart for
+    # ReportProgress: its steps/s go to TensorBoard, the log gets its one progress line.
+    summary = metric_writers.SummaryWriter(stage_dir) if is_main else None
+    writer = metric_writers.MultiWriter([metric_writers.LoggingWriter()] + ([summary] if summary else []))
+    if is_main:
+        writer.write_hparams(flat_hparams(config))
     batches = parallel.prefetch_to_mesh(data.train(start_step, num_devices=jax.local_device_count()), mesh,
                                         size=int(tcfg.device_prefetch))
     eval_batches = [parallel.global_batch(b, mesh) for b in data.eval()]
@@ -109,7 +138,14 @@ def train_stage(config: ConfigDict, workdir: str, task: Task, data: StageData):
 
     profile = int(tcfg.profile_steps)
     profile_start = start_step + int(tcfg.profile_start)
-    bar = tqdm(total=num_steps, initial=start_step, desc=stage, disable=not is_main, dynamic_ncols=True)
+    on_terminal = bool(getattr(sys.stderr, "isatty", lambda: False)())  # tqdm for people, ReportProgress for logs
+    bar = tqdm(total=num_steps, initial=start_step, desc=stage, disable=not (is_main and on_terminal),
+               dynamic_ncols=True)
+    progress = None
+    if is_main and not on_terminal:
+        progress = periodic_actions.ReportProgress(num_train_steps=num_steps, writer=summary, every_secs=60.0,
+                                                   every_steps=int(tcfg.log_every))
+    timed = progress.timed if progress else (lambda name: contextlib.nullcontext())
     pending = None  # previous step's metrics, checked one step late so the host does not stall devices
     t0, s0 = time.time(), start_step
     for step in range(start_step, num_steps):
@@ -126,6 +162,8 @@ def train_stage(config: ConfigDict, workdir: str, task: Task, data: StageData):
         pending = (step + 1, m)
         bar.update(1)
         done = step + 1
+        if progress:
+            progress(done)
         if done % tcfg.log_every == 0 or done == num_steps:
             check(*pending)
             scalars = _scalars(m)
@@ -135,13 +173,15 @@ def train_stage(config: ConfigDict, workdir: str, task: Task, data: StageData):
             writer.write_scalars(done, {f"train/{k}": v for k, v in scalars.items()})
             bar.set_postfix(loss=f"{scalars['loss']:.4g}")
         if done % tcfg.eval_every == 0 or done == num_steps:
-            evaluate_and_log(task, state, eval_batches, p_eval, writer, done)
+            with timed("eval"):
+                evaluate_and_log(task, state, eval_batches, p_eval, writer, done)
         if done % tcfg.checkpoint_every == 0 or done == num_steps:
             check(*pending)
-            save(done)
+            with timed("checkpoint"):
+                save(done)
     bar.close()
     ckpt.close()
-    writer.flush()
+    writer.close()
     return state
 
 

@@ -290,7 +290,10 @@ class VideoWriter:
         cmd.append(self._tmp_video)
         self._size = size
         self._stderr = tempfile.TemporaryFile()  # anonymous: nothing to clean up
-        # Own session: Ctrl-C reaches Python (which aborts and deletes), not ffmpeg mid-file.
+        # Own session: Ctrl-C reaches Python (which aborts and deletes), not ffmpeg mid-file. No preexec_fn
+        # (imageio-ffmpeg's write_frames passes os.setpgrp): with one, CPython really forks the
+        # multithreaded process, running Python in the child (JAX warns "os.fork() was called ... likely
+        # lead to a deadlock"); without, it vforks and execs at once (start_new_session is a plain setsid()).
         try:
             self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                                           stderr=self._stderr, start_new_session=True)

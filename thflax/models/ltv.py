@@ -84,6 +84,10 @@ GENERATOR_PRESETS: dict[str, dict[str, Any]] = {
                  norm_from_level=1),
     "paper": dict(base_channels=32, depth=5, max_channels=256, patch=1, bottleneck_blocks=2,
                   convs_per_level=1, norm_from_level=1),
+    # "fast" on the reference warped to the target landmarks (see `Generator.warp`).
+    "warp": dict(base_channels=24, depth=4, max_channels=128, patch=2, bottleneck_blocks=2,
+                 norm_from_level=1, warp=True),
+    "warp_tiny": dict(base_channels=8, depth=2, max_channels=16, patch=1, bottleneck_blocks=0, warp=True),
 }
 DEFAULT_PRESET = "fast"
 
@@ -224,9 +228,16 @@ class Decoder(nn.Module):
 class Generator(nn.Module):
     """LTV generator: UNet with landmark attention (see the module docstring).
 
-    `__call__(reference, sketch, train=False, reference_sketch=None) -> (image, mask)`:
-    reference [B, S, S, 3] in [-1, 1], sketch / reference_sketch [B, S, S, C] in [0, 1];
-    image [B, S, S, 3] float32 in [-1, 1], mask [B, S, S, 1] float32 in [0, 1].
+    `__call__(reference, sketch, train=False, reference_sketch=None, reference_landmarks=None,
+    landmarks=None) -> (image, mask)`: reference [B, S, S, 3] in [-1, 1], sketch / reference_sketch
+    [B, S, S, C] in [0, 1]; image [B, S, S, 3] float32 in [-1, 1], mask [B, S, S, 1] float32 in [0, 1].
+
+    With `warp` (attention only), the reference is first warped to the target geometry by a
+    thin-plate spline from `reference_landmarks` to `landmarks` ([B, 68, 2], normalised;
+    `thflax.warp`): the warped frame enters the landmark encoder with the sketch, and the output
+    is composed with it (out = m ⊙ decoded + (1 − m) ⊙ warped). The person's own pixels then carry
+    identity and sharpness wherever the mask is off; the decoder paints only what a warp cannot
+    (the mouth interior, shading, occlusions). The untrained generator is the pure warp.
     S must be divisible by patch · 2^depth. `train` is accepted for API symmetry (no dropout / batch stats).
     """
 
@@ -243,6 +254,7 @@ class Generator(nn.Module):
     norm: str = "group"
     norm_groups: int = 8
     norm_from_level: int = 1
+    warp: bool = False
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
 
@@ -277,8 +289,10 @@ class Generator(nn.Module):
         if self.use_reference_sketch and reference_sketch is None:
             raise ValueError("Generator(use_reference_sketch=True) needs reference_sketch (the sketch of the "
                              "reference frame's landmarks)")
+        if self.warp and not self.attention:
+            raise ValueError("Generator(warp=True) needs attention=True")
 
-    def encode_reference(self, reference, reference_sketch=None):
+    def encode_reference(self, reference, reference_sketch=None, reference_landmarks=None):
         """Reference-only work, cached across frames: a pytree of per-level features (or the inputs)."""
         self._check(reference_sketch)
         if not self.attention:
@@ -289,13 +303,27 @@ class Generator(nn.Module):
         img_in = reference if not self.use_reference_sketch else jnp.concatenate(
             [jnp.asarray(reference), jnp.asarray(reference_sketch).astype(jnp.asarray(reference).dtype)], -1)
         feats = {"img": self.img_encoder(self._prep(img_in)), "bg": self.bg_encoder(self._prep(reference))}
-        if self.compose_output:
+        if self.compose_output or self.warp:
             feats["reference"] = jnp.asarray(reference, jnp.float32)
+        if self.warp:
+            if reference_landmarks is None:
+                raise ValueError("Generator(warp=True) needs reference_landmarks")
+            feats["reference_landmarks"] = jnp.asarray(reference_landmarks, jnp.float32)
         return feats
 
-    def decode(self, ref_features, sketch):
+    def decode(self, ref_features, sketch, landmarks=None):
         """Per-frame work: landmark encoder + attention + decoder. Returns (image, mask), both float32."""
         size = sketch.shape[1]
+        base = ref_features.get("reference")  # what the output is composed with where the mask is off
+        if self.warp:
+            from thflax import warp as warp_lib
+
+            if landmarks is None:
+                raise ValueError("Generator(warp=True) needs the target landmarks")
+            flow = warp_lib.tps_flow(ref_features["reference_landmarks"], jnp.asarray(landmarks, jnp.float32),
+                                     size)
+            base = warp_lib.warp(ref_features["reference"], flow)
+            sketch = jnp.concatenate([jnp.asarray(sketch, jnp.float32), base], -1)
         if not self.attention:
             parts = [ref_features["reference"]]
             if self.use_reference_sketch:
@@ -315,15 +343,18 @@ class Generator(nn.Module):
         mask = masks[0].astype(jnp.float32)
         if self.patch > 1:
             mask = jax.image.resize(mask, mask.shape[:1] + (size, size, 1), "linear")
-        if self.compose_output:
+        if self.compose_output or self.warp:
             # The background branch at pixel level: where the landmark attention is off, the output is
-            # the reference frame itself; the decoder only has to paint the (moving) face.
-            img = mask * img.astype(jnp.float32) + (1.0 - mask) * ref_features["reference"]
+            # the reference frame itself (warped to the target with `warp`); the decoder only has to
+            # paint what changes.
+            img = mask * img.astype(jnp.float32) + (1.0 - mask) * base
         return img, mask
 
-    def __call__(self, reference, sketch, train: bool = False, reference_sketch=None):
+    def __call__(self, reference, sketch, train: bool = False, reference_sketch=None, reference_landmarks=None,
+                 landmarks=None):
         del train
-        return self.decode(self.encode_reference(reference, reference_sketch), sketch)
+        return self.decode(self.encode_reference(reference, reference_sketch, reference_landmarks), sketch,
+                           landmarks)
 
 
 class Discriminator(nn.Module):
@@ -366,11 +397,19 @@ def dummy_inputs(size: int, batch: int = 1, channels: int = NUM_SKETCH_CHANNELS)
             jnp.zeros((batch, size, size, channels), jnp.float32))
 
 
+def dummy_landmarks(batch: int = 1) -> jnp.ndarray:
+    """[batch, 68, 2] distinct placeholder landmarks (a ring in the crop), for init and lowering."""
+    t = jnp.linspace(0.0, 2.0 * math.pi, 68, endpoint=False)
+    ring = jnp.stack([0.5 + 0.25 * jnp.cos(t), 0.5 + 0.25 * jnp.sin(t)], -1)
+    return jnp.broadcast_to(ring, (batch, 68, 2))
+
+
 def init_generator(model: Generator, rng, size: int, batch: int = 1):
     """Initial variables {'params': ...} for `model` at resolution `size`."""
     ref, sk, rsk = dummy_inputs(size, batch)
     rsk = rsk if model.use_reference_sketch else None
-    return jax.jit(lambda k: model.init(k, ref, sk, reference_sketch=rsk))(rng)
+    lm = dummy_landmarks(batch) if model.warp else None
+    return jax.jit(lambda k: model.init(k, ref, sk, reference_sketch=rsk, reference_landmarks=lm, landmarks=lm))(rng)
 
 
 def generator_flops(config: str | dict | Generator = DEFAULT_PRESET, size: int = 128, batch: int = 1,
@@ -388,13 +427,15 @@ def generator_flops(config: str | dict | Generator = DEFAULT_PRESET, size: int =
     ref, sk, rsk = dummy_inputs(size, batch)
     rsk = rsk if model.use_reference_sketch else None
     variables = jax.eval_shape(lambda: init_generator(model, jax.random.key(0), size, 1))
+    lm = dummy_landmarks(batch) if model.warp else None
     if path == "full":
-        fn, args = (lambda v, r, s, rs: model.apply(v, r, s, reference_sketch=rs)), (variables, ref, sk, rsk)
+        fn, args = (lambda v, r, s, rs: model.apply(v, r, s, reference_sketch=rs, reference_landmarks=lm,
+                                                    landmarks=lm)), (variables, ref, sk, rsk)
     elif path == "encode":
-        fn, args = (lambda v, r, rs: model.apply(v, r, rs, method=Generator.encode_reference)), (variables, ref, rsk)
+        fn, args = (lambda v, r, rs: model.apply(v, r, rs, lm, method=Generator.encode_reference)), (variables, ref, rsk)
     elif path == "decode":
-        feats = jax.eval_shape(lambda v: model.apply(v, ref, rsk, method=Generator.encode_reference), variables)
-        fn, args = (lambda v, f, s: model.apply(v, f, s, method=Generator.decode)), (variables, feats, sk)
+        feats = jax.eval_shape(lambda v: model.apply(v, ref, rsk, lm, method=Generator.encode_reference), variables)
+        fn, args = (lambda v, f, s: model.apply(v, f, s, lm, method=Generator.decode)), (variables, feats, sk)
     else:
         raise ValueError(f"unknown path {path!r}")
     return compiled_flops(jax.jit(fn).lower(*args).compile()) / batch
