@@ -1,27 +1,79 @@
-"""Speech + one photo -> talking-head mp4.
+"""Speech (or text) + one photo -> talking-head mp4; or many videos from a jobs file.
 
     python generate.py --checkpoint runs/demo --image face.jpg --audio speech.wav --out talking.mp4
+    python generate.py --checkpoint runs/demo --image face.jpg --text "Hello there." --out hello.mp4
+    python generate.py --checkpoint runs/demo --jobs jobs.csv
 
 --checkpoint is a training workdir (stl/ and ltv/ checkpoints) or an export bundle (export.py). The
 model's config is the saved one; --config FILE requires the checkpoint to match that file, and
 --config.x=y overrides change it. Bad inputs print one line and exit with status 2; the output file
 is only created when generation succeeded.
+
+--text speaks the words offline with eSpeak NG (--voice, --rate, --pitch) and uses that speech as the
+audio (the video's audio track is the synthesised speech).
+
+--jobs FILE.csv makes many videos with one model load and one compilation. The CSV has a header line;
+columns (paths relative to the CSV's folder):
+  image   the photo (required)
+  audio   the speech file, or
+  text    words to speak (exactly one of audio and text per row)
+  out     the output .mp4 (required)
+  voice, rate, pitch   optional, for text rows (default: the --voice/--rate/--pitch flags)
+  still   optional: 1/true/yes for no head motion (default: the --still flag)
+  face_index  optional: which face of the photo (default: the highest detection score)
+Other flags (--fps, --size, --crop_only, ...) apply to every row. A bad row is reported on one line
+naming its row number (rows count the non-blank lines after the header) and its line, and skipped;
+the others are made. The last line says "N of M videos written"; the exit status is 0 when every
+row made its video, 2 otherwise.
+
+Start-up caches (compiled programs, and the face found in each photo) live in $THFLAX_CACHE_DIR,
+default ~/.cache/thflax: the second and later runs skip compilation (--nocompilation_cache: off).
 """
 
 from __future__ import annotations
 
+import atexit
 import os
+import sys
+import time
 
-from absl import flags
+_START = time.perf_counter()
+_EXIT_STATUS: int | None = None
 
-from thflax import cli
+
+@atexit.register  # registered first, so it runs after every other exit handler
+def _skip_teardown() -> None:
+    """Ends a finished run without tearing the interpreter down (freeing JAX's and XLA's objects
+    one by one takes seconds). Exit handlers have run and the output is flushed; this runs only when
+    `main` returned (a crash exits normally, with its traceback)."""
+    if _EXIT_STATUS is not None:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        os._exit(_EXIT_STATUS)
+
+
+import csv  # noqa: E402
+
+from absl import flags  # noqa: E402
+
+from thflax import cli  # noqa: E402
+from thflax.errors import InputError  # noqa: E402
 
 FLAGS = flags.FLAGS
 cli.define_config(help_text="Config file the checkpoint must match (default: the one saved with it).")
 flags.DEFINE_string("checkpoint", None, "Training workdir (stl/ and ltv/ checkpoints) or export bundle.")
 flags.DEFINE_string("image", None, "Photo of a face.")
-flags.DEFINE_string("audio", None, "Speech (wav/flac/mp3/mp4..., any sample rate).")
+flags.DEFINE_string("audio", None, "Speech (wav/flac/mp3/mp4..., any sample rate). Or give --text.")
+flags.DEFINE_string("text", None, "Words to speak (offline, eSpeak NG) instead of --audio.")
+flags.DEFINE_string("voice", "en-us", "eSpeak NG voice for --text, e.g. en-us, en-gb-x-rp, en-us+f3.")
+flags.DEFINE_integer("rate", 175, "Speaking rate for --text, words per minute (80..450).")
+flags.DEFINE_integer("pitch", 50, "Base pitch for --text (0..100).")
 flags.DEFINE_string("out", None, "Output .mp4.")
+flags.DEFINE_string("jobs", None, "CSV of many videos (columns image, audio or text, out; optional voice, rate, "
+                    "pitch, still, face_index; paths relative to the CSV): described at the top of --help.")
 flags.DEFINE_bool("still", False, "No head motion: animate the lips only.")
 flags.DEFINE_bool("landmarks_video", False, "Show the predicted landmarks beside the video.")
 flags.DEFINE_bool("crop_only", False, "Write the face crop instead of the whole photo.")
@@ -30,33 +82,185 @@ flags.DEFINE_integer("size", None, "Output height in pixels (default: the photo'
 flags.DEFINE_integer("batch", 16, "Frames per generator call.", lower_bound=1)
 flags.DEFINE_integer("face_index", None, "Which face of the photo: 0 = the highest detection score.", lower_bound=0)
 flags.DEFINE_list("face_box", None, "Which face of the photo: the one inside x0,y0,x1,y1 (pixels).")
+flags.DEFINE_bool("compilation_cache", True, "Keep compiled programs and detected faces in $THFLAX_CACHE_DIR "
+                  "(default ~/.cache/thflax) so later runs start faster.")
+flags.DEFINE_bool("timings", False, "Print the seconds each step took, and what the caches did.")
 flags.DEFINE_bool("quiet", False, "No progress bar.")
-flags.mark_flags_as_required(["checkpoint", "image", "audio", "out"])
+flags.mark_flags_as_required(["checkpoint"])
+
+JOB_COLUMNS = ("image", "audio", "text", "out", "voice", "rate", "pitch", "still", "face_index")
+_TRUE, _FALSE = {"1", "true", "yes", "y"}, {"", "0", "false", "no", "n"}
+
+
+def _face_box() -> tuple[int, int, int, int] | None:
+    if FLAGS.face_box is None:
+        return None
+    try:
+        box = tuple(int(v) for v in FLAGS.face_box)
+    except ValueError:
+        box = ()
+    if len(box) != 4:
+        raise InputError(f"--face_box takes four whole numbers x0,y0,x1,y1, not {','.join(FLAGS.face_box)}")
+    return box
+
+
+def _check_flags() -> None:
+    """One line for a command line that names no job or two contradicting ones."""
+    if FLAGS.jobs is not None:
+        given = [f"--{n}" for n in ("image", "audio", "text", "out") if FLAGS[n].value is not None]
+        if given:
+            raise InputError(f"--jobs takes the inputs from the CSV: drop {', '.join(given)}")
+        return
+    if FLAGS.audio is not None and FLAGS.text is not None:
+        raise InputError("give --audio or --text, not both")
+    missing = [f"--{n}" for n in ("image", "out") if FLAGS[n].value is None]
+    if FLAGS.audio is None and FLAGS.text is None:
+        missing.append("--audio or --text")
+    if missing:
+        raise InputError(f"missing {', '.join(missing)} (or give --jobs FILE.csv)")
+
+
+def _print_timings(summary: dict, prefix: str = "") -> None:
+    from thflax import generation
+
+    steps = " ".join(f"{k}={v:.2f}" for k, v in summary.get("timings", {}).items())
+    stats = " ".join(f"{k}={v}" for k, v in generation.cache_stats.items())
+    print(f"{prefix}timings: startup={summary.get('startup', 0.0):.2f} {steps} | {stats}", flush=True)
+
+
+def _read_jobs(path: str) -> list[tuple[int, int, dict[str, str] | None]]:
+    """A jobs CSV as (row number, line number, {column: value} or None when the row has too many
+    values); InputError for a bad file or header. Blank lines are not rows."""
+    if os.path.isdir(path):
+        raise InputError(f"--jobs {path} is a folder, not a CSV file")
+    if not os.path.isfile(path):
+        raise InputError(f"jobs file not found: {path}")
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            reader = csv.reader(f)
+            header = next(reader, None)
+            lines = [(reader.line_num, row) for row in reader]
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise InputError(f"cannot read jobs file {path}: {e}") from e
+    if not header or not any(c.strip() for c in header):
+        raise InputError(f"jobs file {path} is empty: it needs a header line such as image,audio,out")
+    columns = [c.strip().lower() for c in header]
+    unknown = [c for c in columns if c not in JOB_COLUMNS]
+    if unknown:
+        raise InputError(f"jobs file {path}: unknown column {unknown[0]!r} (columns: {', '.join(JOB_COLUMNS)})")
+    if len(set(columns)) != len(columns):
+        raise InputError(f"jobs file {path}: a column is named twice in the header")
+    missing = [c for c in ("image", "out") if c not in columns]
+    if "audio" not in columns and "text" not in columns:
+        missing.append("audio or text")
+    if missing:
+        raise InputError(f"jobs file {path}: the header has no {' and no '.join(missing)} column")
+    rows = []
+    for number, (line, values) in enumerate((r for r in lines if any(v.strip() for v in r[1])), start=1):
+        row = {c: v.strip() for c, v in zip(columns, values)} if len(values) <= len(columns) else None
+        rows.append((number, line, row))
+    if not rows:
+        raise InputError(f"jobs file {path} has a header but no jobs")
+    return rows
+
+
+def _job_kwargs(row: dict[str, str] | None, base: str) -> dict:
+    """generation.generate's arguments for one CSV row; InputError (one line) for a bad row."""
+    if row is None:
+        raise InputError("more values than the header has columns")
+
+    def path(name: str) -> str | None:
+        value = row.get(name) or ""
+        return os.path.join(base, os.path.expanduser(value)) if value else None
+
+    def integer(name: str, default: int | None) -> int | None:
+        value = row.get(name) or ""
+        if not value:
+            return default
+        try:
+            return int(value)
+        except ValueError:
+            raise InputError(f"{name} must be a whole number, not {value!r}") from None
+
+    image, audio, out = path("image"), path("audio"), path("out")
+    text = row.get("text") or None
+    if image is None:
+        raise InputError("no image given")
+    if out is None:
+        raise InputError("no out given")
+    if audio is not None and text is not None:
+        raise InputError("give audio or text, not both")
+    if audio is None and text is None:
+        raise InputError("give audio or text")
+    still = (row.get("still") or "").lower()
+    if still not in _TRUE | _FALSE:
+        raise InputError(f"still must be 1/0, true/false or yes/no, not {row['still']!r}")
+    face_index = integer("face_index", FLAGS.face_index)
+    if face_index is not None and face_index < 0:
+        raise InputError(f"face_index must be 0 or more, not {face_index}")
+    kwargs = dict(image=image, audio=audio, out=out, still=still in _TRUE if still else FLAGS.still,
+                  face_index=face_index)
+    if text is not None:
+        kwargs.update(text=text, voice=row.get("voice") or FLAGS.voice, rate=integer("rate", FLAGS.rate),
+                      pitch=integer("pitch", FLAGS.pitch))
+    return kwargs
+
+
+def _run_jobs(generation, common: dict, config) -> int:
+    """Every row of --jobs with one model load: 0 when all rows made their video, 2 otherwise."""
+    rows = _read_jobs(FLAGS.jobs)
+    base = os.path.dirname(os.path.abspath(FLAGS.jobs))
+    name = os.path.basename(FLAGS.jobs)
+    models = generation.load_models(FLAGS.checkpoint, config)
+    written, outs = 0, {}
+    for number, line, row in rows:
+        try:
+            kwargs = _job_kwargs(row, base)
+            real = os.path.realpath(kwargs["out"])
+            if real in outs:
+                raise InputError(f"out {kwargs['out']} is also row {outs[real]}'s output")
+            outs[real] = number
+            summary = generation.generate(FLAGS.checkpoint, models=models, **common, **kwargs)
+        except InputError as e:
+            print(f"error: {name} row {number} (line {line}): {' '.join(str(e).split())}", file=sys.stderr, flush=True)
+            continue
+        written += 1
+        print(f"row {number}: wrote {summary['out']} ({summary['frames']} frames, {summary['seconds']:.2f} s)",
+              flush=True)
+        if FLAGS.timings:
+            _print_timings(summary, f"row {number} ")
+    print(f"{written} of {len(rows)} videos written", flush=True)
+    return 0 if written == len(rows) else 2
 
 
 def main(argv) -> int:
     del argv
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    _check_flags()
+    face_box = _face_box()
     from thflax import generation
 
-    from thflax.errors import InputError
-
-    face_box = None
-    if FLAGS.face_box is not None:
-        try:
-            face_box = tuple(int(v) for v in FLAGS.face_box)
-        except ValueError:
-            face_box = ()
-        if len(face_box) != 4:
-            raise InputError(f"--face_box takes four whole numbers x0,y0,x1,y1, not {','.join(FLAGS.face_box)}")
+    if FLAGS.compilation_cache:
+        generation.enable_caches()  # before any JAX work
     config = cli.checkpoint_config(FLAGS.checkpoint) if cli.config_given() else None
-    summary = generation.generate(FLAGS.checkpoint, FLAGS.image, FLAGS.audio, FLAGS.out, still=FLAGS.still,
-                                  landmarks_video=FLAGS.landmarks_video, crop_only=FLAGS.crop_only, fps=FLAGS.fps,
-                                  size=FLAGS.size, batch=FLAGS.batch, progress=not FLAGS.quiet, config=config,
-                                  face_index=FLAGS.face_index, face_box=face_box)
+    common = dict(landmarks_video=FLAGS.landmarks_video, crop_only=FLAGS.crop_only, fps=FLAGS.fps, size=FLAGS.size,
+                  batch=FLAGS.batch, progress=not FLAGS.quiet, config=config, face_box=face_box)
+    if FLAGS.jobs is not None:
+        return _run_jobs(generation, common, config)
+    startup = time.perf_counter() - _START
+    summary = generation.generate(FLAGS.checkpoint, FLAGS.image, FLAGS.audio, FLAGS.out, text=FLAGS.text,
+                                  voice=FLAGS.voice, rate=FLAGS.rate, pitch=FLAGS.pitch, still=FLAGS.still,
+                                  face_index=FLAGS.face_index, **common)
     print(f"wrote {summary['out']} ({summary['frames']} frames, {summary['seconds']:.2f} s)")
+    if FLAGS.timings:
+        _print_timings({**summary, "startup": startup})
     return 0
 
 
 if __name__ == "__main__":
-    cli.run(main)
+    try:
+        cli.run(main)
+    except SystemExit as e:
+        if e.code is None or isinstance(e.code, int):
+            _EXIT_STATUS = e.code or 0
+        raise

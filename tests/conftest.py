@@ -49,3 +49,20 @@ def tiny_config(tiny_data_dir, tiny_corpus):
     c.data.data_dir = tiny_data_dir
     c.data.manual_dir = tiny_corpus
     return c
+
+
+@pytest.fixture(scope="session", autouse=True)
+def thflax_cache_dir(tmp_path_factory) -> str:
+    """generate.py's start-up caches (compiled programs, faces) in a folder of this test session.
+
+    Tests then neither read nor fill the user's ~/.cache/thflax; the session's later runs of
+    generate.py reuse what its earlier ones compiled.
+    """
+    old = os.environ.get("THFLAX_CACHE_DIR")
+    path = str(tmp_path_factory.mktemp("thflax_cache"))
+    os.environ["THFLAX_CACHE_DIR"] = path
+    yield path
+    if old is None:
+        os.environ.pop("THFLAX_CACHE_DIR", None)
+    else:
+        os.environ["THFLAX_CACHE_DIR"] = old

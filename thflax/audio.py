@@ -173,3 +173,59 @@ def audio_to_windows(audio: np.ndarray, fps: float, config: MfccConfig = MfccCon
     if num_frames is None:
         num_frames = num_video_frames(audio.size, fps, config.sample_rate)
     return frame_windows(mfcc(audio, config), num_frames, fps, config)
+
+
+def mfcc_numpy(audio: np.ndarray, config: "MfccConfig") -> np.ndarray:
+    """`mfcc` (librosa's MFCC with per-utterance CMVN) in NumPy, without importing librosa.
+
+    A second implementation on purpose: importing librosa (with scipy.signal and numba) takes longer
+    than generating a short clip, so generation uses this one; dataset preparation keeps librosa's.
+
+    Same STFT (periodic Hann window, zero padding, centred frames), Slaney mel filters, power in dB
+    with an 80 dB floor and orthonormal DCT-II; `tests/test_generate_inputs.py` checks it against
+    `thflax.audio.mfcc`. Returns [num_mfcc_frames, n_mfcc] float32.
+    """
+    y = np.asarray(audio, np.float32)
+    sr, n_fft = config.sample_rate, max(512, config.win_length)
+    hop, win = config.hop_length, config.win_length
+    window = (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(win) / win)).astype(np.float32)
+    lpad = (n_fft - win) // 2
+    window = np.pad(window, (lpad, n_fft - win - lpad))
+    y = np.pad(y, (n_fft // 2, n_fft // 2))
+    n_frames = 1 + (len(y) - n_fft) // hop
+    frames = np.lib.stride_tricks.as_strided(y, (n_frames, n_fft), (y.strides[0] * hop, y.strides[0]))
+    power = np.abs(np.fft.rfft(frames * window, axis=1).astype(np.complex64)) ** 2  # [T, F]
+    mel = power @ _mel_filters(sr, n_fft, config.n_mels).T  # [T, n_mels]
+    db = 10.0 * np.log10(np.maximum(1e-10, mel))
+    db = np.maximum(db, db.max() - 80.0)
+    n = config.n_mels
+    k = np.arange(config.n_mfcc)[:, None]
+    dct = np.cos(np.pi * k * (2 * np.arange(n)[None, :] + 1) / (2 * n)) * np.sqrt(2.0 / n)
+    dct[0] /= np.sqrt(2.0)
+    feats = db @ dct.T.astype(np.float32)  # [T, n_mfcc]
+    mean = feats.mean(axis=0, keepdims=True)
+    std = feats.std(axis=0, keepdims=True)
+    return ((feats - mean) / np.maximum(std, 1e-5)).astype(np.float32)
+
+
+def _mel_filters(sr: int, n_fft: int, n_mels: int) -> np.ndarray:
+    """librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels) (Slaney scale and norm): [n_mels, 1 + n_fft // 2]."""
+    f_sp, min_log_hz = 200.0 / 3, 1000.0
+    min_log_mel, logstep = min_log_hz / f_sp, np.log(6.4) / 27.0
+
+    def hz_to_mel(f):
+        f = np.asarray(f, np.float64)
+        return np.where(f >= min_log_hz, min_log_mel + np.log(np.maximum(f, 1e-12) / min_log_hz) / logstep, f / f_sp)
+
+    def mel_to_hz(m):
+        return np.where(m >= min_log_mel, min_log_hz * np.exp(logstep * (m - min_log_mel)), f_sp * m)
+
+    mel_f = mel_to_hz(np.linspace(hz_to_mel(0.0), hz_to_mel(sr / 2.0), n_mels + 2))
+    fftfreqs = np.fft.rfftfreq(n_fft, 1.0 / sr)
+    fdiff = np.diff(mel_f)
+    ramps = np.subtract.outer(mel_f, fftfreqs)
+    lower = -ramps[:-2] / fdiff[:-1, None]
+    upper = ramps[2:] / fdiff[1:, None]
+    weights = np.maximum(0, np.minimum(lower, upper)).astype(np.float32)
+    weights *= (2.0 / (mel_f[2:n_mels + 2] - mel_f[:n_mels]))[:, None].astype(np.float32)
+    return weights

@@ -87,3 +87,32 @@ def paste(frame: np.ndarray, crop_image: np.ndarray, box: CropBox, feather: floa
     alpha = cv2.warpAffine(alpha, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)[..., None]
     out = frame.astype(np.float32) * (1 - alpha) + warped.astype(np.float32) * alpha
     return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+
+
+def paste_masked(frame: np.ndarray, crop_image: np.ndarray, box: CropBox, mask: np.ndarray,
+                 face_landmarks: np.ndarray, feather: float = 0.03) -> np.ndarray:
+    """Takes from a generated crop only what the network changed: `mask` [S, S] in [0, 1] (its attention),
+    limited to the face (the hull of `face_landmarks` [68, 2] in frame pixels, grown and feathered).
+
+    With a warp generator `frame` is already the photo warped to the target landmarks at full
+    resolution, so everything the mask leaves out keeps the photo's own sharpness, and no square seam
+    can show.
+    """
+    import cv2
+
+    h, w = frame.shape[:2]
+    size = crop_image.shape[0]
+    s = box.side / size
+    m = np.array([[s, 0, box.x0], [0, s, box.y0]], np.float32)
+    up = cv2.warpAffine(crop_image, m, (w, h), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
+    alpha = cv2.warpAffine(np.asarray(mask, np.float32), m, (w, h), flags=cv2.INTER_LINEAR,
+                           borderMode=cv2.BORDER_CONSTANT)
+    face = np.zeros((h, w), np.uint8)
+    hull = cv2.convexHull(np.round(np.asarray(face_landmarks, np.float32)).astype(np.int32))
+    cv2.fillConvexPoly(face, hull, 1)
+    grow = max(3, int(round(feather * box.side)))
+    face = cv2.dilate(face, np.ones((grow, grow), np.uint8)).astype(np.float32)
+    face = cv2.GaussianBlur(face, (0, 0), sigmaX=grow / 2)
+    alpha = np.clip(alpha * face, 0.0, 1.0)[..., None]
+    out = frame.astype(np.float32) * (1 - alpha) + up.astype(np.float32) * alpha
+    return np.clip(out + 0.5, 0, 255).astype(np.uint8)

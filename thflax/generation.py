@@ -2,6 +2,7 @@
 
     import thflax
     thflax.generate("runs/demo", "face.jpg", "speech.wav", "talking.mp4")
+    thflax.generate("runs/demo", "face.jpg", out="hello.mp4", text="Hello there.")  # eSpeak NG speaks it
 
 Steps: pick the highest-scoring face in the photo (dlib; `face_index`/`face_box` choose another), crop it as in training, take its landmarks as the
 STL template and head start; MFCC windows of the speech; STL over the whole audio in chunks with the
@@ -11,12 +12,27 @@ photo (or keep the crop); stream the frames into an H.264 mp4 and mux the origin
 
 Errors in inputs raise `thflax.errors.InputError` subclasses with one clear line; the output file is
 written atomically, so a failure never leaves a half-written video.
+
+Start-up: a short clip costs far more to start than to make (loading dlib, tracing and compiling the
+networks). `enable_caches()` keeps, under `~/.cache/thflax` (or $THFLAX_CACHE_DIR), JAX's persistent
+compilation cache, the traced STL/LTV functions (`jax.export`: a later run neither traces the model
+code nor compiles it) and the face found in each photo (keyed by the file's bytes, so the same photo
+skips dlib). generate.py turns them on; library users call it once before any JAX work. The speech
+features are computed with NumPy (`thflax.audio.mfcc_numpy`), the same as `thflax.audio.mfcc` but without
+importing librosa, whose import alone takes longer than generating a short clip.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import hashlib
+import json
+import logging
 import os
+import tempfile
+import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -24,8 +40,10 @@ import numpy as np
 from thflax.errors import InputError
 from thflax.inference import Models, load_models, predict_landmarks, render_frames
 
-__all__ = ["Models", "Reference", "detect_face", "generate", "load_models", "predict_landmarks", "prepare_reference",
-           "render_frames"]
+__all__ = ["Models", "Reference", "cache_dir", "detect_face", "enable_caches", "generate", "load_models",
+           "predict_landmarks", "prepare_reference", "render_frames", "speak_to_wav"]
+
+_log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass
@@ -42,6 +60,212 @@ class Reference:
 #: Without --size, photos are worked on (and written) at most this many pixels on their longer side:
 #: time and memory then do not grow with the camera's resolution.
 MAX_SIDE = 1024
+
+#: Text-to-speech defaults (eSpeak NG): voice, words per minute and base pitch (0..100), and the
+#: silence around the speech so the mouth starts and ends closed (as the demo's utterances do).
+DEFAULT_VOICE = "en-us"
+DEFAULT_RATE = 175
+DEFAULT_PITCH = 50
+RATE_RANGE = (80, 450)
+PITCH_RANGE = (0, 100)
+SPEECH_PADDING = (0.3, 0.4)
+
+# --- start-up caches ------------------------------------------------------------------------------
+
+#: Environment variable naming the cache folder (default ~/.cache/thflax).
+CACHE_ENV = "THFLAX_CACHE_DIR"
+#: Cache files kept on disk (the oldest are dropped first).
+MAX_FUNCTIONS = 64
+MAX_FACES = 1000
+
+_cache_root: str | None = None
+#: What the caches did in this process (generate.py --timings prints it).
+cache_stats = {"functions_loaded": 0, "functions_exported": 0, "faces_cached": 0, "faces_detected": 0,
+               "xla_compiles": 0}
+
+
+def cache_dir() -> str:
+    """The start-up cache folder: $THFLAX_CACHE_DIR, else ~/.cache/thflax."""
+    return os.environ.get(CACHE_ENV) or os.path.join(os.path.expanduser("~"), ".cache", "thflax")
+
+
+def enable_caches(path: str | None = None) -> str | None:
+    """Keeps compiled programs and detected faces under `path` (default `cache_dir()`) across runs.
+
+    Turns on JAX's persistent compilation cache (`path/jax`; every program, however quick to
+    compile), the traced-function cache (`path/functions`: the STL/LTV functions exported with
+    `jax.export` for this code, config and JAX version, loaded instead of tracing the model code)
+    and the face cache (`path/faces`). Call before any JAX computation. Returns the folder, or None
+    (with a warning) when it cannot be created; generation then works as without caches.
+    """
+    global _cache_root
+    import jax
+
+    path = os.path.abspath(os.path.expanduser(path or cache_dir()))
+    try:
+        for sub in ("jax", "functions", "faces"):
+            os.makedirs(os.path.join(path, sub), exist_ok=True)
+    except OSError as e:
+        _log.warning("start-up cache disabled: cannot create %s (%s)", path, e.strerror or e)
+        return None
+    jax.config.update("jax_compilation_cache_dir", os.path.join(path, "jax"))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
+    if _cache_root is None:
+        from jax import monitoring
+
+        def count(event: str, **kwargs) -> None:
+            if event == "/jax/compilation_cache/cache_misses":
+                cache_stats["xla_compiles"] += 1
+
+        monitoring.register_event_listener(count)
+    _cache_root = path
+    return path
+
+
+def _atomic_write(path: str, data: bytes) -> None:
+    """Writes a cache file so concurrent runs never read a partial one."""
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.remove(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def _prune(folder: str, keep: int) -> None:
+    """Drops the least recently written files beyond `keep` (cache folders must not grow forever)."""
+    try:
+        files = [e for e in os.scandir(folder) if e.is_file() and not e.name.startswith(".tmp-")]
+        if len(files) > keep:
+            for e in sorted(files, key=lambda e: e.stat().st_mtime)[:len(files) - keep]:
+                os.remove(e.path)
+    except OSError:
+        pass
+
+
+def _file_stamp(path: str | None) -> str:
+    try:
+        st = os.stat(path)
+        return f"{path}:{st.st_size}:{st.st_mtime_ns}"
+    except (OSError, TypeError):
+        return f"{path}:missing"
+
+
+@functools.lru_cache(maxsize=None)
+def _sources_digest(names: tuple[str, ...] = ()) -> str:
+    """Hash of thflax's own sources (all of them, or the files `names`): a cached result is valid only
+    for the code that made it."""
+    root = os.path.dirname(os.path.abspath(__file__))
+    paths = [os.path.join(root, n) for n in names]
+    if not names:
+        for folder, dirs, files in os.walk(root):
+            dirs[:] = sorted(d for d in dirs if d != "__pycache__")
+            paths += [os.path.join(folder, f) for f in sorted(files) if f.endswith(".py")]
+    h = hashlib.sha256()
+    for path in paths:
+        h.update(os.path.relpath(path, root).encode())
+        with open(path, "rb") as f:
+            h.update(f.read())
+    return h.hexdigest()
+
+
+class _CachedFunction:
+    """A jitted function whose traced and lowered form (`jax.export`) is kept in the cache folder.
+
+    A later process loads it instead of tracing the Python model code again, and XLA's compilation
+    of it comes from JAX's persistent cache. The key is the function's name, the model config, the
+    argument shapes/dtypes, the package sources and the JAX/flax versions; any failure to read or
+    write the cache falls back to exporting afresh.
+    """
+
+    def __init__(self, jitted: Any, name: str, context: str):
+        self.jitted = jitted
+        self.name = name
+        self.context = context
+        self._fns: dict[Any, Callable] = {}
+
+    def __call__(self, *args, **kwargs):
+        import jax
+
+        if kwargs:  # not a call inference makes; no cache, same result
+            return self.jitted(*args, **kwargs)
+        leaves, tree = jax.tree.flatten(args)
+        sig = (str(tree), tuple((tuple(np.shape(x)), str(getattr(x, "dtype", np.asarray(x).dtype)),
+                                 bool(getattr(x, "weak_type", False))) for x in leaves))
+        fn = self._fns.get(sig)
+        if fn is None:
+            fn = self._fns[sig] = jax.jit(self._load_or_export(args, sig).call)
+        return fn(*args)
+
+    def _load_or_export(self, args: tuple, sig: Any):
+        from jax import export
+
+        key = hashlib.sha256(repr((self.context, self.name, sig)).encode()).hexdigest()
+        folder = os.path.join(_cache_root, "functions")
+        path = os.path.join(folder, f"{self.name.split('[')[0].replace('=', '-')}-{key[:40]}.jaxexport")
+        try:
+            with open(path, "rb") as f:
+                exported = export.deserialize(bytearray(f.read()))
+            cache_stats["functions_loaded"] += 1
+            return exported
+        except FileNotFoundError:
+            pass
+        except Exception as e:  # noqa: BLE001 - a stale or damaged entry: export afresh, replace it
+            _log.warning("ignoring cached function %s (%s)", path, e)
+        exported = export.export(self.jitted)(*args)
+        cache_stats["functions_exported"] += 1
+        try:
+            _atomic_write(path, bytes(exported.serialize()))
+            _prune(folder, MAX_FUNCTIONS)
+        except Exception as e:  # noqa: BLE001 - caching is an optimisation; generation goes on
+            _log.warning("could not cache the traced %s in %s (%s)", self.name, folder, e)
+        return exported
+
+
+@dataclasses.dataclass
+class _CachingModels(Models):
+    """`Models` whose jitted functions go through the traced-function cache (see `enable_caches`).
+
+    It shares its `_fns` with the `Models` it wraps, so what one video compiled serves the next.
+    """
+
+    _context: str = dataclasses.field(default="", repr=False)
+
+    @classmethod
+    def wrap(cls, models: Models) -> "_CachingModels":
+        import flax
+        import jax
+
+        if isinstance(models, cls):
+            return models
+        context = json.dumps([_sources_digest(), models.config.to_json(), jax.__version__, flax.__version__,
+                              jax.default_backend()])
+        fields = {f.name: getattr(models, f.name) for f in dataclasses.fields(Models)}
+        return cls(**fields, _context=context)
+
+    def compiled(self, name: str, build: Callable[[], Any]):
+        """As `Models.compiled`, with each jitted function (or tuple of them) cached on disk."""
+        if name not in self._fns:
+            built = build()
+
+            def wrap(fn, label):
+                return _CachedFunction(fn, label, self._context) if hasattr(fn, "lower") else fn
+
+            if isinstance(built, tuple):
+                built = tuple(wrap(f, f"{name}[{i}]") for i, f in enumerate(built))
+            else:
+                built = wrap(built, name)
+            self._fns[name] = built
+        return self._fns[name]
+
+
+# --- the photo ------------------------------------------------------------------------------------
 
 
 def load_photo(image_path: str, size: int | None = None, max_side: int = MAX_SIDE) -> tuple[np.ndarray, float]:
@@ -62,19 +286,66 @@ def load_photo(image_path: str, size: int | None = None, max_side: int = MAX_SID
     return img, scale
 
 
+def _face_cache_file(image_path: str, size: int | None, face_index: int | None,
+                     face_box: tuple[int, int, int, int] | None) -> str | None:
+    """Where the face chosen in this photo (file bytes) with these options is cached, or None."""
+    if _cache_root is None:
+        return None
+    import importlib.util
+
+    h = hashlib.sha256()
+    try:
+        with open(image_path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+    except OSError:
+        return None
+    dlib_spec = importlib.util.find_spec("_dlib_pybind11")
+    models_spec = importlib.util.find_spec("face_recognition_models")
+    models_dir = list(models_spec.submodule_search_locations or [""])[0] if models_spec else ""
+    # The code (photo loading, detection, choice), the options, dlib and its predictor file.
+    code = _sources_digest(("generation.py", "video.py", "landmarks.py"))
+    h.update(repr((code, size, MAX_SIDE, face_index, face_box, _file_stamp(dlib_spec and dlib_spec.origin),
+                   _file_stamp(os.path.join(models_dir, "models", "shape_predictor_68_face_landmarks.dat")))).encode())
+    return os.path.join(_cache_root, "faces", h.hexdigest()[:40] + ".json")
+
+
 def detect_face(image_path: str, face_index: int | None = None, face_box: tuple[int, int, int, int] | None = None,
                 size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Reads the photo (see `load_photo`) and picks a face: (image, landmarks [68, 2] in its pixels).
 
     The highest-scoring face unless `face_index` (0 = highest score) or `face_box` (x0, y0, x1, y1 in
-    the file's pixels) chooses another; which face was used is logged.
+    the file's pixels) chooses another; which face was used is logged. With `enable_caches`, the
+    choice for the same file and options is read back instead of running dlib again.
     """
+    img, scale = load_photo(image_path, size)
+    cached = _face_cache_file(image_path, size, face_index, face_box)
+    if cached is not None:
+        try:
+            with open(cached) as f:
+                entry = json.load(f)
+            lm = np.asarray(entry["landmarks"], np.float32).reshape(68, 2)
+            several = entry["num_faces"] > 1 and face_index is None and face_box is None
+            _log.log(logging.WARNING if several else logging.INFO, "%s: %s (cached choice)", image_path,
+                     entry["describe"])
+            cache_stats["faces_cached"] += 1
+            return img, lm
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
     from thflax import landmarks
 
-    img, scale = load_photo(image_path, size)
     if face_box is not None:
         face_box = tuple(int(round(v * scale)) for v in face_box)
     choice = landmarks.FaceLandmarker().choose_face(img, name=image_path, face_index=face_index, face_box=face_box)
+    cache_stats["faces_detected"] += 1
+    if cached is not None:
+        entry = {"landmarks": np.asarray(choice.landmarks, np.float32).tolist(), "describe": choice.describe(),
+                 "num_faces": choice.num_faces}
+        try:
+            _atomic_write(cached, json.dumps(entry).encode())
+            _prune(os.path.dirname(cached), MAX_FACES)
+        except OSError:
+            pass
     return img, choice.landmarks
 
 
@@ -87,54 +358,194 @@ def prepare_reference(image_path: str, size: int, face: tuple[np.ndarray, np.nda
     return Reference(img, lm, box, crop.crop(img, box, size), box.to_crop(lm))
 
 
-def generate(checkpoint: str, image: str, audio: str, out: str, *, still: bool = False,
+def _paste(image: np.ndarray, crop_img: np.ndarray, box: Any) -> np.ndarray:
+    """`thflax.crop.paste`, blending only the box's region (the rest of the photo is copied as is)."""
+    from thflax import crop as crop_lib
+
+    h, w = image.shape[:2]
+    x0, y0 = max(0, int(np.floor(box.x0)) - 2), max(0, int(np.floor(box.y0)) - 2)
+    x1, y1 = min(w, int(np.ceil(box.x0 + box.side)) + 2), min(h, int(np.ceil(box.y0 + box.side)) + 2)
+    out = image.copy()
+    if x1 > x0 and y1 > y0:
+        local = crop_lib.CropBox(box.x0 - x0, box.y0 - y0, box.side)
+        out[y0:y1, x0:x1] = crop_lib.paste(np.ascontiguousarray(image[y0:y1, x0:x1]), crop_img, local)
+    return out
+
+
+# --- speech ---------------------------------------------------------------------------------------
+
+
+def _check_speech_options(text: Any, voice: str, rate: int, pitch: int) -> None:
+    """Raises InputError for text-to-speech arguments eSpeak NG cannot use (before any slow work)."""
+    if not isinstance(text, str) or not text.strip():
+        raise InputError("the text to speak is empty")
+    if not isinstance(voice, str) or not voice.strip():
+        raise InputError("no voice given for the text")
+    if not RATE_RANGE[0] <= rate <= RATE_RANGE[1]:
+        raise InputError(f"speech rate {rate} is out of range ({RATE_RANGE[0]}..{RATE_RANGE[1]} words per minute)")
+    if not PITCH_RANGE[0] <= pitch <= PITCH_RANGE[1]:
+        raise InputError(f"speech pitch {pitch} is out of range ({PITCH_RANGE[0]}..{PITCH_RANGE[1]})")
+
+
+def speak_to_wav(text: str, path: str, voice: str = DEFAULT_VOICE, rate: int = DEFAULT_RATE,
+                 pitch: int = DEFAULT_PITCH) -> float:
+    """Speaks `text` offline with eSpeak NG into a 16 kHz wav at `path`; returns its length in seconds.
+
+    The speech has `SPEECH_PADDING` seconds of silence before and after it. Raises InputError for
+    empty text, an unknown voice, a rate or pitch out of range, or text that gives no speech.
+    """
+    _check_speech_options(text, voice, rate, pitch)
+    import soundfile as sf
+
+    from thflax.synthetic import speech
+
+    try:
+        utt = speech.synthesize(" ".join(text.split()), voice=voice, rate=int(rate), pitch=int(pitch),
+                                leading_silence=SPEECH_PADDING[0], trailing_silence=SPEECH_PADDING[1])
+    except ValueError as e:
+        if "voice" not in str(e):
+            raise
+        raise InputError(f"unknown voice {voice!r}: eSpeak NG cannot load it (voices include "
+                         f"{', '.join(speech.VOICES[:6])})") from e
+    except RuntimeError as e:
+        raise InputError(f"eSpeak NG made no speech from the text {text[:60]!r}") from e
+    try:
+        sf.write(path, utt.audio, utt.sample_rate, subtype="PCM_16")
+    except (OSError, RuntimeError) as e:
+        raise InputError(f"cannot write the speech to {path}: {e}") from e
+    return utt.duration
+
+
+# --- generation -----------------------------------------------------------------------------------
+
+
+class _Clock:
+    """Seconds spent in each step of `generate` (reported in its summary)."""
+
+    def __init__(self):
+        self.times: dict[str, float] = {}
+        self._t = time.perf_counter()
+
+    def mark(self, step: str) -> None:
+        now = time.perf_counter()
+        self.times[step] = self.times.get(step, 0.0) + now - self._t
+        self._t = now
+
+
+def generate(checkpoint: str, image: str, audio: str | None = None, out: str | None = None, *,
+             text: str | None = None, voice: str = DEFAULT_VOICE, rate: int = DEFAULT_RATE,
+             pitch: int = DEFAULT_PITCH, still: bool = False,
              landmarks_video: bool = False, crop_only: bool = False, fps: float = 25.0,
              size: int | None = None, batch: int = 16, progress: bool = True, config=None,
              models: Models | None = None, face_index: int | None = None,
              face_box: tuple[int, int, int, int] | None = None) -> dict[str, Any]:
-    """Speech + photo -> mp4 with the audio muxed in. Returns a summary (frames, seconds, paths).
+    """Speech (or text) + photo -> mp4 with the speech muxed in. Returns a summary (frames, seconds, paths, timings).
 
     Args:
       checkpoint: a training workdir (stl/ and ltv/ checkpoints) or an export bundle (`thflax.params.export`).
       image, audio: input files (any image OpenCV reads; wav/flac/mp3/mp4... at any sample rate).
       out: output .mp4 path (written atomically).
+      text: words to speak instead of `audio` (exactly one of them): synthesised offline with eSpeak NG
+        (`speak_to_wav`) in `voice` at `rate` words/min and base `pitch` 0..100; the video's audio
+        track is that speech. The temporary wav is deleted however generation ends.
       still: keep the head still (template head points), animate the lips only.
       landmarks_video: put the predicted landmark sketch beside each frame.
       crop_only: write the generated face crop instead of pasting it back into the photo.
       fps: output frame rate (MFCC windows are centred on these frames).
       size: output height in pixels (width follows the aspect ratio); default: the photo's, at most
         `MAX_SIDE` on the longer side.
+      models: loaded models to reuse (many videos, one load and one compilation).
       face_index, face_box: which face of the photo (see `detect_face`); default the highest-scoring.
     """
-    import cv2
-    from tqdm import tqdm
-
-    from thflax import audio as audio_lib
-    from thflax import crop as crop_lib
-    from thflax import plotting, video
-
+    if out is None:
+        raise InputError("no output path given")
+    if (audio is None) == (text is None):
+        raise InputError("give either audio or text to speak, not both" if audio is not None
+                         else "give audio or text to speak")
+    if text is not None:
+        _check_speech_options(text, voice, rate, pitch)
     if fps <= 0 or (size is not None and size < 16) or batch < 1:
         raise InputError("fps must be positive, size at least 16 and batch at least 1")
+    from thflax import audio as audio_lib
+    from thflax import video
+
+    clock = _Clock()
     # Inputs and the output are checked before the (slower) model loading, so mistakes fail at once.
     video.check_output(out, [image, audio])
     face = detect_face(image, face_index=face_index, face_box=face_box, size=size)
-    speech = audio_lib.load_audio(audio)
-    models = models or load_models(checkpoint, config)
+    clock.mark("detect")
+    tmp_wav = None
+    try:
+        if text is not None:
+            fd, tmp_wav = tempfile.mkstemp(prefix="thflax-speech-", suffix=".wav")
+            os.close(fd)
+            speak_to_wav(text, tmp_wav, voice, rate, pitch)
+            audio = tmp_wav
+            clock.mark("speak")
+        try:
+            speech = audio_lib.load_audio(audio)
+        except InputError as e:
+            if text is None:
+                raise
+            reason = str(e).removeprefix(f"{tmp_wav}: ")
+            raise InputError(f"the text {text[:60]!r} gives no usable speech ({reason})") from e
+        clock.mark("audio")
+        models = models or load_models(checkpoint, config)
+        if _cache_root is not None:
+            models = _CachingModels.wrap(models)
+        clock.mark("load")
+        summary = _render(models, image, audio, out, speech, face, clock, still=still,
+                          landmarks_video=landmarks_video, crop_only=crop_only, fps=fps, size=size, batch=batch,
+                          progress=progress)
+    finally:
+        if tmp_wav is not None:
+            try:
+                os.remove(tmp_wav)
+            except OSError:
+                pass
+    summary["timings"] = clock.times
+    return summary
+
+
+def _render(models: Models, image: str, audio: str, out: str, speech: np.ndarray,
+            face: tuple[np.ndarray, np.ndarray], clock: _Clock, *, still: bool, landmarks_video: bool,
+            crop_only: bool, fps: float, size: int | None, batch: int, progress: bool) -> dict[str, Any]:
+    """The part of `generate` after its inputs are checked and loaded: features, networks, mp4."""
+    import cv2
+
+    from thflax import audio as audio_lib
+    from thflax import video
+
     s = models.image_size
     reference = prepare_reference(image, s, face)
     mcfg = models.mfcc_config
-    feats = audio_lib.mfcc(speech, mcfg)
+    feats = audio_lib.mfcc_numpy(speech, mcfg)
     num_frames = audio_lib.num_video_frames(speech.size, fps, mcfg.sample_rate)
     if num_frames < 1:
         raise InputError(f"{audio}: too short for one video frame at {fps} fps")
     windows = audio_lib.frame_windows(feats, num_frames, fps, mcfg)
-    del speech
+    clock.mark("features")
     chunks = predict_landmarks(models, windows, reference.template, still=still)
-    frames = render_frames(models, reference.crop, reference.template, chunks, batch=batch)
+    frames = render_frames(models, reference.crop, reference.template, chunks, batch=batch, with_mask=True)
+    full_res_warp = bool(models.generator.warp) and not crop_only
 
-    def compose(img, lm):
-        frame = img if crop_only else crop_lib.paste(reference.image, img, reference.box)
+    def compose(img, lm, mask):
+        if crop_only:
+            frame = img
+        elif full_res_warp:
+            # The photo warped to the frame's landmarks at its own resolution; the generated crop only
+            # where the network changed it (see crop.paste_masked): no blur outside, no square seam.
+            from thflax import crop as crop_lib
+            from thflax import warp
+
+            target_px = reference.box.to_frame(lm)
+            moved = warp.warp_numpy(reference.image, reference.landmarks, target_px)
+            frame = crop_lib.paste_masked(moved, img, reference.box, mask, target_px)
+        else:
+            frame = _paste(reference.image, img, reference.box)
         if landmarks_video:
+            from thflax import plotting
+
             side = plotting.draw_landmarks(np.full((s, s, 3), 255, np.uint8), lm, (200, 0, 0))
             side = cv2.resize(side, (frame.shape[0], frame.shape[0]), interpolation=cv2.INTER_LINEAR)
             frame = np.concatenate([frame, side], axis=1)
@@ -143,10 +554,21 @@ def generate(checkpoint: str, image: str, audio: str, out: str, *, still: bool =
             frame = cv2.resize(frame, (w, size), interpolation=cv2.INTER_AREA)
         return frame
 
-    bar = tqdm(total=num_frames, desc="generating", unit="frame", disable=not progress)
-    with video.VideoWriter(out, fps=fps, audio_path=audio) as writer:
-        for img, lm in frames:
-            writer.write(compose(img, lm))
-            bar.update(1)
-    bar.close()
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=num_frames, desc="generating", unit="frame")
+    writer = video.VideoWriter(out, fps=fps, audio_path=audio)
+    with writer:
+        for i, (img, lm, mask) in enumerate(frames):
+            writer.write(compose(img, lm, mask))
+            if bar is not None:
+                bar.update(1)
+            if i == 0:
+                clock.mark("first_frame")
+        clock.mark("render")
+    clock.mark("mux")
+    if bar is not None:
+        bar.close()
     return {"out": os.path.abspath(out), "frames": writer.num_frames, "seconds": writer.num_frames / fps}

@@ -1,0 +1,240 @@
+"""generate.py's inputs for the people who use it: --text instead of audio, --jobs CSV files, and the
+start-up caches (a second run compiles nothing).
+
+Tests that run generate.py on a trained workdir are marked `cli` (and, through the corpus fixtures,
+`corpus`); the others check arguments that fail before any model is needed.
+"""
+
+import os
+import pathlib
+import re
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+import skimage.data
+import soundfile as sf
+
+from tests.helpers import train_all
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SENTENCE = "Bin blue at F two now."
+
+
+@pytest.fixture(scope="module")
+def photo(tmp_path_factory) -> str:
+    path = str(tmp_path_factory.mktemp("photo") / "astronaut.png")
+    cv2.imwrite(path, cv2.cvtColor(skimage.data.astronaut(), cv2.COLOR_RGB2BGR))
+    return path
+
+
+@pytest.fixture(scope="module")
+def gen_workdir(tiny_data_dir, tiny_corpus, tmp_path_factory) -> str:
+    """Both stages of configs/tiny.py trained for a few steps (as tests/test_generation.py's `workdir`)."""
+    from configs import tiny
+
+    wd = str(tmp_path_factory.mktemp("inputs_workdir"))
+    cfg = tiny.get_config()
+    cfg.data.data_dir = tiny_data_dir
+    cfg.data.manual_dir = tiny_corpus
+    cfg.stl.num_steps = 10
+    cfg.ltv.num_steps = 10
+    train_all(cfg, wd)
+    return wd
+
+
+def _generate(*args, env=None, timeout=900):
+    return subprocess.run([sys.executable, "generate.py", "--quiet", *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=timeout, env={**os.environ, **(env or {})})
+
+
+def _errors(r) -> list[str]:
+    return [line for line in r.stderr.splitlines() if line.startswith("error:")]
+
+
+def _timings(r) -> dict[str, float]:
+    line = [ln for ln in r.stdout.splitlines() if ln.startswith("timings:")][-1]
+    return {k: float(v) for k, v in re.findall(r"(\w+)=([\d.]+)", line)}
+
+
+def _envelope(x: np.ndarray, hop: int = 320) -> np.ndarray:
+    n = len(x) // hop
+    return np.sqrt((x[:n * hop].reshape(n, hop) ** 2).mean(1))
+
+
+# --- without a trained model --------------------------------------------------------------------
+
+
+def test_numpy_mfcc_matches_the_training_features():
+    from thflax import audio, generation
+    from thflax.synthetic import speech
+
+    utt = speech.synthesize(SENTENCE, leading_silence=0.2, trailing_silence=0.3)
+    noise = np.random.default_rng(0).normal(0, 0.1, 12345).astype(np.float32)
+    for signal in (utt.audio, noise):
+        for cfg in (audio.MfccConfig(), audio.MfccConfig(n_mfcc=13, n_mels=26, win_seconds=0.04)):
+            want, got = audio.mfcc(signal, cfg), audio.mfcc_numpy(signal, cfg)
+            assert got.shape == want.shape and got.dtype == np.float32
+            np.testing.assert_allclose(got, want, atol=2e-3)
+
+
+def test_speak_to_wav_and_its_errors(tmp_path):
+    from thflax import generation
+    from thflax.errors import InputError
+
+    wav = tmp_path / "speech.wav"
+    seconds = generation.speak_to_wav(SENTENCE, str(wav), voice="en-us+f3", rate=160, pitch=60)
+    info = sf.info(str(wav))
+    assert info.samplerate == 16000 and abs(info.frames / 16000 - seconds) < 1e-3 and seconds > 1.0
+    bad = [(dict(text="   "), "empty"), (dict(text=SENTENCE, voice="xx-nope"), "unknown voice 'xx-nope'"),
+           (dict(text=SENTENCE, rate=20), "rate 20"), (dict(text=SENTENCE, pitch=101), "pitch 101")]
+    for kwargs, message in bad:
+        out = tmp_path / "bad.wav"
+        with pytest.raises(InputError, match=message) as e:
+            generation.speak_to_wav(path=str(out), **kwargs)
+        assert "\n" not in str(e.value) and not out.exists()
+
+
+def test_generate_takes_audio_or_text(photo, tmp_path):
+    from thflax import generation
+    from thflax.errors import InputError
+
+    out = str(tmp_path / "o.mp4")
+    with pytest.raises(InputError, match="not both"):
+        generation.generate("no-checkpoint", photo, "speech.wav", out, text="hello")
+    with pytest.raises(InputError, match="give audio or text"):
+        generation.generate("no-checkpoint", photo, out=out)
+    assert os.listdir(tmp_path) == []
+
+
+def test_cli_text_with_audio_is_one_line(photo, tmp_path):
+    out = tmp_path / "o.mp4"
+    r = _generate("--checkpoint", "no-checkpoint", "--image", photo, "--audio", photo, "--text", "hi",
+                  "--out", str(out))
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert _errors(r) == ["error: give --audio or --text, not both"], r.stderr[-1000:]
+    r = _generate("--checkpoint", "no-checkpoint", "--image", photo, "--out", str(out))
+    assert r.returncode == 2 and len(_errors(r)) == 1 and "--audio or --text" in _errors(r)[0]
+    assert not out.exists()
+
+
+def test_cli_unknown_voice_is_one_line_and_leaves_no_files(photo, tmp_path):
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    out = tmp_path / "o.mp4"
+    # The voice is tried (after the photo is read) before any model is loaded.
+    r = _generate("--checkpoint", "no-checkpoint", "--image", photo, "--text", SENTENCE, "--voice", "xx-nope",
+                  "--out", str(out), env={"TMPDIR": str(temp)})
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    errors = _errors(r)
+    assert len(errors) == 1 and "unknown voice 'xx-nope'" in errors[0], r.stderr[-1000:]
+    assert not out.exists() and list(temp.iterdir()) == [] and sorted(os.listdir(tmp_path)) == ["tmp"]
+
+
+@pytest.mark.parametrize("csv_text,message", [
+    ("", "is empty"),
+    ("image,out\nface.png,o.mp4\n", "no audio or text column"),
+    ("image,audio,out,colour\nface.png,a.wav,o.mp4,red\n", "unknown column 'colour'"),
+    ("image,audio,out\n", "no jobs"),
+])
+def test_cli_bad_jobs_file_is_one_line(tmp_path, csv_text, message):
+    jobs = tmp_path / "jobs.csv"
+    jobs.write_text(csv_text)
+    r = _generate("--checkpoint", "no-checkpoint", "--jobs", str(jobs))
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    errors = _errors(r)
+    assert len(errors) == 1 and message in errors[0], r.stderr[-1000:]
+    r = _generate("--checkpoint", "no-checkpoint", "--jobs", str(jobs), "--out", "x.mp4")
+    assert r.returncode == 2 and "drop --out" in r.stderr
+
+
+# --- with a trained model -----------------------------------------------------------------------
+
+
+@pytest.mark.cli
+def test_cli_text_makes_a_video_with_the_synthesised_speech(gen_workdir, photo, tmp_path):
+    from thflax import audio, generation, video
+
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    out = tmp_path / "hello.mp4"
+    r = _generate("--checkpoint", gen_workdir, "--image", photo, "--text", SENTENCE, "--voice", "en-us+m3",
+                  "--rate", "150", "--pitch", "40", "--out", str(out), env={"TMPDIR": str(temp)})
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert list(temp.iterdir()) == []  # the synthesised wav (and eSpeak's library copy) are gone
+    spoken = tmp_path / "spoken.wav"
+    seconds = generation.speak_to_wav(SENTENCE, str(spoken), voice="en-us+m3", rate=150, pitch=40)
+    frames, fps = video.read_video(str(out))
+    assert abs(len(frames) - int(seconds * fps)) <= 1
+    track = audio.load_audio(str(out))  # the mp4's audio track
+    assert abs(len(track) / audio.SAMPLE_RATE - seconds) < 0.1
+    want, got = _envelope(audio.load_audio(str(spoken))), _envelope(track)
+    n = min(len(want), len(got))
+    assert np.corrcoef(want[:n], got[:n])[0, 1] > 0.95  # the same speech, not just as long
+
+
+@pytest.mark.cli
+def test_cli_jobs_make_the_good_rows_and_name_the_bad_one(gen_workdir, photo, tmp_path):
+    from thflax import video
+    from thflax.synthetic import speech
+
+    folder = tmp_path / "batch"
+    (folder / "in").mkdir(parents=True)
+    (folder / "in" / "face.png").write_bytes(pathlib.Path(photo).read_bytes())
+
+    utt = speech.synthesize(SENTENCE, leading_silence=0.2, trailing_silence=0.2)
+    sf.write(folder / "in" / "speech.wav", utt.audio, utt.sample_rate)
+    (folder / "jobs.csv").write_text(
+        "image,audio,text,out,voice,still\n"
+        "in/face.png,in/speech.wav,,a.mp4,,\n"
+        "in/missing.png,in/speech.wav,,b.mp4,,\n"
+        'in/face.png,,"Good morning, everyone.",c.mp4,en-us+f3,yes\n')
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    r = _generate("--checkpoint", gen_workdir, "--jobs", str(folder / "jobs.csv"), env={"TMPDIR": str(temp)})
+    assert r.returncode == 2, r.stderr[-2000:]
+    errors = _errors(r)
+    assert len(errors) == 1 and "row 2" in errors[0] and "image file not found" in errors[0], r.stderr[-2000:]
+    assert "Traceback" not in r.stderr
+    assert r.stdout.strip().splitlines()[-1] == "2 of 3 videos written"
+    assert sorted(p.name for p in folder.iterdir()) == ["a.mp4", "c.mp4", "in", "jobs.csv"]
+    assert list(temp.iterdir()) == []
+    for name in ("a.mp4", "c.mp4"):
+        frames, _ = video.read_video(str(folder / name))
+        assert len(frames) > 10
+
+
+@pytest.mark.cli
+def test_second_run_compiles_nothing(gen_workdir, photo, tmp_path):
+    from thflax import video
+    from thflax.synthetic import speech
+
+    cache = tmp_path / "cache"
+    speech_wav = tmp_path / "speech.wav"
+
+    utt = speech.synthesize(SENTENCE, leading_silence=0.2, trailing_silence=0.2)
+    sf.write(speech_wav, utt.audio, utt.sample_rate)
+    runs = []
+    for i in range(2):
+        out = tmp_path / f"{i}.mp4"
+        r = _generate("--checkpoint", gen_workdir, "--image", photo, "--audio", str(speech_wav), "--out", str(out),
+                      "--timings", env={"THFLAX_CACHE_DIR": str(cache)})
+        assert r.returncode == 0, r.stderr[-2000:]
+        runs.append((_timings(r), video.read_video(str(out))[0]))
+        if i == 0:
+            for sub in ("jax", "functions", "faces"):
+                assert any((cache / sub).iterdir()), f"nothing cached in {sub}/"
+    first, second = runs[0][0], runs[1][0]
+    assert first["xla_compiles"] > 0 and first["faces_detected"] == 1
+    assert second["xla_compiles"] == 0  # every XLA program came from the persistent cache
+    assert second["faces_cached"] == 1 and second["faces_detected"] == 0
+    np.testing.assert_array_equal(runs[0][1], runs[1][1])  # cached programs make the same video
+    # Without the caches nothing is read or written there.
+    before = sorted(str(p) for p in cache.rglob("*"))
+    r = _generate("--checkpoint", gen_workdir, "--image", photo, "--audio", str(speech_wav),
+                  "--out", str(tmp_path / "nocache.mp4"), "--nocompilation_cache", "--timings",
+                  env={"THFLAX_CACHE_DIR": str(cache)})
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert _timings(r)["faces_detected"] == 1 and sorted(str(p) for p in cache.rglob("*")) == before
