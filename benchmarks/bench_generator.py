@@ -75,10 +75,13 @@ def bench_one(cfg: dict, size: int, batch: int, dtype, repeats: int) -> dict:
     # Random weights; the rbg generator compiles much faster than threefry on XLA CPU.
     variables = ltv.init_generator(model, jax.random.key(0, impl="unsafe_rbg"), size)
 
-    full = jax.jit(lambda v, r, s, rs: model.apply(v, r, s, reference_sketch=rs))
-    enc = jax.jit(lambda v, r, rs: model.apply(v, r, rs, method=ltv.Generator.encode_reference))
-    dec = jax.jit(lambda v, f, s: model.apply(v, f, s, method=ltv.Generator.decode))
-    sk_dec = jax.jit(lambda v, f, l: model.apply(v, f, draw_sketch(l, size), method=ltv.Generator.decode))
+    # A warp generator also takes the reference and target landmarks (None otherwise).
+    rl, tl = (lm, lm + 0.01) if model.warp else (None, None)
+    full = jax.jit(lambda v, r, s, rs: model.apply(v, r, s, reference_sketch=rs, reference_landmarks=rl, landmarks=tl))
+    enc = jax.jit(lambda v, r, rs: model.apply(v, r, rs, rl, method=ltv.Generator.encode_reference))
+    dec = jax.jit(lambda v, f, s: model.apply(v, f, s, tl, method=ltv.Generator.decode))
+    sk_dec = jax.jit(lambda v, f, l: model.apply(v, f, draw_sketch(l, size), l if model.warp else None,
+                                                 method=ltv.Generator.decode))
 
     t0 = time.perf_counter()
     full_c = full.lower(variables, ref, sk, rsk).compile()

@@ -199,7 +199,9 @@ def test_presets_shapes():
     for name in ltv.GENERATOR_PRESETS:
         model = ltv.make_generator(name)
         variables = jax.eval_shape(lambda m=model: ltv.init_generator(m, _key(0), 64))
-        img, mask = jax.eval_shape(lambda v, m=model: m.apply(v, ref, sk, reference_sketch=rsk), variables)
+        lm = ltv.dummy_landmarks(1) if model.warp else None
+        img, mask = jax.eval_shape(lambda v, m=model: m.apply(v, ref, sk, reference_sketch=rsk, reference_landmarks=lm,
+                                                              landmarks=lm), variables)
         assert img.shape == (1, 64, 64, 3) and mask.shape == (1, 64, 64, 1), name
     assert ltv.make_generator("fast", attention=False).attention is False
 

@@ -383,6 +383,20 @@ class Checkpointer:
         more = f"; {len(skipped) - 1} older step(s) also failed" if len(skipped) > 1 else ""
         raise CheckpointError(f"no intact checkpoint in {self.directory}: newest step {newest}: {reason}{more}")
 
+    def quarantine(self, step: int) -> str:
+        """Moves a damaged step out of the way (to `<directory>_damaged/<step>`), so training can save that
+        step number again; returns where it went. Nothing is deleted: the files stay for inspection."""
+        import shutil
+        import time
+
+        self._settle()
+        dest_root = self.directory.rstrip(os.sep) + "_damaged"
+        os.makedirs(dest_root, exist_ok=True)
+        dest = os.path.join(dest_root, f"{step}-{time.strftime('%Y%m%d-%H%M%S')}")
+        shutil.move(self.step_dir(step), dest)
+        self.manager.reload()
+        return dest
+
     def restore_meta(self, step: int | None = None) -> dict[str, Any]:
         """The JSON metadata of `step` (default: the latest); only the metadata files are verified."""
         step = self._resolve(step)

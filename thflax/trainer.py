@@ -81,6 +81,9 @@ def _restore(ckpt: checkpoint.Checkpointer, state, task: Task):
     state, meta, step, skipped = ckpt.restore_latest_intact(state)
     check_config(meta)
     for s, why in skipped:
+        if jax.process_index() == 0 and s > step:  # moved aside so that step can be saved again
+            where = ckpt.quarantine(s)
+            why = f"{why} (moved to {where})"
         logging.warning("%s: skipped checkpoint step %d: %s", task.name, s, why)
     logging.info("Resumed %s from step %d", task.name, step)
     return state
