@@ -13,6 +13,8 @@ import sys
 
 import numpy as np
 import pytest
+
+pytestmark = pytest.mark.corpus  # renders faces / builds datasets: minutes
 import soundfile as sf
 
 from input_pipeline import builder_base, pipeline, preprocess

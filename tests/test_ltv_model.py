@@ -136,7 +136,9 @@ def test_batch_independence(tiny):
     full = _fns(model)[0]
     img, _ = full(variables, ref, sk, rsk)
     img0, _ = full(variables, ref[:1], sk[:1], rsk[:1])
-    np.testing.assert_allclose(img0[0], img[0], atol=1e-5)
+    # 1e-5 on CPU; GPUs pick other convolution kernels for another batch size (seen: 1.5e-5 on an
+    # H200), while a real dependence on the other examples would show at the 1e-2 scale.
+    np.testing.assert_allclose(img0[0], img[0], atol=1e-5 if jax.default_backend() == "cpu" else 1e-4)
 
 
 def test_discriminator_shapes():
@@ -152,6 +154,7 @@ def test_discriminator_shapes():
     assert out3.shape == (2, S // 8, S // 8, 1)
 
 
+@pytest.mark.heavy
 def test_discriminator_gradients_reach_image():
     """D's parameters get finite gradients, and its BCE loss sends a gradient to the generated image."""
     disc = ltv.Discriminator(**ltv.DISCRIMINATOR_PRESETS["tiny"])
@@ -169,6 +172,7 @@ def test_discriminator_gradients_reach_image():
     assert bool(jnp.all(jnp.isfinite(gimg))) and float(jnp.abs(gimg).sum()) > 0
 
 
+@pytest.mark.heavy
 def test_bfloat16_compute_float32_params(tiny):
     model = _model(dtype=jnp.bfloat16)
     variables = tiny[1]  # same parameter structure; bf16 only changes the computation dtype
@@ -214,6 +218,7 @@ def test_generator_flops():
     assert dec + enc == pytest.approx(full, rel=0.05)
 
 
+@pytest.mark.heavy
 def test_overfits_single_target(tiny):
     """Real learning: a few dozen Adam steps take the MSE to one target frame well down.
 

@@ -14,6 +14,8 @@ import cv2
 import numpy as np
 import pytest
 
+pytestmark = pytest.mark.corpus  # renders faces / builds datasets: minutes
+
 from thflax.errors import InputError
 from thflax.synthetic import corpus, face, grammar, portraits, speech
 

@@ -141,6 +141,7 @@ def test_jit_matches_eager_and_batch_independence():
     np.testing.assert_allclose(np.asarray(f(lm2, SIZE))[0], jitted[0], atol=1e-6)
 
 
+@pytest.mark.heavy
 def test_gradient_matches_broadcast_formulation():
     from thflax import sketch
 
@@ -153,6 +154,7 @@ def test_gradient_matches_broadcast_formulation():
     np.testing.assert_allclose(np.asarray(g_fast), np.asarray(g_ref), rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.heavy
 def test_gradient_finite_and_moves_lines():
     lm = jnp.asarray(_random_faces(2, seed=3))
     target = draw_sketch(lm + 0.01, SIZE)

@@ -74,6 +74,7 @@ def test_lip_branch_uses_template_in_gru_and_head_branch_after():
     assert p["lip"]["head"]["kernel"].shape == (g, 42)
 
 
+@pytest.mark.heavy
 def test_train_step_reduces_loss_on_a_fixed_batch():
     from thflax import parallel
 
@@ -98,6 +99,7 @@ def test_train_step_reduces_loss_on_a_fixed_batch():
     assert int(state.step) == 40 and losses[-1] < 0.6 * losses[0], losses
 
 
+@pytest.mark.heavy
 def test_ema_tracks_parameters_when_enabled():
     from thflax import parallel
 

@@ -8,6 +8,8 @@ import re
 import cv2
 import numpy as np
 import pytest
+
+pytestmark = pytest.mark.corpus  # renders faces / builds datasets: minutes
 import soundfile
 
 from thflax.synthetic import corpus, face, grammar, speech

@@ -59,7 +59,8 @@ def test_registry_names_every_stage_and_refuses_others():
         assert task.name == stage and task.signature()["stage"] == stage
 
 
-@pytest.mark.parametrize("stage,generator", [("stl", None), ("ltv", "tiny"), ("ltv", "warp_tiny")])
+@pytest.mark.parametrize("stage,generator", [("stl", None), ("ltv", "tiny"),
+                                             pytest.param("ltv", "warp_tiny", marks=pytest.mark.heavy)])
 def test_train_stage_runs_evaluates_checkpoints_and_resumes(stage, generator, tmp_path):
     config = _tiny(stage)
     if generator:
@@ -91,6 +92,7 @@ def test_ltv_refuses_data_of_another_crop_size(tmp_path):
                             InMemoryData(config, "ltv", crop_size=128))
 
 
+@pytest.mark.heavy
 def test_ltv_generator_loss_terms_are_each_one_weighted_term():
     """Every generator term enters the loss with its config weight (no hand-written gradients)."""
     config = _tiny("ltv")
@@ -140,6 +142,7 @@ def test_elements_are_deterministic_in_the_seed_and_shaped(stage, train, count):
         assert not np.array_equal(a["landmarks"], a["ref_landmarks"])
 
 
+@pytest.mark.heavy
 def test_training_resumes_from_the_newest_intact_checkpoint(tmp_path, caplog):
     """A damaged newest checkpoint is skipped (and said so); training goes on from the one before."""
     import logging

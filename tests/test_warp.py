@@ -139,6 +139,7 @@ def test_translation_of_the_face():
     np.testing.assert_allclose(centroid, c + t, atol=0.5 / size)
 
 
+@pytest.mark.heavy
 def test_warp_is_differentiable():
     size = 64
     image = _image(2, (size, size))
