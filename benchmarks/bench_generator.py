@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 import time
 
@@ -31,7 +30,8 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from thflax.flops import compiled_flops  # noqa: E402
+from thflax.flops import compiled_flops
+from thflax.testing import median_seconds  # noqa: E402
 from thflax.models import ltv  # noqa: E402
 from thflax.sketch import draw_sketch  # noqa: E402
 
@@ -55,14 +55,7 @@ def parse_config(spec: str) -> tuple[str, dict]:
     return spec, cfg
 
 
-def _time(fn, args, repeats: int) -> float:
-    jax.block_until_ready(fn(*args))  # warm-up
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+_time = median_seconds
 
 
 def bench_one(cfg: dict, size: int, batch: int, dtype, repeats: int) -> dict:

@@ -38,31 +38,11 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from thflax import warp as W  # noqa: E402
+from thflax.testing import face_landmarks, median_seconds  # noqa: E402
 
 
 def synthetic_face(open_mouth: float = 0.0) -> np.ndarray:
-    """A 68-point face-like layout in normalised crop coordinates ([68, 2] float32), mouth `open_mouth`."""
-    p = np.zeros((68, 2))
-    t = np.linspace(0, np.pi, 17)
-    p[0:17] = np.stack([-np.cos(t), -0.15 + 1.05 * np.sin(t)], -1)  # jaw
-    arch = -0.55 - 0.08 * np.sin(np.linspace(0, np.pi, 5))
-    p[17:22] = np.stack([np.linspace(-0.8, -0.2, 5), arch], -1)
-    p[22:27] = np.stack([np.linspace(0.2, 0.8, 5), arch], -1)
-    p[27:31] = np.stack([np.zeros(4), np.linspace(-0.4, 0.05, 4)], -1)
-    p[31:36] = np.stack([np.linspace(-0.18, 0.18, 5), 0.12 + 0.04 * np.sin(np.linspace(0, np.pi, 5))], -1)
-    a6 = np.linspace(0, 2 * np.pi, 7)[:-1] + np.pi
-    for base, cx in ((36, -0.4), (42, 0.4)):
-        p[base:base + 6] = np.stack([cx + 0.16 * np.cos(a6), -0.33 + 0.06 * np.sin(a6)], -1)
-    a12 = np.linspace(0, 2 * np.pi, 13)[:-1] + np.pi
-    p[48:60] = np.stack([0.38 * np.cos(a12), 0.42 + 0.13 * np.sin(a12)], -1)
-    a8 = np.linspace(0, 2 * np.pi, 9)[:-1] + np.pi
-    p[60:68] = np.stack([0.26 * np.cos(a8), 0.42 + 0.02 * np.sin(a8)], -1)
-    lower = np.sin(a8) > 1e-6  # lower inner lip 65..67
-    drop = open_mouth * 0.25
-    p[60:68][lower, 1] += drop * np.sin(a8[lower])
-    p[55:60, 1] += drop * 0.9
-    p[4:13, 1] += drop * np.array([0.08, 0.25, 0.5, 0.72, 0.8, 0.72, 0.5, 0.25, 0.08])
-    return (np.array([0.5, 0.5]) + 0.26 * p).astype(np.float32)
+    return face_landmarks(open_mouth)
 
 
 def target_face(ref: np.ndarray) -> np.ndarray:
@@ -106,14 +86,7 @@ def _warp_map_coordinates(image, flow):
 SAMPLERS = {"rows": _warp_rows, "map_coordinates": _warp_map_coordinates}
 
 
-def _time(fn, args, repeats: int) -> float:
-    jax.block_until_ready(fn(*args))  # warm-up
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+_time = median_seconds
 
 
 def bench_one(size: int, batch: int, grid: int, repeats: int) -> dict:

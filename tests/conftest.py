@@ -9,7 +9,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import pytest  # noqa: E402
 
 #: Fixtures that build the synthetic corpus (minutes on 2 cores): tests using them are marked `corpus`.
-CORPUS_FIXTURES = {"tiny_corpus", "tiny_data_dir", "tiny_config", "learn_corpus", "learn_config", "workdir"}
+CORPUS_FIXTURES = {"tiny_corpus", "tiny_data_dir", "tiny_config", "learn_corpus", "learn_config", "workdir",
+                   "tiny_workdir", "gen_workdir"}
 
 
 def pytest_collection_modifyitems(items):
@@ -66,3 +67,19 @@ def thflax_cache_dir(tmp_path_factory) -> str:
         os.environ.pop("THFLAX_CACHE_DIR", None)
     else:
         os.environ["THFLAX_CACHE_DIR"] = old
+
+
+@pytest.fixture(scope="session")
+def tiny_workdir(tiny_data_dir, tiny_corpus, tmp_path_factory) -> str:
+    """Both stages of configs/tiny.py trained for 10 steps on the tiny dataset (for generation tests)."""
+    from configs import tiny
+    from tests.helpers import train_all
+
+    wd = str(tmp_path_factory.mktemp("tiny_workdir"))
+    cfg = tiny.get_config()
+    cfg.data.data_dir = tiny_data_dir
+    cfg.data.manual_dir = tiny_corpus
+    cfg.stl.num_steps = 10
+    cfg.ltv.num_steps = 10
+    train_all(cfg, wd)
+    return wd

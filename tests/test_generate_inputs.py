@@ -17,7 +17,6 @@ import pytest
 import skimage.data
 import soundfile as sf
 
-from tests.helpers import train_all
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SENTENCE = "Bin blue at F two now."
@@ -30,19 +29,9 @@ def photo(tmp_path_factory) -> str:
     return path
 
 
-@pytest.fixture(scope="module")
-def gen_workdir(tiny_data_dir, tiny_corpus, tmp_path_factory) -> str:
-    """Both stages of configs/tiny.py trained for a few steps (as tests/test_generation.py's `workdir`)."""
-    from configs import tiny
-
-    wd = str(tmp_path_factory.mktemp("inputs_workdir"))
-    cfg = tiny.get_config()
-    cfg.data.data_dir = tiny_data_dir
-    cfg.data.manual_dir = tiny_corpus
-    cfg.stl.num_steps = 10
-    cfg.ltv.num_steps = 10
-    train_all(cfg, wd)
-    return wd
+@pytest.fixture
+def gen_workdir(tiny_workdir) -> str:
+    return tiny_workdir
 
 
 def _generate(*args, env=None, timeout=900):
@@ -68,7 +57,7 @@ def _envelope(x: np.ndarray, hop: int = 320) -> np.ndarray:
 
 
 def test_numpy_mfcc_matches_the_training_features():
-    from thflax import audio, generation
+    from thflax import audio
     from thflax.synthetic import speech
 
     utt = speech.synthesize(SENTENCE, leading_silence=0.2, trailing_silence=0.3)

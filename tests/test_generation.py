@@ -15,23 +15,13 @@ pytestmark = pytest.mark.cli
 import skimage.data
 import soundfile as sf
 
-from tests.helpers import train_all
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-@pytest.fixture(scope="module")
-def workdir(tiny_data_dir, tiny_corpus, tmp_path_factory):
-    from configs import tiny
-
-    wd = str(tmp_path_factory.mktemp("gen_workdir"))
-    cfg = tiny.get_config()
-    cfg.data.data_dir = tiny_data_dir
-    cfg.data.manual_dir = tiny_corpus
-    cfg.stl.num_steps = 10
-    cfg.ltv.num_steps = 10
-    train_all(cfg, wd)
-    return wd
+@pytest.fixture
+def workdir(tiny_workdir) -> str:
+    return tiny_workdir
 
 
 @pytest.fixture(scope="module")
