@@ -28,3 +28,19 @@ def train_all(config, workdir: str) -> None:
 
     for stage in tasks.stage_names("all"):
         train(config, workdir, stage)
+
+
+def dlib_errors(frames, truth):
+    """dlib's landmarks on rendered frames vs the renderer's truth: (per-point errors [T, 68] px,
+    dlib's inner-mouth opening [T] px). Fails if dlib finds no face in a frame."""
+    import numpy as np
+
+    from thflax.synthetic import face
+
+    errs, opening = [], []
+    for f, gt in zip(frames, truth):
+        p = face.detect_landmarks(f, 1)
+        assert p is not None, "dlib found no face"
+        errs.append(np.linalg.norm(p - gt, axis=-1))
+        opening.append(np.linalg.norm(p[62] - p[66]))
+    return np.array(errs), np.array(opening)

@@ -14,6 +14,8 @@ import cv2
 import numpy as np
 import pytest
 
+from tests.helpers import dlib_errors as _dlib_errors
+
 pytestmark = pytest.mark.corpus  # renders faces / builds datasets: minutes
 
 from thflax.errors import InputError
@@ -153,16 +155,6 @@ def test_morph_of_two_people_records_both(builtin):
 
 # ----------------------------------------------------------------------------
 # Rendering.
-
-
-def _dlib_errors(frames, truth):
-    errs, opening = [], []
-    for f, gt in zip(frames, truth):
-        p = face.detect_landmarks(f, 1)
-        assert p is not None, "dlib found no face"
-        errs.append(np.linalg.norm(p - gt, axis=-1))
-        opening.append(np.linalg.norm(p[62] - p[66]))
-    return np.array(errs), np.array(opening)
 
 
 @pytest.mark.parametrize("sources,identities,mix,mirror", [

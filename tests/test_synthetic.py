@@ -9,6 +9,8 @@ import cv2
 import numpy as np
 import pytest
 
+from tests.helpers import dlib_errors as _dlib_errors
+
 pytestmark = pytest.mark.corpus  # renders faces / builds datasets: minutes
 import soundfile
 
@@ -258,16 +260,6 @@ def test_render_speed(speaker, utterance):
 
 # ----------------------------------------------------------------------------
 # dlib on rendered frames.
-
-
-def _dlib_errors(frames: np.ndarray, truth: np.ndarray):
-    errs, pred_open = [], []
-    for f, gt in zip(frames, truth):
-        p = face.detect_landmarks(f, 1)
-        assert p is not None, "dlib found no face"
-        errs.append(np.linalg.norm(p - gt, axis=-1))
-        pred_open.append(np.linalg.norm(p[62] - p[66]))
-    return np.array(errs), np.array(pred_open)
 
 
 def test_dlib_tracks_rendered_faces(clip):
