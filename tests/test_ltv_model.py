@@ -260,6 +260,7 @@ def test_overfits_single_target(tiny):
     assert final < 0.15 * first, (first, final)
 
 
+@pytest.mark.heavy
 def test_warp_generator_carries_the_reference_pixels_to_the_target_geometry():
     """The warp preset composes with the reference warped to the target landmarks: moving the landmarks
     moves the picture, and the cached encode/decode path equals the full call."""

@@ -36,6 +36,7 @@ def test_shapes_and_zero_init_equals_template(split):
     np.testing.assert_allclose(out["landmarks"], np.broadcast_to(tmpl[:, None], (2, 12, 68, 2)), atol=1e-4)
 
 
+@pytest.mark.heavy
 def test_chunked_inference_equals_one_pass():
     cfg = tiny.get_config()
     model = build_stl(cfg)

@@ -59,8 +59,24 @@ def test_registry_names_every_stage_and_refuses_others():
         assert task.name == stage and task.signature()["stage"] == stage
 
 
-@pytest.mark.parametrize("stage,generator", [("stl", None), ("ltv", "tiny"),
-                                             pytest.param("ltv", "warp_tiny", marks=pytest.mark.heavy)])
+@pytest.mark.parametrize("stage", STAGES)
+def test_one_train_step_per_stage(stage):
+    """flax examples' train_test.py: one step of each stage on a tiny in-memory batch."""
+    config = _tiny(stage)
+    task = tasks.get_task(config, stage)
+    mesh = parallel.make_mesh(jax.devices()[:1])
+    state = parallel.replicate(task.init_state(jax.random.PRNGKey(0)), mesh)
+    before = jax.device_get(state.params)
+    batch = parallel.global_batch(InMemoryData(config, stage)._batch(0), mesh)
+    state, m = parallel.data_parallel(task.train_step, mesh)(state, batch, jax.random.PRNGKey(0))
+    assert int(state.step) == 1 and float(m["finite"]) == 1.0 and np.isfinite(float(m["loss"]))
+    moved = [float(np.abs(np.asarray(a) - np.asarray(b)).max())
+             for a, b in zip(jax.tree.leaves(before), jax.tree.leaves(jax.device_get(state.params)))]
+    assert max(moved) > 0
+
+
+@pytest.mark.heavy
+@pytest.mark.parametrize("stage,generator", [("stl", None), ("ltv", "tiny"), ("ltv", "warp_tiny")])
 def test_train_stage_runs_evaluates_checkpoints_and_resumes(stage, generator, tmp_path):
     config = _tiny(stage)
     if generator:

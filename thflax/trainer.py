@@ -103,6 +103,7 @@ def train_stage(config: ConfigDict, workdir: str, task: Task, data: StageData):
     ckpt = checkpoint.Checkpointer(os.path.join(stage_dir, "checkpoints"), max_to_keep=tcfg.max_to_keep,
                                    async_save=tcfg.async_checkpoint)
 
+    task.check_data(data.metadata)  # before any work: a dataset of another crop size fails at once
     state = parallel.replicate(task.init_state(jax.random.PRNGKey(int(config.seed))), mesh)
     if ckpt.latest_step() is not None:
         state = _restore(ckpt, state, task)
@@ -113,7 +114,6 @@ def train_stage(config: ConfigDict, workdir: str, task: Task, data: StageData):
         ckpt.close()
         return state
 
-    task.check_data(data.metadata)
     # clu's default writer (the log and, on process 0, TensorBoard), with TensorBoard kept apart for
     # ReportProgress: its steps/s go to TensorBoard, the log gets its one progress line.
     summary = metric_writers.SummaryWriter(stage_dir) if is_main else None
