@@ -1,7 +1,9 @@
-"""Speech (or text) + one photo -> talking-head mp4; or many videos from a jobs file.
+"""Speech (or text) + one photo -> talking-head mp4; a video dubbed with new speech; or many videos
+from a jobs file.
 
     python generate.py --checkpoint runs/demo --image face.jpg --audio speech.wav --out talking.mp4
     python generate.py --checkpoint runs/demo --image face.jpg --text "Hello there." --out hello.mp4
+    python generate.py --checkpoint runs/demo --video interview.mp4 --audio speech.wav --out dubbed.mp4
     python generate.py --checkpoint runs/demo --jobs jobs.csv
 
 --checkpoint is a training workdir (stl/ and ltv/ checkpoints) or an export bundle (export.py). The
@@ -12,9 +14,19 @@ is only created when generation succeeded.
 --text speaks the words offline with eSpeak NG (--voice, --rate, --pitch) and uses that speech as the
 audio (the video's audio track is the synthesised speech).
 
+--video FILE instead of --image dubs a video (as Wav2Lip does): every frame of the video is kept (its
+background, body and own head motion, tracked with dlib) and only the mouth and lower face are
+re-animated from the speech; the reference face is one of its frames (the most closed mouth in its
+first seconds). The output has the video's frame rate (--fps must be left out or equal it) and the
+speech as its only audio. When the speech is longer than the video, the video plays forward, then
+backward, then forward again (ping-pong) until the speech ends; when it is shorter, the video is cut.
+--still changes nothing there (the head moves as in the video; the speech drives only the mouth), and
+--face_index/--face_box are refused (they choose a face in a photo; a video's face is tracked).
+
 --jobs FILE.csv makes many videos with one model load and one compilation. The CSV has a header line;
 columns (paths relative to the CSV's folder):
-  image   the photo (required)
+  image   the photo, or
+  video   a video to dub (exactly one of image and video per row)
   audio   the speech file, or
   text    words to speak (exactly one of audio and text per row)
   out     the output .mp4 (required)
@@ -66,18 +78,20 @@ FLAGS = flags.FLAGS
 cli.define_config(help_text="Config file the checkpoint must match (default: the one saved with it).")
 flags.DEFINE_string("checkpoint", None, "Training workdir (stl/ and ltv/ checkpoints) or export bundle.")
 flags.DEFINE_string("image", None, "Photo of a face.")
+flags.DEFINE_string("video", None, "A video to dub instead of a photo: keeps its frames, replaces the mouth; "
+                    "longer speech plays it forward and backward (ping-pong), shorter speech cuts it.")
 flags.DEFINE_string("audio", None, "Speech (wav/flac/mp3/mp4..., any sample rate). Or give --text.")
 flags.DEFINE_string("text", None, "Words to speak (offline, eSpeak NG) instead of --audio.")
 flags.DEFINE_string("voice", "en-us", "eSpeak NG voice for --text, e.g. en-us, en-gb-x-rp, en-us+f3.")
 flags.DEFINE_integer("rate", 175, "Speaking rate for --text, words per minute (80..450).")
 flags.DEFINE_integer("pitch", 50, "Base pitch for --text (0..100).")
 flags.DEFINE_string("out", None, "Output .mp4.")
-flags.DEFINE_string("jobs", None, "CSV of many videos (columns image, audio or text, out; optional voice, rate, "
-                    "pitch, still, face_index; paths relative to the CSV): described at the top of --help.")
+flags.DEFINE_string("jobs", None, "CSV of many videos (columns image or video, audio or text, out; optional voice, "
+                    "rate, pitch, still, face_index; paths relative to the CSV): described at the top of --help.")
 flags.DEFINE_bool("still", False, "No head motion: animate the lips only.")
 flags.DEFINE_bool("landmarks_video", False, "Show the predicted landmarks beside the video.")
 flags.DEFINE_bool("crop_only", False, "Write the face crop instead of the whole photo.")
-flags.DEFINE_float("fps", 25.0, "Output frame rate.", lower_bound=1.0)
+flags.DEFINE_float("fps", 25.0, "Output frame rate (with --video: the video's own).", lower_bound=1.0)
 flags.DEFINE_integer("size", None, "Output height in pixels (default: the photo's).", lower_bound=16)
 flags.DEFINE_integer("batch", 16, "Frames per generator call.", lower_bound=1)
 flags.DEFINE_integer("face_index", None, "Which face of the photo: 0 = the highest detection score.", lower_bound=0)
@@ -88,7 +102,7 @@ flags.DEFINE_bool("timings", False, "Print the seconds each step took, and what 
 flags.DEFINE_bool("quiet", False, "No progress bar.")
 flags.mark_flags_as_required(["checkpoint"])
 
-JOB_COLUMNS = ("image", "audio", "text", "out", "voice", "rate", "pitch", "still", "face_index")
+JOB_COLUMNS = ("image", "video", "audio", "text", "out", "voice", "rate", "pitch", "still", "face_index")
 _TRUE, _FALSE = {"1", "true", "yes", "y"}, {"", "0", "false", "no", "n"}
 
 
@@ -107,13 +121,16 @@ def _face_box() -> tuple[int, int, int, int] | None:
 def _check_flags() -> None:
     """One line for a command line that names no job or two contradicting ones."""
     if FLAGS.jobs is not None:
-        given = [f"--{n}" for n in ("image", "audio", "text", "out") if FLAGS[n].value is not None]
+        given = [f"--{n}" for n in ("image", "video", "audio", "text", "out") if FLAGS[n].value is not None]
         if given:
             raise InputError(f"--jobs takes the inputs from the CSV: drop {', '.join(given)}")
         return
     if FLAGS.audio is not None and FLAGS.text is not None:
         raise InputError("give --audio or --text, not both")
-    missing = [f"--{n}" for n in ("image", "out") if FLAGS[n].value is None]
+    if FLAGS.image is not None and FLAGS.video is not None:
+        raise InputError("give --image or --video, not both")
+    missing = [] if FLAGS.image is not None or FLAGS.video is not None else ["--image or --video"]
+    missing += ["--out"] if FLAGS.out is None else []
     if FLAGS.audio is None and FLAGS.text is None:
         missing.append("--audio or --text")
     if missing:
@@ -150,7 +167,8 @@ def _read_jobs(path: str) -> list[tuple[int, int, dict[str, str] | None]]:
         raise InputError(f"jobs file {path}: unknown column {unknown[0]!r} (columns: {', '.join(JOB_COLUMNS)})")
     if len(set(columns)) != len(columns):
         raise InputError(f"jobs file {path}: a column is named twice in the header")
-    missing = [c for c in ("image", "out") if c not in columns]
+    missing = [] if "image" in columns or "video" in columns else ["image or video"]
+    missing += [] if "out" in columns else ["out"]
     if "audio" not in columns and "text" not in columns:
         missing.append("audio or text")
     if missing:
@@ -182,10 +200,12 @@ def _job_kwargs(row: dict[str, str] | None, base: str) -> dict:
         except ValueError:
             raise InputError(f"{name} must be a whole number, not {value!r}") from None
 
-    image, audio, out = path("image"), path("audio"), path("out")
+    image, video, audio, out = path("image"), path("video"), path("audio"), path("out")
     text = row.get("text") or None
-    if image is None:
-        raise InputError("no image given")
+    if image is not None and video is not None:
+        raise InputError("give image or video, not both")
+    if image is None and video is None:
+        raise InputError("no image or video given")
     if out is None:
         raise InputError("no out given")
     if audio is not None and text is not None:
@@ -198,8 +218,8 @@ def _job_kwargs(row: dict[str, str] | None, base: str) -> dict:
     face_index = integer("face_index", FLAGS.face_index)
     if face_index is not None and face_index < 0:
         raise InputError(f"face_index must be 0 or more, not {face_index}")
-    kwargs = dict(image=image, audio=audio, out=out, still=still in _TRUE if still else FLAGS.still,
-                  face_index=face_index)
+    kwargs = dict(image=image, video=video, audio=audio, out=out,
+                  still=still in _TRUE if still else FLAGS.still, face_index=face_index)
     if text is not None:
         kwargs.update(text=text, voice=row.get("voice") or FLAGS.voice, rate=integer("rate", FLAGS.rate),
                       pitch=integer("pitch", FLAGS.pitch))
@@ -243,12 +263,15 @@ def main(argv) -> int:
     if FLAGS.compilation_cache:
         generation.enable_caches()  # before any JAX work
     config = cli.checkpoint_config(FLAGS.checkpoint) if cli.config_given() else None
-    common = dict(landmarks_video=FLAGS.landmarks_video, crop_only=FLAGS.crop_only, fps=FLAGS.fps, size=FLAGS.size,
+    # A video keeps its own frame rate unless --fps is given (then they must agree); photos get --fps.
+    fps = FLAGS.fps if FLAGS["fps"].present or FLAGS.video is None and FLAGS.jobs is None else None
+    common = dict(landmarks_video=FLAGS.landmarks_video, crop_only=FLAGS.crop_only, fps=fps, size=FLAGS.size,
                   batch=FLAGS.batch, progress=not FLAGS.quiet, config=config, face_box=face_box)
     if FLAGS.jobs is not None:
         return _run_jobs(generation, common, config)
     startup = time.perf_counter() - _START
-    summary = generation.generate(FLAGS.checkpoint, FLAGS.image, FLAGS.audio, FLAGS.out, text=FLAGS.text,
+    summary = generation.generate(FLAGS.checkpoint, FLAGS.image, FLAGS.audio, FLAGS.out, video=FLAGS.video,
+                                  text=FLAGS.text,
                                   voice=FLAGS.voice, rate=FLAGS.rate, pitch=FLAGS.pitch, still=FLAGS.still,
                                   face_index=FLAGS.face_index, **common)
     print(f"wrote {summary['out']} ({summary['frames']} frames, {summary['seconds']:.2f} s)")

@@ -63,10 +63,12 @@ def _run(script, *args):
     ("train.py", ["--config", "configs/nope.py", "--workdir", "x"], "config file not found: configs/nope.py"),
     ("train.py", ["--config", "configs/tiny.py", "--config.stl.num_step=3", "--workdir", "x"],
      "unknown config key 'num_step' (did you mean 'num_steps'?)"),
+    ("train.py", ["--config", "configs/tiny.py", "--config.ltv.foo=1", "--workdir", "x"], "unknown config key 'ltv.foo'"),
     ("train.py", ["--config", "configs/tiny.py", "--config.stage=foo", "--workdir", "x"], "unknown stage 'foo'"),
     ("train.py", ["--config", "configs/tiny.py", "--config.ltv.generator=huge", "--workdir", "x"],
      "unknown generator preset 'huge'"),
     ("train.py", ["--config", "configs/tiny.py"], "--workdir must have a value"),
+    ("generate.py", ["--image", "a.png"], "error: flag --checkpoint=None"),  # not a config error
     ("generate.py", ["--checkpoint", "x", "--image", "a.png", "--audio", "a.wav", "--out", "o.mp4", "--batch", "0"],
      "--batch"),
     ("generate.py", ["--checkpoint", "x", "--image", "a.png", "--audio", "a.wav", "--out", "o.mp4",

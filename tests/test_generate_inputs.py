@@ -125,6 +125,7 @@ def test_cli_unknown_voice_is_one_line_and_leaves_no_files(photo, tmp_path):
 @pytest.mark.parametrize("csv_text,message", [
     ("", "is empty"),
     ("image,out\nface.png,o.mp4\n", "no audio or text column"),
+    ("audio,out\na.wav,o.mp4\n", "no image or video column"),
     ("image,audio,out,colour\nface.png,a.wav,o.mp4,red\n", "unknown column 'colour'"),
     ("image,audio,out\n", "no jobs"),
 ])

@@ -102,7 +102,10 @@ def define_config(default: str | None = DEFAULT_CONFIG, help_text: str = "Config
     """`--config` (a config file, default the schema) with `--config.x.y=value` overrides."""
     from ml_collections import config_flags
 
-    config_flags.DEFINE_config_file("config", default, help_text, lock_config=True)
+    try:  # config_flags reads the --config.x=y overrides of sys.argv here, at definition
+        config_flags.DEFINE_config_file("config", default, help_text, lock_config=True)
+    except Exception as e:  # noqa: BLE001 - a bad override: one line, as for every other flag mistake
+        fail(_config_error(e))
 
 
 def fail(message: str) -> None:
@@ -118,6 +121,10 @@ def _config_error(e: BaseException) -> str:
     unknown = re.search(r"Did you mean \"([\w.]+)\" instead of \"([\w.]+)\"", text)
     if unknown:  # ConfigDict's KeyError, escaped several times over by config_flags
         return f"unknown config key {unknown.group(2)!r} (did you mean {unknown.group(1)!r}?)"
+    if isinstance(e, (KeyError, AttributeError)):  # an override naming a key the schema does not have
+        key = text.strip("'\"")
+        given = [a.split("=")[0] for a in sys.argv[1:] if a.startswith("--config.") and key in a.split("=")[0].split(".")]
+        return f"unknown config key {given[0][len('--config.'):] if given else key!r}"
     if isinstance(e, OSError) and "No such file" in text:
         return f"config file not found: {flags.FLAGS['config'].config_filename}"
     return text if text.startswith("--config") else f"--config: {text}"
@@ -126,8 +133,8 @@ def _config_error(e: BaseException) -> str:
 def _parse_flags(argv: list[str]) -> list[str]:
     try:
         rest = flags.FLAGS(argv)
-    except flags.Error as e:
-        fail(_config_error(e.__cause__ or e))
+    except flags.Error as e:  # a config file or override fails with a cause; a plain flag mistake without
+        fail(_config_error(e.__cause__) if e.__cause__ is not None else " ".join(str(e).split()))
     except Exception as e:  # noqa: BLE001 - anything a config file or an override raises: one line
         fail(_config_error(e))
     if "config" in flags.FLAGS:

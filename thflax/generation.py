@@ -3,6 +3,7 @@
     import thflax
     thflax.generate("runs/demo", "face.jpg", "speech.wav", "talking.mp4")
     thflax.generate("runs/demo", "face.jpg", out="hello.mp4", text="Hello there.")  # eSpeak NG speaks it
+    thflax.generate("runs/demo", video="talk.mp4", audio="speech.wav", out="dubbed.mp4")  # see thflax.dubbing
 
 Steps: pick the highest-scoring face in the photo (dlib; `face_index`/`face_box` choose another), crop it as in training, take its landmarks as the
 STL template and head start; MFCC windows of the speech; STL over the whole audio in chunks with the
@@ -432,11 +433,11 @@ class _Clock:
         self._t = now
 
 
-def generate(checkpoint: str, image: str, audio: str | None = None, out: str | None = None, *,
-             text: str | None = None, voice: str = DEFAULT_VOICE, rate: int = DEFAULT_RATE,
-             pitch: int = DEFAULT_PITCH, still: bool = False,
-             landmarks_video: bool = False, crop_only: bool = False, fps: float = 25.0,
-             size: int | None = None, batch: int = 16, progress: bool = True, config=None,
+def generate(checkpoint: str, image: str | None = None, audio: str | None = None, out: str | None = None, *,
+             video: str | None = None, text: str | None = None, voice: str = DEFAULT_VOICE,
+             rate: int = DEFAULT_RATE, pitch: int = DEFAULT_PITCH, still: bool = False,
+             landmarks_video: bool = False, crop_only: bool = False, fps: float | None = None,
+             size: int | None = None, batch: int = 16, progress: bool | Callable[[int, int], None] = True, config=None,
              models: Models | None = None, face_index: int | None = None,
              face_box: tuple[int, int, int, int] | None = None) -> dict[str, Any]:
     """Speech (or text) + photo -> mp4 with the speech muxed in. Returns a summary (frames, seconds, paths, timings).
@@ -444,6 +445,11 @@ def generate(checkpoint: str, image: str, audio: str | None = None, out: str | N
     Args:
       checkpoint: a training workdir (stl/ and ltv/ checkpoints) or an export bundle (`thflax.params.export`).
       image, audio: input files (any image OpenCV reads; wav/flac/mp3/mp4... at any sample rate).
+      video: a source video instead of `image` (exactly one of them): dubbing (`thflax.dubbing`). Every
+        frame of the video is kept (background, body, its own head motion) and only the lower face is
+        re-animated from the speech; the output has the video's frame rate. Longer speech plays the
+        video forward and backward, shorter speech cuts it. `still` has no effect (the head moves as in
+        the video); `face_index`/`face_box` are for photos (the video's face is tracked).
       out: output .mp4 path (written atomically).
       text: words to speak instead of `audio` (exactly one of them): synthesised offline with eSpeak NG
         (`speak_to_wav`) in `voice` at `rate` words/min and base `pitch` 0..100; the video's audio
@@ -451,29 +457,47 @@ def generate(checkpoint: str, image: str, audio: str | None = None, out: str | N
       still: keep the head still (template head points), animate the lips only.
       landmarks_video: put the predicted landmark sketch beside each frame.
       crop_only: write the generated face crop instead of pasting it back into the photo.
-      fps: output frame rate (MFCC windows are centred on these frames).
+      fps: output frame rate (MFCC windows are centred on these frames); default 25 for a photo. With a
+        video the output has the video's rate, and a different `fps` is refused.
       size: output height in pixels (width follows the aspect ratio); default: the photo's, at most
         `MAX_SIDE` on the longer side.
+      progress: a tqdm bar on stderr (True), none (False), or a function called with (frames written,
+        total frames) after each frame, e.g. to drive a web page's progress bar (`thflax.app`).
       models: loaded models to reuse (many videos, one load and one compilation).
       face_index, face_box: which face of the photo (see `detect_face`); default the highest-scoring.
     """
     if out is None:
         raise InputError("no output path given")
+    if (image is None) == (video is None):
+        raise InputError("give an image or a video, not both" if image is not None
+                         else "give an image (a photo) or a video")
     if (audio is None) == (text is None):
         raise InputError("give either audio or text to speak, not both" if audio is not None
                          else "give audio or text to speak")
+    if video is not None and (face_index is not None or face_box is not None):
+        raise InputError("face_index and face_box choose a face in a photo; a video's face is tracked")
     if text is not None:
         _check_speech_options(text, voice, rate, pitch)
-    if fps <= 0 or (size is not None and size < 16) or batch < 1:
+    if (fps is not None and fps <= 0) or (size is not None and size < 16) or batch < 1:
         raise InputError("fps must be positive, size at least 16 and batch at least 1")
     from thflax import audio as audio_lib
-    from thflax import video
+    from thflax import video as video_lib
 
     clock = _Clock()
     # Inputs and the output are checked before the (slower) model loading, so mistakes fail at once.
-    video.check_output(out, [image, audio])
-    face = detect_face(image, face_index=face_index, face_box=face_box, size=size)
-    clock.mark("detect")
+    video_lib.check_output(out, [image or video, audio])
+    if video is None:
+        fps = 25.0 if fps is None else fps
+        face = detect_face(image, face_index=face_index, face_box=face_box, size=size)
+        clock.mark("detect")
+    else:
+        from thflax import dubbing
+
+        source_fps = dubbing.probe(video)[0]
+        if fps is not None and abs(fps - source_fps) > 1e-3:
+            raise InputError(f"fps {fps:g} differs from the frame rate of {video} ({source_fps:g}): a dubbed "
+                             "video keeps its own rate (leave fps out)")
+        fps = source_fps
     tmp_wav = None
     try:
         if text is not None:
@@ -490,13 +514,24 @@ def generate(checkpoint: str, image: str, audio: str | None = None, out: str | N
             reason = str(e).removeprefix(f"{tmp_wav}: ")
             raise InputError(f"the text {text[:60]!r} gives no usable speech ({reason})") from e
         clock.mark("audio")
+        if video is not None:
+            # Tracked before the models load, so a video without a face fails at once.
+            num_frames = audio_lib.num_video_frames(speech.size, fps)
+            if num_frames < 1:
+                raise InputError(f"{audio}: too short for one video frame at {fps:g} fps")
+            source = dubbing.SourceVideo.track(video, max_frames=num_frames, size=size, max_side=MAX_SIDE)
+            clock.mark("track")
         models = models or load_models(checkpoint, config)
         if _cache_root is not None:
             models = _CachingModels.wrap(models)
         clock.mark("load")
-        summary = _render(models, image, audio, out, speech, face, clock, still=still,
-                          landmarks_video=landmarks_video, crop_only=crop_only, fps=fps, size=size, batch=batch,
-                          progress=progress)
+        if video is not None:
+            summary = dubbing.render(models, source, audio, out, speech, clock, landmarks_video=landmarks_video,
+                                     crop_only=crop_only, size=size, batch=batch, progress=progress)
+        else:
+            summary = _render(models, image, audio, out, speech, face, clock, still=still,
+                              landmarks_video=landmarks_video, crop_only=crop_only, fps=fps, size=size,
+                              batch=batch, progress=progress)
     finally:
         if tmp_wav is not None:
             try:
@@ -509,7 +544,8 @@ def generate(checkpoint: str, image: str, audio: str | None = None, out: str | N
 
 def _render(models: Models, image: str, audio: str, out: str, speech: np.ndarray,
             face: tuple[np.ndarray, np.ndarray], clock: _Clock, *, still: bool, landmarks_video: bool,
-            crop_only: bool, fps: float, size: int | None, batch: int, progress: bool) -> dict[str, Any]:
+            crop_only: bool, fps: float, size: int | None, batch: int,
+            progress: bool | Callable[[int, int], None]) -> dict[str, Any]:
     """The part of `generate` after its inputs are checked and loaded: features, networks, mp4."""
     import cv2
 
@@ -555,7 +591,8 @@ def _render(models: Models, image: str, audio: str, out: str, speech: np.ndarray
         return frame
 
     bar = None
-    if progress:
+    report = progress if callable(progress) else None
+    if progress and report is None:
         from tqdm import tqdm
 
         bar = tqdm(total=num_frames, desc="generating", unit="frame")
@@ -565,6 +602,8 @@ def _render(models: Models, image: str, audio: str, out: str, speech: np.ndarray
             writer.write(compose(img, lm, mask))
             if bar is not None:
                 bar.update(1)
+            if report is not None:
+                report(i + 1, num_frames)
             if i == 0:
                 clock.mark("first_frame")
         clock.mark("render")
