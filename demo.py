@@ -1,14 +1,17 @@
-"""The main job: synthetic corpus -> train STL and LTV -> Table-2 metrics -> talking-head mp4.
+"""The main job: many-person synthetic corpus -> train STL and LTV -> Table-2 metrics -> talking-head mp4.
 
     python demo.py --workdir runs/demo        (what `make demo` runs; --config.data.data_dir=DIR to
                                               keep the prepared corpus elsewhere)
 
-1. generates the small synthetic corpus (eSpeak NG speech, the bundled real photo animated, GRID
-   layout) and prepares it with dlib into a TFDS dataset, printing its statistics;
-2. trains STL (speech -> landmarks) and LTV (landmarks -> video) with configs/cpu.py;
-3. evaluates end to end on held-out utterances and prints the Table-2-style metrics;
-4. makes the bundled photo (`skimage.data.astronaut()`) speak a sentence that is not in the corpus,
-   writes the mp4 with the audio muxed in, and a PNG grid of some of its frames.
+1. generates the many-person synthetic corpus (configs/demo.py: `synthetic_talking_heads/people`,
+   eSpeak NG speech, speakers made of real portraits and morphs between them, one identity held out
+   for testing) and prepares it with dlib into a TFDS dataset, printing its statistics;
+2. trains STL (speech -> landmarks) and LTV (landmarks -> video, the warp generator at 128x128);
+3. evaluates end to end on utterances of the held-out identity and prints the Table-2-style metrics;
+4. makes a synthetic person never seen in training (a morph of the held-out identity and the
+   astronaut; the astronaut alone when the portraits could not be fetched) speak a sentence that is
+   not in the corpus, writes the mp4 with the audio muxed in, a PNG of the photo next to some
+   frames, and prints the identity, lip-sync and sharpness measures of that video.
 
 The log holds our progress and metrics (training progress as steps/s and ETA lines when the output is
 not a terminal); --verbose adds the libraries' chatter (orbax, TFDS, TensorFlow).
@@ -25,7 +28,7 @@ from absl import flags
 from thflax import cli
 
 FLAGS = flags.FLAGS
-cli.define_config(os.path.join(os.path.dirname(cli.DEFAULT_CONFIG), "cpu.py"), "Demo configuration.")
+cli.define_config(os.path.join(os.path.dirname(cli.DEFAULT_CONFIG), "demo.py"), "Demo configuration.")
 flags.DEFINE_string("workdir", "runs/demo", "Where the corpus, checkpoints and outputs go.")
 flags.DEFINE_integer("eval_utterances", 8, "Held-out utterances to evaluate on.", lower_bound=1)
 
@@ -50,15 +53,46 @@ def unseen_sentence(corpus_dir: str, seed: int = 7) -> tuple[list[str], str]:
             return words, uid
 
 
+def unseen_person(workdir: str, heldout: str) -> tuple[str, str]:
+    """A photo of a synthetic person no training speaker is made of: (png path, description).
+
+    A landmark-aligned morph (50 %) of the held-out identity and the astronaut, with the astronaut's
+    hair and clothes: the held-out identity is in no training speaker, so neither is this face. The
+    demo shows no real public figure saying words they did not say. Without the fetched portraits,
+    the astronaut (then a training identity: said so).
+    """
+    import cv2
+
+    from thflax.synthetic import portraits
+
+    keys = sorted(p.key for p in portraits.builtin_portraits(fetch=False) if p.identity == heldout)
+    if keys:
+        src = portraits.compose((portraits.ASTRONAUT, keys[0]), mix=0.5)
+        who = "a synthetic person (morph of the held-out identity and the astronaut, unseen in training)"
+    else:
+        src = portraits.compose((portraits.ASTRONAUT,))
+        who = "the astronaut (the portraits could not be fetched: a training identity)"
+    path = os.path.join(workdir, "unseen_person.png")
+    cv2.imwrite(path, cv2.cvtColor(src.photo, cv2.COLOR_RGB2BGR))
+    return path, who
+
+
+def frame_strip(images, height: int = 192):
+    """Images side by side at one height: [height, sum of widths, 3] uint8."""
+    import cv2
+    import numpy as np
+
+    return np.concatenate([cv2.resize(im, (im.shape[1] * height // im.shape[0], height), interpolation=cv2.INTER_AREA)
+                           for im in images], axis=1)
+
+
 def main(argv) -> int:
     del argv
     t_start = time.time()
     workdir = os.path.abspath(FLAGS.workdir)
     os.makedirs(workdir, exist_ok=True)
 
-    import cv2
     import numpy as np
-    import skimage.data
     import soundfile as sf
     config = FLAGS.config
     if not config.data.data_dir:
@@ -71,14 +105,21 @@ def main(argv) -> int:
     t0 = time.time()
     builder = pipeline.get_builder(config.data)
     corpus_dir = os.path.join(config.data.data_dir, "downloads", "synthetic_corpus", builder.builder_config.name)
+    if config.data.manual_dir and os.path.exists(os.path.join(config.data.manual_dir, "corpus.json")):
+        corpus_dir = config.data.manual_dir  # a corpus made beforehand with `python -m thflax.synthetic.corpus`
     manifest = json.load(open(os.path.join(corpus_dir, "corpus.json")))
-    reports = [json.load(open(os.path.join(str(builder.data_path), f"build_report_{s}.json"))) for s in ("train", "test")]
+    splits = builder.info.splits  # a corpus too small for validation utterances has no validation split
+    reports = {s: json.load(open(os.path.join(str(builder.data_path), f"build_report_{s}.json")))["counts"]
+               for s in splits}
     frames = sum(u["frames"] for u in manifest["utterances"])
     print(f"corpus: {manifest['num_speakers']} speakers, {manifest['num_utterances']} utterances, {frames} frames "
           f"({frames / 25:.0f} s of video) in {corpus_dir}")
-    print(f"dataset: train {builder.info.splits['train'].num_examples}, test {builder.info.splits['test'].num_examples} "
-          f"utterances at {builder.info.metadata['crop_size']}x{builder.info.metadata['crop_size']}; "
-          f"build report: {[r['counts'] for r in reports]}  ({time.time() - t0:.0f} s)")
+    if manifest.get("holdout_identities"):
+        print(f"held out of training and validation: identity {', '.join(manifest['holdout_identities'])} "
+              f"(speakers {', '.join(manifest['heldout_speakers'])}), the test split")
+    print("dataset: " + ", ".join(f"{s} {splits[s].num_examples}" for s in splits) +
+          f" utterances at {builder.info.metadata['crop_size']}x{builder.info.metadata['crop_size']}; "
+          f"build report: {reports}  ({time.time() - t0:.0f} s)")
 
     # 2. Training.
     from thflax import tasks, trainer
@@ -102,15 +143,15 @@ def main(argv) -> int:
     print(table)
     print(f"({time.time() - t0:.0f} s)")
 
-    # 4. Generation for an unseen sentence and the bundled photo.
+    # 4. Generation: a person never seen in training says a sentence that is not in the corpus.
+    from thflax import video
     from thflax.synthetic import grammar, speech
 
     words, uid = unseen_sentence(corpus_dir)
     text = grammar.spoken_text(words)
-    _say(f"4/4 generating: the bundled photo says \"{' '.join(words)}\" (not in the corpus)")
+    photo, who = unseen_person(workdir, (getattr(builder.builder_config, "holdout", None) or ("biden",))[0])
+    _say(f"4/4 generating: {who} says \"{' '.join(words)}\" (not in the corpus)")
     t0 = time.time()
-    photo = os.path.join(workdir, "astronaut.png")
-    cv2.imwrite(photo, cv2.cvtColor(skimage.data.astronaut(), cv2.COLOR_RGB2BGR))
     utt = speech.synthesize(text, voice="en-us", rate=160, pitch=50, leading_silence=0.3, trailing_silence=0.4)
     wav = os.path.join(workdir, f"speech_{uid}.wav")
     sf.write(wav, utt.audio, utt.sample_rate)
@@ -121,22 +162,23 @@ def main(argv) -> int:
     summary_gen = generation.generate(export_dir, photo, wav, out)
     side = os.path.join(workdir, "talking_head_landmarks.mp4")
     generation.generate(workdir, photo, wav, side, models=models, crop_only=True, landmarks_video=True, progress=False)
-    from thflax import video
-
-    clip, _ = video.read_video(side)
-    picks = np.linspace(0, len(clip) - 1, 6).astype(int)
-    h = clip.shape[1]
-    tiles = [cv2.resize(clip[i], (clip.shape[2] * 192 // h, 192), interpolation=cv2.INTER_CUBIC) for i in picks]
-    grid = np.concatenate([np.concatenate(tiles[:3], axis=1), np.concatenate(tiles[3:], axis=1)], axis=0)
+    clip, _ = video.read_video(out)
+    picks = np.linspace(0, len(clip) - 1, 7).astype(int)[1:-1]  # inner frames: the first and last are silence
     still = os.path.join(workdir, "talking_head_frames.png")
-    video.write_image(still, grid)
+    video.write_image(still, frame_strip([video.read_image(photo)] + [clip[i] for i in picks]))
     print(f"{summary_gen['frames']} frames in {time.time() - t0:.0f} s")
+    from thflax import face_measures
+
+    m = face_measures.measure_video(photo, out, wav)
+    print("measured with dlib on the video (goal in brackets): " + ", ".join(
+        f"{k} {m[k]:.3f} ({op} {goal}{', met' if face_measures.meets_goal(k, m[k]) else ', NOT met'})"
+        for k, (op, goal) in face_measures.GOALS.items()))
 
     _say(f"done in {(time.time() - t_start) / 60:.1f} min")
     print(f"export bundle:    {export_dir}")
     print(f"video:            {out}")
     print(f"video + landmarks: {side}")
-    print(f"frames grid:      {still}")
+    print(f"photo + frames:   {still}")
     print(f"metrics:          {paths['table']} (per utterance: {paths['per_utterance']})")
     print(f"TensorBoard:      tensorboard --logdir {workdir}")
     return 0

@@ -10,6 +10,10 @@ trained once and each row's workdir links the two it uses, e.g. runs/reproduce/f
 `--config.x=y` overrides apply to every row's config (e.g. --config.data.name=grid/crop64
 --config.data.manual_dir=~/grid for GRID, with the sizes raised for a GPU). Writes
 <workdir>/table2.md, summary.json, per_utterance.json and timing.json.
+
+Splits: training-time metrics read `validation` (config.data.eval_split; input_pipeline.pipeline
+refuses `test` there), the table is computed on `test` alone with thflax/evaluation.py's protocol
+(reference = first frame framed on its own + its unsmoothed landmarks, as generation does).
 """
 
 from __future__ import annotations
@@ -82,8 +86,9 @@ def main(argv) -> int:
     print("== evaluating", flush=True)
     t0 = time.time()
     models = [(name, inference.load_models(os.path.join(workdir, mod), configs[mod])) for name, mod in ROWS]
-    summary, table, paths = evaluation.run_table(models, pipeline.utterances(configs["full"], "test", builder=builder),
-                                                 workdir, FLAGS.max_utterances, template_models=models[-1][1])
+    test = pipeline.utterances(configs["full"], pipeline.TEST_SPLIT, builder=builder)
+    summary, table, paths = evaluation.run_table(models, test, workdir, FLAGS.max_utterances,
+                                                 template_models=models[-1][1])
     timing["evaluation"] = time.time() - t0
     timing["total"] = time.time() - t_all
     with open(os.path.join(workdir, "timing.json"), "w") as f:

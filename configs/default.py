@@ -27,7 +27,9 @@ def get_config() -> ConfigDict:
     c.data.prefetch = 2
     c.data.keep_ids = False
     c.data.train_split = "train"
-    c.data.eval_split = "test"
+    # Training-time metrics (and any tuning) read validation; `test` is read only by evaluate.py /
+    # reproduce.py, and input_pipeline.pipeline refuses it here.
+    c.data.eval_split = "validation"
 
     # Stage 1: speech -> landmarks (paper §3.1).
     c.stl = ConfigDict()

@@ -4,21 +4,28 @@ Each concrete builder only says where its utterances are (`_find_items`). Exampl
 each (see `input_pipeline.preprocess.process_item`):
 
   mfcc        [T, W, n_mfcc] float32  per-frame MFCC windows (CMVN per utterance)
-  landmarks   [T, 68, 2]     float32  dlib landmarks, normalised crop coordinates
+  landmarks   [T, 68, 2]     float32  dlib landmarks smoothed over time (training targets),
+                                      normalised crop coordinates
+  landmarks_raw [T, 68, 2]   float32  dlib landmarks as detected (templates), same coordinates
   frames      [T, S, S, 3]   uint8    face crops, stored as one JPEG per frame
   audio       [T·640]        int16    16 kHz speech cut to exactly the kept frames
   fps, speaker, utterance, start_frame (first kept frame of the source video), crop_box (x0, y0, side)
 
-Configs `crop64`, `crop128`, `crop256` differ in crop size S. Splits: `train`/`test` 9:1 by
-utterance within each speaker (default) or by speaker (config `split_by`). Preparation runs on
+Configs `crop64`, `crop128`, `crop256` differ in crop size S. Splits (`preprocess.split_items`):
+`train`/`validation`/`test` 8:1:1 by utterance within each speaker (default), or test = whole
+speakers (config `split_by`) with validation 10% of the other speakers' utterances. `validation` is
+what training-time metrics and any tuning read; `test` is read only by evaluate.py / reproduce.py.
+`train` crops use one box over the clip; `validation`/`test` crops are framed from frame 0 alone, as
+generation frames a photo (see `input_pipeline.preprocess`). Preparation runs on
 `num_workers` processes, caches each video's tracked landmarks so an interrupted build does not redo
 dlib, and writes `build_report_<split>.json` (counts + reason per skipped/trimmed utterance) into the
 dataset directory.
 
 Bad input fails with one line (`thflax.errors.InputError`), never a half-built dataset:
   * no utterance in the input folder (missing, empty, or no video where the builder looks);
-  * a split that would have no utterance at all (e.g. every speaker has a single utterance, so none
-    goes to `test`);
+  * `train` or `test` would have no utterance at all (e.g. every speaker has a single utterance, so
+    none goes to `test`). A corpus with no speaker of 3 or more utterances has none for `validation`:
+    it builds without that split, with a warning (`checked_splits`);
   * a split whose utterances were all skipped (`UnusableSplitError`). TFDS deletes its temporary build
     folder on failure, so that split's report is then written next to the version folders, to
     `<data_dir>/<name>/<config>/build_report_<split>.failed.json`, and the error names it. A later
@@ -35,6 +42,7 @@ Keys are `speaker/utterance` in both modes, so both write identical datasets and
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable
 from concurrent import futures
 import dataclasses
 import json
@@ -49,7 +57,7 @@ import tensorflow_datasets as tfds
 from input_pipeline import preprocess
 from thflax.errors import InputError
 
-SPLITS = ("train", "test")
+SPLITS = preprocess.SPLITS
 
 
 class UnusableSplitError(InputError):
@@ -80,8 +88,14 @@ def _crop_configs(**kwargs) -> list[TalkingHeadConfig]:
 class TalkingHeadBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     """Base class; subclasses implement `_find_items`."""
 
-    VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "First release."}
+    VERSION = tfds.core.Version("2.0.0")
+    RELEASE_NOTES = {
+        "1.0.0": "First release.",
+        "2.0.0": "Evaluation without leaks: a `validation` split (10% of each speaker's non-test "
+                 "utterances) for training-time metrics and tuning; `landmarks_raw` (unsmoothed dlib "
+                 "landmarks: templates); validation and test crops framed from frame 0 alone, as "
+                 "generation frames a photo (train keeps one box per clip).",
+    }
     #: What `_find_items` looks for, for the error when it finds nothing.
     EXPECTED_INPUT = "talking-head videos; see the builder's download instructions"
 
@@ -104,6 +118,7 @@ class TalkingHeadBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True
             features=tfds.features.FeaturesDict({
                 "mfcc": tfds.features.Tensor(shape=(None, m.window, m.n_mfcc), dtype=np.float32),
                 "landmarks": tfds.features.Tensor(shape=(None, 68, 2), dtype=np.float32),
+                "landmarks_raw": tfds.features.Tensor(shape=(None, 68, 2), dtype=np.float32),
                 "frames": tfds.features.Video(shape=(None, s, s, 3), encoding_format="jpeg"),
                 "audio": tfds.features.Audio(shape=(None,), dtype=np.int16, sample_rate=m.sample_rate),
                 "fps": tfds.features.Scalar(dtype=np.float32),
@@ -115,7 +130,8 @@ class TalkingHeadBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True
             metadata=tfds.core.MetadataDict(
                 crop_size=s, fps=cfg.fps, n_mfcc=m.n_mfcc, mfcc_window=m.window, n_mels=m.n_mels,
                 hop_seconds=m.hop_seconds, win_seconds=m.win_seconds, sample_rate=m.sample_rate,
-                normalisation="per-utterance CMVN", landmarks="normalised crop coordinates"),
+                normalisation="per-utterance CMVN", landmarks="normalised crop coordinates",
+                crop_box={split: preprocess.SPLIT_BOX[split] for split in SPLITS}),
         )
 
     def _download_and_prepare(self, dl_manager, download_config):
@@ -204,27 +220,32 @@ class TalkingHeadBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True
             raise InputError(f"no utterances found for {self._full_name} in {self._input_folder(dl_manager)}: "
                              f"expected {self.EXPECTED_INPUT}")
         cfg = self.builder_config
-        train, test = preprocess.split_items(items, cfg.split_by, tuple(cfg.test_speakers))
-        for split, part in (("train", train), ("test", test)):
-            if not part:
-                raise InputError(_empty_split_message(self._full_name, split, items, cfg,
-                                                      self._input_folder(dl_manager)))
+        parts = preprocess.split_items(items, cfg.split_by, tuple(cfg.test_speakers))
+        parts = checked_splits(parts, self._full_name, lambda split: _empty_split_message(
+            self._full_name, split, items, cfg, self._input_folder(dl_manager)))
+        return self._split_examples(dl_manager, parts)
+
+    def _split_examples(self, dl_manager, parts: dict[str, list[preprocess.Item]]):
+        """{split: its example generator} for `parts` ({split: utterances}, from `checked_splits`)."""
         cache = os.path.join(str(dl_manager.download_dir), "thflax_cache", self.name, self.builder_config.name)
-        return {"train": self._generate_examples(train, cache, "train"),
-                "test": self._generate_examples(test, cache, "test")}
+        return {split: self._generate_examples(part, cache, split) for split, part in parts.items()}
+
+    def _split_prep_config(self, split: str) -> preprocess.PrepConfig:
+        """`prep_config` with the split's crop box (`preprocess.SPLIT_BOX`)."""
+        return dataclasses.replace(self.prep_config, box=preprocess.SPLIT_BOX[split])
 
     def _generate_examples(self, items, cache_dir, split):
         if self._use_beam:
             # Workers write the landmark cache with plain file I/O: only on a local or mounted path.
             cache = None if "://" in cache_dir else cache_dir
             report_path = os.path.join(str(self.data_path), f"build_report_{split}.json")
-            return _beam_examples(items, self.prep_config, cache, split, report_path,
+            return _beam_examples(items, self._split_prep_config(split), cache, split, report_path,
                                   self._failed_report_path(split))
         return self._generate_local(items, cache_dir, split)
 
     def _generate_local(self, items, cache_dir, split):
         report = preprocess.BuildReport(split)
-        cfg = self.prep_config
+        cfg = self._split_prep_config(split)
         jobs = [(it, cfg, cache_dir) for it in items]
         # Worker processes take seconds to start (imports, dlib model), so small splits stay serial.
         workers = min(self.num_workers, len(jobs) // 12)
@@ -263,6 +284,24 @@ def _beam_prepare(item: preprocess.Item, cfg: preprocess.PrepConfig, cache_dir: 
         yield item.key, example
 
 
+def checked_splits(parts: dict[str, list[preprocess.Item]], dataset: str,
+                   empty_message: Callable[[str], str]) -> dict[str, list[preprocess.Item]]:
+    """The splits to write, in `SPLITS` order: InputError(`empty_message(split)`) if train or test has no
+    utterance; an empty validation split is left out with a warning.
+
+    A corpus too small to hold out validation utterances (no speaker with 3 or more) still builds and
+    trains: `input_pipeline.pipeline.StageData` then says that training-time metrics are off. TFDS
+    cannot write a split without examples, so the split is absent rather than empty.
+    """
+    for split in ("train", "test"):
+        if not parts.get(split):
+            raise InputError(empty_message(split))
+    if not parts.get("validation"):
+        logging.warning("%s: no validation split (%s); training will run without held-out metrics",
+                        dataset, empty_message("validation"))
+    return {split: parts[split] for split in SPLITS if parts.get(split)}
+
+
 def _unusable_message(dataset: str, split: str, counts, report_path: str) -> str:
     return (f"no usable utterance in split {split!r} of {dataset}: {counts.get(preprocess.SKIP, 0)} skipped "
             f"(reasons in {report_path})")
@@ -277,7 +316,14 @@ def _empty_split_message(dataset: str, split: str, items, cfg: TalkingHeadConfig
         tests = ", ".join(cfg.test_speakers)
         if split == "test":
             return f"{head}: no utterance of its test speaker(s) {tests} in {folder} (speakers there: {shown})"
+        if split == "validation":
+            return (f"{head}: each non-test speaker in {folder} ({shown}) has a single utterance; validation "
+                    f"takes 10% of the utterances of each non-test speaker that has 2 or more")
         return f"{head}: every speaker in {folder} ({shown}) is a test speaker"
+    if split == "validation":
+        return (f"{head}: each of the {len(speakers)} speaker(s) in {folder} ({shown}) has at most 2 "
+                f"utterances; after test, validation takes 10% of the utterances of each speaker that has "
+                f"3 or more")
     return (f"{head}: each of the {len(speakers)} speaker(s) in {folder} ({shown}) has a single utterance; "
             f"the test split takes 10% of the utterances of each speaker that has 2 or more")
 

@@ -6,6 +6,10 @@ target frame) uses stateless RNG seeded by (seed, epoch, index in epoch). `start
 re-creates exactly the batches a run would have seen from that step on, skipping whole epochs for free
 and only the remainder of the current one — which is what makes checkpoint resume exact.
 
+Splits: training reads `config.data.train_split` ("train") and, for its held-out metrics,
+`config.data.eval_split` ("validation"); neither may name `test`, which only evaluate.py and
+reproduce.py read (`utterances`), so nothing tuned during training has seen a test utterance.
+
 Batches (leading dim = per-host batch, divisible by the local device count):
 
   what the stage's task makes of each example (`thflax.tasks.Task.elements`; e.g. STL clips, LTV
@@ -14,7 +18,9 @@ Batches (leading dim = per-host batch, divisible by the local device count):
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -42,6 +48,41 @@ def get_builder(data_config) -> tfds.core.DatasetBuilder:
         builder.download_and_prepare(
             download_config=tfds.download.DownloadConfig(manual_dir=data_config.manual_dir or None))
     return builder
+
+
+#: The split only evaluation reads.
+TEST_SPLIT = "test"
+
+
+def split_names(spec: str) -> list[str]:
+    """The split names in a TFDS split spec: "train[:80%]+validation" -> ["train", "validation"]."""
+    return re.findall(r"(?:^|\+)\s*([A-Za-z_]\w*)", spec)
+
+
+def existing_split(builder, spec: str) -> str:
+    """`spec`, or InputError if it names a split the prepared dataset lacks."""
+    names = split_names(spec)
+    if not names or any(n not in builder.info.splits for n in names):
+        raise InputError(f"{builder.info.full_name} has no split {spec!r} (it has "
+                         f"{', '.join(sorted(builder.info.splits))})")
+    return spec
+
+
+def training_split(builder, spec: str, key: str) -> str:
+    """`spec` (config.data.`key`) if training may read it: InputError if it names the test split or a
+    split the prepared dataset lacks."""
+    names = split_names(spec)
+    if not names:
+        raise InputError(f"config.data.{key}={spec!r} names no split")
+    if TEST_SPLIT in names:
+        raise InputError(f"config.data.{key}={spec!r}: training must not read the {TEST_SPLIT!r} split (only "
+                         f"evaluate.py does); use 'train' for training and 'validation' for held-out metrics")
+    missing = [n for n in names if n not in builder.info.splits]
+    if missing:
+        raise InputError(f"config.data.{key}={spec!r}: {builder.info.full_name} has no split "
+                         f"{', '.join(map(repr, missing))} (it has {', '.join(sorted(builder.info.splits))}; "
+                         f"a corpus too small to hold utterances out for 'validation' is built without it)")
+    return spec
 
 
 def host_split(builder, split: str, process_index: int | None, process_count: int | None):
@@ -110,7 +151,8 @@ def train_dataset(config, task, builder=None, *, process_index=None, process_cou
     if per_host % num_devices:
         raise InputError(f"config.{task.name}.batch_size={batch_size} gives {per_host} per host, not divisible by "
                          f"{num_devices} local devices")
-    split = host_split(builder, config.data.train_split, process_index, process_count)
+    split = host_split(builder, training_split(builder, config.data.train_split, "train_split"), process_index,
+                       process_count)
     n = builder.info.splits[split].num_examples
     if n == 0:
         raise InputError(f"split {split!r} of {builder.name} has no examples for this host")
@@ -139,10 +181,16 @@ def train_dataset(config, task, builder=None, *, process_index=None, process_cou
 
 
 def eval_dataset(config, task, builder=None, *, num_batches: int | None = None, process_index=None,
-                 process_count=None) -> tf.data.Dataset:
-    """A fixed held-out set of `task`'s batches (same structure as training), identical on every call."""
+                 process_count=None, split: str | None = None) -> tf.data.Dataset:
+    """A fixed held-out set of `task`'s batches (same structure as training), identical on every call.
+
+    From `config.data.eval_split` (what training reads: never `test`), or from `split` if given: an
+    evaluation outside training (e.g. a learning test measuring on `test`) names it explicitly.
+    """
     builder = builder or get_builder(config.data)
-    split = host_split(builder, config.data.eval_split, process_index, process_count)
+    if split is None:
+        split = training_split(builder, config.data.eval_split, "eval_split")
+    split = host_split(builder, existing_split(builder, split), process_index, process_count)
     base = _read(builder, split)
     seed = int(config.seed) + 1
     scfg = config[task.name]
@@ -160,13 +208,23 @@ class StageData:
     """The datasets of one training stage, as `thflax.trainer.train_stage` consumes them.
 
     Training batches are made on demand from a start step (the trainer knows it only after restoring
-    a checkpoint); the held-out batches are fixed.
+    a checkpoint); the held-out batches are fixed. Both splits are checked here, before any work:
+    neither may be `test`, and the training split must exist. A dataset without the eval split (a
+    corpus too small to hold out validation utterances: `builder_base.checked_splits`) trains
+    without held-out metrics, and says so.
     """
 
     def __init__(self, config, task, builder=None):
         self.config, self.task = config, task
         self.builder = builder or get_builder(config.data)
         self.metadata = {"name": self.builder.info.full_name, **dict(self.builder.info.metadata or {})}
+        self.splits = {"train": training_split(self.builder, config.data.train_split, "train_split")}
+        eval_spec = config.data.eval_split
+        if split_names(eval_spec) == ["validation"] and "validation" not in self.builder.info.splits:
+            logging.warning("%s has no 'validation' split (its corpus is too small to hold utterances out "
+                            "for it): training runs without held-out metrics", self.builder.info.full_name)
+        else:
+            self.splits["eval"] = training_split(self.builder, eval_spec, "eval_split")
 
     def train(self, start_step: int = 0, num_devices: int | None = None):
         """Iterator of this host's numpy training batches from `start_step` on."""
@@ -174,13 +232,16 @@ class StageData:
                                       num_devices=num_devices))
 
     def eval(self) -> list[dict[str, np.ndarray]]:
-        """This host's held-out numpy batches."""
+        """This host's held-out numpy batches ([] if the dataset has no eval split)."""
+        if "eval" not in self.splits:
+            return []
         return list(as_numpy(eval_dataset(self.config, self.task, self.builder)))
 
 
-def utterances(config, split: str = "test", builder=None, decode_frames: bool = True):
+def utterances(config, split: str = TEST_SPLIT, builder=None, decode_frames: bool = True):
     """Whole utterances as numpy dicts (for evaluation and generation), in a fixed order."""
     builder = builder or get_builder(config.data)
+    split = existing_split(builder, split)
     decoders = None if decode_frames else {"frames": tfds.decode.SkipDecoding()}
     ds = builder.as_dataset(split=split, shuffle_files=False, decoders=decoders)
     for ex in tfds.as_numpy(ds):

@@ -9,7 +9,9 @@ Config `people` draws its speakers from real portraits (`thflax.synthetic.portra
 and face_recognition's photos of Obama and Biden, fetched on first use; morphs of two different
 people, mirror images, colour/illumination/scale/background changes) and splits by identity: every
 speaker made of the held-out identity (default "biden") is `test`, and no `train` speaker involves it
-(`thflax.synthetic.corpus.identity_split` on the corpus manifest).
+(`thflax.synthetic.corpus.identity_split` on the corpus manifest). `validation` is 10% of each
+training speaker's utterances, not trained on: held-out identities stay in `test` alone
+(`identity_splits`). The other configs split like GRID (`input_pipeline.preprocess.split_items`).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import dataclasses
 import json
 import os
 
-from input_pipeline import builder_base
+from input_pipeline import builder_base, preprocess
 from input_pipeline.grid import find_grid_items
 from thflax.errors import InputError
 
@@ -42,12 +44,35 @@ CONFIGS = [
        description="6 speakers x 100 utterances, 128x128 crops: ablation table"),
     _C(name="large", crop_size=256, num_speakers=10, utterances_per_speaker=300, seed=3,
        description="10 speakers x 300 utterances, 256x256 crops"),
-    PeopleConfig(name="people", crop_size=64, num_speakers=12, utterances_per_speaker=30, seed=4,
+    PeopleConfig(name="people", crop_size=128, num_speakers=12, utterances_per_speaker=30, seed=4,
                  split_by="identity",
-                 description="12 speakers x 30 utterances, 64x64 crops, from real portraits and morphs "
+                 description="12 speakers x 30 utterances, 128x128 crops, from real portraits and morphs "
                              "of different people; test = the 3 speakers of the held-out identity "
                              "(biden), never seen in training"),
+    PeopleConfig(name="people_small", crop_size=64, num_speakers=8, utterances_per_speaker=16, seed=5,
+                 split_by="identity",
+                 description="8 speakers x 16 utterances, 64x64 crops, split by identity like `people`: "
+                             "the learning tests"),
 ]
+
+
+def identity_splits(items: list[preprocess.Item], manifest: dict,
+                    holdout: tuple[str, ...]) -> dict[str, list[preprocess.Item]]:
+    """{"train", "validation", "test": utterances} of a portrait corpus, split by identity.
+
+    test = every utterance of the speakers made only of held-out identities; validation = 10% of each
+    training speaker's utterances (by hash, as `preprocess.split_items`), train = the rest of them.
+    Speakers mixing held-out and training identities are in no split (`corpus.identity_split`), so a
+    held-out identity is never trained on nor used for tuning.
+    """
+    from thflax.synthetic import corpus
+
+    train_spk, test_spk = corpus.identity_split(manifest, holdout)
+    keep = set(train_spk) | set(test_spk)
+    if not test_spk:  # split_items would then pick test speakers by hash: nothing is held out
+        parts = preprocess.split_items([it for it in items if it.speaker in keep], "utterance", (), 0.0)
+        return {**parts, "test": []}
+    return preprocess.split_items([it for it in items if it.speaker in keep], "speaker", tuple(test_spk))
 
 
 class SyntheticTalkingHeads(builder_base.TalkingHeadBuilder):
@@ -91,10 +116,9 @@ class SyntheticTalkingHeads(builder_base.TalkingHeadBuilder):
         cfg = self.builder_config
         if not isinstance(cfg, PeopleConfig):
             return super()._split_generators(dl_manager)
-        # Split by identity: test = speakers made of held-out identities only, train = speakers with
-        # none of them (speakers mixing both, possible in a corpus made without --holdout, in neither).
-        from thflax.synthetic import corpus
-
+        # Split by identity: test = speakers made of held-out identities only, train + validation =
+        # speakers with none of them (speakers mixing both, possible in a corpus made without
+        # --holdout, in neither).
         folder = self.corpus_dir(dl_manager)
         items = find_grid_items(folder)
         if not items:
@@ -108,14 +132,12 @@ class SyntheticTalkingHeads(builder_base.TalkingHeadBuilder):
         known = {i for d in manifest.get("speakers", {}).values() for i in d.get("identities") or ()}
         if not set(holdout) & known and manifest.get("holdout_identities"):
             holdout = tuple(manifest["holdout_identities"])
-        train_spk, test_spk = corpus.identity_split(manifest, holdout)
-        train = [it for it in items if it.speaker in set(train_spk)]
-        test = [it for it in items if it.speaker in set(test_spk)]
-        for split, part in (("train", train), ("test", test)):
-            if not part:
-                raise InputError(f"split {split!r} of {self._full_name} would be empty: held-out "
-                                 f"identities {', '.join(holdout) or '(none)'}; speakers' identities in "
-                                 f"{folder}: {', '.join(sorted(known)) or '(none recorded)'}")
-        cache = os.path.join(str(dl_manager.download_dir), "thflax_cache", self.name, cfg.name)
-        return {"train": self._generate_examples(train, cache, "train"),
-                "test": self._generate_examples(test, cache, "test")}
+
+        def empty(split: str) -> str:
+            why = " (it takes 10% of each training speaker's utterances, from those with 2 or more)"
+            return (f"split {split!r} of {self._full_name} would be empty{why if split == 'validation' else ''}: "
+                    f"held-out identities {', '.join(holdout) or '(none)'}; speakers' identities in "
+                    f"{folder}: {', '.join(sorted(known)) or '(none recorded)'}")
+
+        parts = builder_base.checked_splits(identity_splits(items, manifest, holdout), self._full_name, empty)
+        return self._split_examples(dl_manager, parts)

@@ -5,6 +5,10 @@ from __future__ import annotations
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Tests compile far more than they run: XLA's optimisation passes cost more compile time than they
+# save at run time here (figures in BENCHMARKS.md). Set in the environment, so the programs the tests
+# start in subprocesses inherit it; the learning tests turn them back on (`tests.helpers.optimized`).
+os.environ.setdefault("JAX_DISABLE_MOST_OPTIMIZATIONS", "1")
 
 import pytest  # noqa: E402
 

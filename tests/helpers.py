@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 
 def data_config(**fields):
     """`config.data` of the default schema with `fields` set."""
@@ -11,6 +13,19 @@ def data_config(**fields):
     for k, v in fields.items():
         c[k] = v
     return c
+
+
+@contextlib.contextmanager
+def optimized():
+    """XLA's optimisations on (tests/conftest.py turns them off): for runs of hundreds of steps."""
+    import jax
+
+    old = jax.config.values["jax_disable_most_optimizations"]
+    jax.config.update("jax_disable_most_optimizations", False)
+    try:
+        yield
+    finally:
+        jax.config.update("jax_disable_most_optimizations", old)
 
 
 def train(config, workdir: str, stage: str):

@@ -64,7 +64,8 @@ def test_beam_and_local_write_identical_examples(builders):
     local, beam = builders
     assert {k: v.num_examples for k, v in local.info.splits.items()} == \
         {k: v.num_examples for k, v in beam.info.splits.items()}
-    for split in ("train", "test"):
+    assert set(local.info.splits) == {"train", "validation", "test"}
+    for split in local.info.splits:
         a, b = _examples(local, split), _examples(beam, split)
         assert [k for k, _ in a] == [k for k, _ in b]  # same keys, so the same order on disk
         assert len(a) == local.info.splits[split].num_examples
@@ -76,8 +77,8 @@ def test_beam_and_local_write_identical_examples(builders):
 
 def test_beam_writes_the_same_build_reports(builders):
     local, beam = builders
-    reports = {s: _report(local, s) for s in ("train", "test")}
-    assert reports == {s: _report(beam, s) for s in ("train", "test")}
+    reports = {s: _report(local, s) for s in ("train", "validation", "test")}
+    assert reports == {s: _report(beam, s) for s in ("train", "validation", "test")}
     counts = {s: r["counts"] for s, r in reports.items()}
     total = sum(sum(c.values()) for c in counts.values())
     assert total == 14 and sum(c.get("ok", 0) for c in counts.values()) == 12

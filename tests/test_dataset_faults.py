@@ -41,11 +41,12 @@ def _speech(path) -> None:
 
 @pytest.fixture(scope="module")
 def bad_grid(tmp_path_factory) -> str:
-    """A GRID folder whose every video is unusable: two face-less (noise) and one corrupt."""
+    """A GRID folder whose every video is unusable: three face-less (noise) and one corrupt (the
+    hash split puts noise3 and corrupt in train, noise2 in validation, noise1 in test)."""
     root = tmp_path_factory.mktemp("bad_grid")
     (root / "s1").mkdir()
     (root / "audio_25k" / "s1").mkdir(parents=True)
-    for i, name in enumerate(("noise1", "noise2")):
+    for i, name in enumerate(("noise1", "noise2", "noise3")):
         _noise_video(root / "s1" / f"{name}.mp4", i)
         _speech(root / "audio_25k" / "s1" / f"{name}.wav")
     (root / "s1" / "corrupt.mpg").write_bytes(b"\x00\x00\x01\xba garbage" * 200)
@@ -66,7 +67,7 @@ def _build(name: str, manual_dir: str, data_dir: str):
 def _check_failed_report(err: builder_base.UnusableSplitError, data_dir: str, name: str, items, split="train"):
     """The error names the surviving report; the report lists every utterance of the split, each skipped."""
     path = os.path.join(data_dir, name, f"build_report_{split}.failed.json")
-    keys = sorted(it.key for it in preprocess.split_items(items)[0 if split == "train" else 1])
+    keys = sorted(it.key for it in preprocess.split_items(items)[split])
     assert _one_line(err) == (f"no usable utterance in split {split!r} of {name}: {len(keys)} skipped "
                               f"(reasons in {path})")
     assert err.report_path == path and os.path.isfile(path)
@@ -158,7 +159,7 @@ def test_beam_build_of_bad_videos_is_one_line_error(bad_grid, tmp_path):
     msg = _one_line(e.value)
     assert msg.startswith("no usable utterance in split "), msg
     if e.value.report_path is not None:  # written unless TFDS's empty-split check stopped Beam first
-        split = "train" if "'train'" in msg else "test"
+        split = next(s for s in preprocess.SPLITS if f"split {s!r}" in msg)
         _check_failed_report(e.value, data_dir, "grid/crop64", find_grid_items(bad_grid), split)
 
 

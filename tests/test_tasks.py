@@ -128,7 +128,9 @@ def _example(frames: int = 12, size: int = 64):
 
     r = np.random.default_rng(0)
     jpeg = [tf.io.encode_jpeg(r.integers(0, 255, (size, size, 3), dtype=np.uint8)).numpy() for _ in range(frames)]
-    return {"landmarks": tf.constant((0.5 + r.normal(0, 0.1, (frames, 68, 2))).astype(np.float32)),
+    raw = (0.5 + r.normal(0, 0.1, (frames, 68, 2))).astype(np.float32)
+    return {"landmarks": tf.constant(raw + 0.01),  # "smoothed": apart from the raw track
+            "landmarks_raw": tf.constant(raw),
             "mfcc": tf.constant(r.normal(size=(frames, 20, 20)).astype(np.float32)),
             "frames": tf.constant(jpeg)}
 
@@ -152,6 +154,10 @@ def test_elements_are_deterministic_in_the_seed_and_shaped(stage, train, count):
     if stage == "stl":
         assert a["mfcc"].shape == (1, config.stl.clip_len, 20, 20) and a["mask"].shape == (1, config.stl.clip_len)
         assert a["mask"][0, :12].all() and not a["mask"][0, 12:].any()  # 12 frames < clip_len 16: padded
+        # The template is a frame's unsmoothed landmarks (as generation's photo), never the smoothed track.
+        raw, smoothed = ex["landmarks_raw"].numpy(), ex["landmarks"].numpy()
+        assert any(np.array_equal(a["template"][0], f) for f in raw)
+        assert not any(np.array_equal(a["template"][0], f) for f in smoothed)
     else:
         assert a["reference"].shape == (count, 64, 64, 3) and a["landmarks"].shape == (count, 68, 2)
         # reference and target are different frames of the utterance

@@ -1,7 +1,9 @@
 """Face crops that are stable over a clip, and pasting generated crops back into full frames.
 
-The box is one square for the whole clip, computed from the landmarks of all its frames (not per
-frame, which would make the crop itself jitter and hide the head motion the model has to learn):
+The box is one square for a clip, computed from the landmarks of the frames it is given: all frames of
+a training clip (not per frame, which would make the crop itself jitter and hide the head motion the
+model has to learn), or the reference frame alone for evaluation splits and for a photo, so that the
+framing knows nothing of the frames that are scored:
 centre = median over frames of the landmark bounding-box centre, moved up by `lift` × box height so
 the forehead is inside; side = `margin` × the largest landmark bounding-box side over the clip.
 Landmarks in the dataset are stored in *normalised crop coordinates*: (p − box corner) / side, so

@@ -506,55 +506,10 @@ def render(models, source: SourceVideo, audio: str, out: str, speech: np.ndarray
             else:
                 box = crop_lib.CropBox(*(float(v) for v in boxes[t]))
                 result = _compose(frame, img, mask, box, source.landmarks[j], targets[t], warp)
-            yield _finish(result, lm, models.image_size, landmarks_video, size)
+            yield generation.finish_frame(result, lm, models.image_size, landmarks_video, size)
 
-    written = _write(composed(), out, fps, audio, num_out, clock, progress)
+    written = generation.write_frames(composed(), out, fps, audio, num_out, clock, progress, desc="dubbing")
     return {"out": os.path.abspath(out), "frames": written, "seconds": written / fps,
             "source_frames": source.num_frames, "reference_frame": ref_index, "pingpong": num_out > source.num_frames}
 
 
-def _finish(frame: np.ndarray, lm: np.ndarray, crop_size: int, landmarks_video: bool,
-            size: int | None) -> np.ndarray:
-    """An output frame as the photo path makes it: the landmark sketch (lm [68, 2], crop coordinates)
-    beside it with `landmarks_video`, resized to height `size` when given."""
-    import cv2
-
-    if landmarks_video:
-        from thflax import plotting
-
-        side = plotting.draw_landmarks(np.full((crop_size, crop_size, 3), 255, np.uint8), lm, (200, 0, 0))
-        side = cv2.resize(side, (frame.shape[0], frame.shape[0]), interpolation=cv2.INTER_LINEAR)
-        frame = np.concatenate([frame, side], axis=1)
-    if size is not None and frame.shape[0] != size:
-        w = int(round(frame.shape[1] * size / frame.shape[0] / 2)) * 2
-        frame = cv2.resize(frame, (w, size), interpolation=cv2.INTER_AREA)
-    return frame
-
-
-def _write(frames: Iterable[np.ndarray], out: str, fps: float, audio: str, total: int, clock,
-           progress: bool | Callable[[int, int], None]) -> int:
-    """Streams frames [H, W, 3] uint8 into `out` with `audio` muxed in (atomically); `progress` as in
-    `generation.generate` (a tqdm bar, nothing, or a function of (written, total)). Returns the count."""
-    from thflax import video
-
-    report = progress if callable(progress) else None
-    bar = None
-    if progress and report is None:
-        from tqdm import tqdm
-
-        bar = tqdm(total=total, desc="dubbing", unit="frame")
-    writer = video.VideoWriter(out, fps=fps, audio_path=audio)
-    with writer:
-        for i, frame in enumerate(frames):
-            writer.write(frame)
-            if bar is not None:
-                bar.update(1)
-            if report is not None:
-                report(i + 1, total)
-            if i == 0:
-                clock.mark("first_frame")
-        clock.mark("render")
-    clock.mark("mux")
-    if bar is not None:
-        bar.close()
-    return writer.num_frames

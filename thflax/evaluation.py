@@ -1,7 +1,12 @@
 """End-to-end evaluation as in the paper (§4, Table 2): speech + a reference frame -> video vs the real one.
 
-Protocol, per held-out utterance (the dataset's `test` split):
-  1. reference = the utterance's first frame (face crop) and its dlib landmarks (the template);
+Protocol, per held-out utterance (the dataset's `test` split; `validation` for tuning):
+  1. reference = the utterance's first frame and its unsmoothed dlib landmarks (`landmarks_raw[0]`,
+     the template), the crop framed from that frame alone: exactly what generation makes of a photo
+     (`thflax.generation.prepare_reference`). Nothing of frames 1… reaches the model: the stored
+     `landmarks` are smoothed over time (frame 0's would be ~11 % frames 1–4), and a box over the
+     whole clip would encode its future head motion; `check_reference_framing` refuses such examples
+     (e.g. of the `train` split, whose crops use one box per clip);
   2. STL predicts landmarks for every frame from the utterance's MFCC windows (GRU over the whole
      utterance); LTV renders every frame from the reference and the predicted landmarks;
   3. frame by frame against the real crops, leaving out frame 0 (the reference itself):
@@ -30,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from thflax import metrics
+from thflax.errors import InputError
 
 EVAL_SIZE = 256
 
@@ -68,6 +74,27 @@ def _head_speed(lm: np.ndarray) -> float:
     return float(d.mean()) if d.size else float("nan")
 
 
+def check_reference_framing(ex: dict[str, Any], atol: float = 1e-3) -> None:
+    """InputError unless `ex` is framed as generation frames a photo: its crop box is
+    `crop.clip_box` of frame 0's raw landmarks alone (dataset version 2.0.0+, validation/test splits).
+
+    The box is recovered from the example itself: frame 0's raw landmarks back in frame pixels
+    (`landmarks_raw[0]` ∘ `crop_box`) must give `crop_box` again, to `atol` × its side.
+    """
+    from thflax import crop
+
+    name = f"{ex.get('speaker', '?')}/{ex.get('utterance', '?')}"
+    if "landmarks_raw" not in ex:
+        raise InputError(f"utterance {name} has no unsmoothed landmarks (landmarks_raw): the dataset was "
+                         f"prepared by an older version; prepare it again")
+    x0, y0, side = (float(v) for v in ex["crop_box"])
+    box = crop.CropBox(x0, y0, side)
+    again = crop.clip_box(box.to_frame(ex["landmarks_raw"][0]))
+    if not np.allclose([again.x0, again.y0, again.side], [x0, y0, side], rtol=0, atol=atol * side):
+        raise InputError(f"utterance {name} is not framed from its first frame alone (a training-split "
+                         f"example?): evaluate on 'test' or 'validation'")
+
+
 def evaluate_utterance(row: Row, ex: dict[str, Any], landmarker, true_lm256: np.ndarray | None = None,
                        eval_size: int = EVAL_SIZE, batch: int = 16) -> dict[str, Any]:
     """Metrics of one row on one utterance (see the module docstring)."""
@@ -75,7 +102,7 @@ def evaluate_utterance(row: Row, ex: dict[str, Any], landmarker, true_lm256: np.
 
     frames = ex["frames"]  # [T, S, S, 3] uint8
     t, s = frames.shape[0], frames.shape[1]
-    template = ex["landmarks"][0]
+    template = ex["landmarks_raw"][0]  # [68, 2]: dlib's, as generation takes it from a photo
     pred_lm = None
     if row.kind == "reference":
         gen = np.repeat(frames[:1], t, 0)
@@ -117,6 +144,8 @@ def evaluate(rows: list[Row], utterances, max_utterances: int | None = None, eva
     landmarker = landmarks.FaceLandmarker()
     results: dict[str, list] = {r.name: [] for r in rows}
     exs = list(utterances)[:max_utterances] if max_utterances else list(utterances)
+    for ex in exs:  # before any work
+        check_reference_framing(ex)
     for ex in tqdm(exs, desc="evaluating", unit="utt", disable=not progress):
         true_lm = _track(_resize(ex["frames"], eval_size), landmarker)
         for r in rows:

@@ -33,7 +33,7 @@ import logging
 import os
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
@@ -547,10 +547,7 @@ def _render(models: Models, image: str, audio: str, out: str, speech: np.ndarray
             crop_only: bool, fps: float, size: int | None, batch: int,
             progress: bool | Callable[[int, int], None]) -> dict[str, Any]:
     """The part of `generate` after its inputs are checked and loaded: features, networks, mp4."""
-    import cv2
-
     from thflax import audio as audio_lib
-    from thflax import video
 
     s = models.image_size
     reference = prepare_reference(image, s, face)
@@ -579,35 +576,55 @@ def _render(models: Models, image: str, audio: str, out: str, speech: np.ndarray
             frame = crop_lib.paste_masked(moved, img, reference.box, mask, target_px)
         else:
             frame = _paste(reference.image, img, reference.box)
-        if landmarks_video:
-            from thflax import plotting
+        return finish_frame(frame, lm, s, landmarks_video, size)
 
-            side = plotting.draw_landmarks(np.full((s, s, 3), 255, np.uint8), lm, (200, 0, 0))
-            side = cv2.resize(side, (frame.shape[0], frame.shape[0]), interpolation=cv2.INTER_LINEAR)
-            frame = np.concatenate([frame, side], axis=1)
-        if size is not None and frame.shape[0] != size:
-            w = int(round(frame.shape[1] * size / frame.shape[0] / 2)) * 2
-            frame = cv2.resize(frame, (w, size), interpolation=cv2.INTER_AREA)
-        return frame
+    written = write_frames((compose(img, lm, mask) for img, lm, mask in frames), out, fps, audio, num_frames,
+                           clock, progress)
+    return {"out": os.path.abspath(out), "frames": written, "seconds": written / fps}
 
-    bar = None
+
+def finish_frame(frame: np.ndarray, lm: np.ndarray, crop_size: int, landmarks_video: bool,
+                 size: int | None) -> np.ndarray:
+    """An output frame as every path makes it: the landmark sketch (lm [68, 2], crop coordinates)
+    beside it with `landmarks_video`, resized to height `size` when given."""
+    import cv2
+
+    if landmarks_video:
+        from thflax import plotting
+
+        side = plotting.draw_landmarks(np.full((crop_size, crop_size, 3), 255, np.uint8), lm, (200, 0, 0))
+        side = cv2.resize(side, (frame.shape[0], frame.shape[0]), interpolation=cv2.INTER_LINEAR)
+        frame = np.concatenate([frame, side], axis=1)
+    if size is not None and frame.shape[0] != size:
+        w = int(round(frame.shape[1] * size / frame.shape[0] / 2)) * 2
+        frame = cv2.resize(frame, (w, size), interpolation=cv2.INTER_AREA)
+    return frame
+
+
+def write_frames(frames: Iterable[np.ndarray], out: str, fps: float, audio: str, total: int, clock,
+                 progress: bool | Callable[[int, int], None], desc: str = "generating") -> int:
+    """Streams frames [H, W, 3] uint8 into `out` with `audio` muxed in (atomically); `progress` as in
+    `generate` (a tqdm bar, nothing, or a function of (written, total)). Returns the count."""
+    from thflax import video
+
     report = progress if callable(progress) else None
+    bar = None
     if progress and report is None:
         from tqdm import tqdm
 
-        bar = tqdm(total=num_frames, desc="generating", unit="frame")
+        bar = tqdm(total=total, desc=desc, unit="frame")
     writer = video.VideoWriter(out, fps=fps, audio_path=audio)
     with writer:
-        for i, (img, lm, mask) in enumerate(frames):
-            writer.write(compose(img, lm, mask))
+        for i, frame in enumerate(frames):
+            writer.write(frame)
             if bar is not None:
                 bar.update(1)
             if report is not None:
-                report(i + 1, num_frames)
+                report(i + 1, total)
             if i == 0:
                 clock.mark("first_frame")
         clock.mark("render")
     clock.mark("mux")
     if bar is not None:
         bar.close()
-    return {"out": os.path.abspath(out), "frames": writer.num_frames, "seconds": writer.num_frames / fps}
+    return writer.num_frames

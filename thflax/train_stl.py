@@ -50,7 +50,7 @@ class STLTask:
         return 1
 
     def elements(self, example, seed, train: bool):
-        """One random clip of `clip_len` frames and a template from a random frame of the utterance.
+        """One random clip of `clip_len` frames and a template (unsmoothed) from a random frame of the utterance.
 
         mfcc [1, L, W, n], landmarks [1, L, 68, 2], template [1, 68, 2], mask [1, L] (0 = padding
         where the utterance is shorter than L).
@@ -66,7 +66,10 @@ class STLTask:
         ref = tf.random.stateless_uniform([], s2, 0, n, tf.int32)
         idx = tf.minimum(start + tf.range(clip_len), n - 1)  # repeat the last frame when n < clip_len
         mask = tf.cast(start + tf.range(clip_len) < n, tf.float32)
-        out = {"mfcc": tf.gather(mfcc, idx), "landmarks": tf.gather(lm, idx), "template": lm[ref], "mask": mask}
+        # The template is dlib's unsmoothed landmarks of the reference frame, as generation takes them from
+        # a photo (and evaluation from frame 0); the targets stay the smoothed track.
+        out = {"mfcc": tf.gather(mfcc, idx), "landmarks": tf.gather(lm, idx),
+               "template": example["landmarks_raw"][ref], "mask": mask}
         return {k: v[None] for k, v in out.items()}
 
     # ---- state -----------------------------------------------------------------------------------

@@ -175,7 +175,8 @@ def train_stage(config: ConfigDict, workdir: str, task: Task, data: StageData):
             t0, s0 = now, done
             writer.write_scalars(done, {f"train/{k}": v for k, v in scalars.items()})
             bar.set_postfix(loss=f"{scalars['loss']:.4g}")
-        if done % tcfg.eval_every == 0 or done == num_steps:
+        # No held-out batches: the dataset has no validation split (StageData said so); never `test`.
+        if eval_batches and (done % tcfg.eval_every == 0 or done == num_steps):
             with timed("eval"):
                 evaluate_and_log(task, state, eval_batches, p_eval, writer, done)
         if done % tcfg.checkpoint_every == 0 or done == num_steps:
