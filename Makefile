@@ -32,8 +32,10 @@ setup: $(VENV)/.installed
 demo: setup
 	$(PY) demo.py --workdir $(WORKDIR)
 
+# One pytest worker per core (most tests use one core: dlib, ffmpeg, subprocess CLIs); a test file stays
+# on one worker, so its session fixtures are built once per worker that needs them.
 test: setup
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n auto --dist loadfile
 
 # Unit tests on in-memory batches and one tiny training run per stage: no corpus, no subprocess CLIs.
 test-fast: setup

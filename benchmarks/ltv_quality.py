@@ -1,11 +1,15 @@
-"""Quality cost of the fast generator: trains the LTV net with each preset for the same steps on the
-synthetic corpus and prints held-out SSIM/PSNR (vs the copied reference frame), the attention mask's
-mean inside / outside the face, and the training time.
+"""Generators compared: trains the LTV net with each variant (a preset, optionally with extra loss
+weights) for the same steps or the same training time, and prints SSIM/PSNR on the test split (vs the
+copied reference frame), the attention mask's mean inside / outside the face, and the training time.
 
     python benchmarks/ltv_quality.py --data_dir DIR [--presets fast paper] [--steps 300]
+    python benchmarks/ltv_quality.py --data_dir DIR --dataset synthetic_talking_heads/people_small \
+        --presets fast warp warp:l1_weight=10 paper --seconds 240      # equal time, held-out identity
 
-The corpus synthetic_talking_heads/small is prepared in DIR on first use (reused after), outside the
-timed training. Uses configs/cpu.py (64x64) so that it runs on a CPU; this is a measurement, not a test.
+A variant is a preset name, optionally followed by `:key=value,...` overrides of config.ltv. With
+--seconds each variant first times 10 steps, then trains as many steps as fit in that budget
+(compile excluded). The dataset is prepared in DIR on first use (reused after), outside the timed
+training. Uses configs/cpu.py (64x64) so that it runs on a CPU; this is a measurement, not a test.
 """
 
 from __future__ import annotations
@@ -22,8 +26,10 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data_dir", required=True)
-    p.add_argument("--presets", nargs="+", default=["fast", "paper"])
+    p.add_argument("--presets", nargs="+", default=["fast", "paper"], help="variants: preset[:key=value,...]")
+    p.add_argument("--dataset", default="synthetic_talking_heads/small")
     p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--seconds", type=float, default=0.0, help="> 0: equal training time instead of equal steps")
     p.add_argument("--eval_batches", type=int, default=4, help="held-out batches of config.ltv.eval_batch_size")
     p.add_argument("--config", default="cpu", help="configs/<name>.py to start from (cpu: 64x64; tiny for a smoke run)")
     a = p.parse_args(argv)
@@ -37,33 +43,47 @@ def main(argv=None) -> int:
     from thflax import parallel, tasks, trainer
     from thflax.models import ltv
 
-    def config(preset):
+    def config(variant, steps):
+        preset, _, extra = variant.partition(":")
         c = importlib.import_module(f"configs.{a.config}").get_config()
+        c.data.name = a.dataset
         c.data.data_dir = a.data_dir
         c.ltv.generator = preset
-        c.ltv.num_steps = a.steps
-        c.train.eval_every = 10**9
+        for kv in filter(None, extra.split(",")):
+            k, v = kv.split("=")
+            c.ltv[k] = type(c.ltv[k])(v)
+        c.ltv.num_steps = steps
+        c.train.eval_every = c.train.checkpoint_every = 10**9
         return c
 
-    pipeline.get_builder(config(a.presets[0]).data)  # prepare the corpus outside the timed training
-    rows = []
-    for preset in a.presets:
-        c = config(preset)
+    def train(c):
         task = tasks.get_task(c, "ltv")
         with tempfile.TemporaryDirectory() as wd:
             t0 = time.time()
             state = trainer.train_stage(c, wd, task, pipeline.StageData(c, task))
-            dt = time.time() - t0
+            return task, state, time.time() - t0
+
+    pipeline.get_builder(config(a.presets[0], 1).data)  # prepare the corpus outside the timed training
+    rows = []
+    for variant in a.presets:
+        steps = a.steps
+        if a.seconds > 0:  # time 10 steps after the compile (a 1-step run measures the compile alone)
+            _, _, t1 = train(config(variant, 1))
+            _, _, t11 = train(config(variant, 11))
+            steps = max(1, int(a.seconds / max((t11 - t1) / 10, 1e-3)))
+        c = config(variant, steps)
+        task, state, dt = train(c)
         mesh = parallel.make_mesh()
         ev = parallel.data_parallel_eval(task.eval_step, mesh)
-        held_out = pipeline.eval_dataset(c, task, num_batches=a.eval_batches)
+        held_out = pipeline.eval_dataset(c, task, num_batches=a.eval_batches, split="test")
         batches = [parallel.global_batch(b, mesh) for b in pipeline.as_numpy(held_out)]
         sums, _ = trainer.evaluate(state, batches, ev)
-        gf = ltv.generator_flops(preset, 64) / 1e9
-        rows.append(f"| {preset} | {gf:.2f} | {a.steps} | {dt / 60:.1f} | {sums['ssim']:.3f} ({sums['ssim_reference']:.3f}) "
+        gf = ltv.generator_flops(c.ltv.generator, 64) / 1e9
+        rows.append(f"| {variant} | {gf:.2f} | {steps} | {dt / 60:.1f} | {sums['ssim']:.3f} ({sums['ssim_reference']:.3f}) "
                     f"| {sums['psnr']:.2f} ({sums['psnr_reference']:.2f}) | {sums['mask_face']:.2f} / {sums['mask_background']:.2f} |")
         print(rows[-1], flush=True)
-    print("\n| preset | GFLOP/frame @64 | steps | train min (incl. compile) | SSIM (copied ref.) | PSNR dB (copied ref.) | mask face / background |")
+    print(f"\n{a.dataset}, test split, {'%g s of training each' % a.seconds if a.seconds > 0 else 'equal steps'}")
+    print("\n| variant | GFLOP/frame @64 | steps | train min (incl. compile) | SSIM (copied ref.) | PSNR dB (copied ref.) | mask face / background |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     print("\n".join(rows))
     return 0

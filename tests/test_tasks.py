@@ -76,7 +76,9 @@ def test_one_train_step_per_stage(stage):
 
 
 @pytest.mark.heavy
-@pytest.mark.parametrize("stage,generator", [("stl", None), ("ltv", "tiny"), ("ltv", "warp_tiny")])
+# The warp generator's training is also run by the learning tests (in CI): its variant here is `slow`.
+@pytest.mark.parametrize("stage,generator", [("stl", None), ("ltv", "tiny"),
+                                             pytest.param("ltv", "warp_tiny", marks=pytest.mark.slow)])
 def test_train_stage_runs_evaluates_checkpoints_and_resumes(stage, generator, tmp_path):
     config = _tiny(stage)
     if generator:
