@@ -88,6 +88,9 @@ def test_two_processes_train_like_one(stage, tmp_path):
         np.testing.assert_allclose(a[k], b[k], rtol=1e-4, atol=1e-5, err_msg=k)
 
 
+# The end-to-end train.py run on two hosts is `slow`: CI checks two processes = one process above
+# (the same distributed code path, in-process), within its 30-minute budget.
+@pytest.mark.slow
 def test_train_py_on_two_hosts(tiny_config, tmp_path):
     """train.py launched as 2 processes: each reads its own shard, process 0 logs, orbax checkpoints."""
     port = str(_free_port())
