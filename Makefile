@@ -39,7 +39,7 @@ test: setup
 
 # Unit tests on in-memory batches and one tiny training run per stage: no corpus, no subprocess CLIs.
 test-fast: setup
-	$(PY) -m pytest -q -m 'not slow and not corpus and not cli and not multiprocess and not learning and not heavy'
+	$(PY) -m pytest -q -n auto -m 'not slow and not corpus and not cli and not multiprocess and not learning and not heavy and not browser'
 
 test-slow: setup
 	$(PY) -m pytest -q -m slow
