@@ -101,7 +101,7 @@ def evaluate_utterance(row: Row, ex: dict[str, Any], landmarker, true_lm256: np.
     from thflax import inference
 
     frames = ex["frames"]  # [T, S, S, 3] uint8
-    t, s = frames.shape[0], frames.shape[1]
+    t = frames.shape[0]
     template = ex["landmarks_raw"][0]  # [68, 2]: dlib's, as generation takes it from a photo
     pred_lm = None
     if row.kind == "reference":
