@@ -7,11 +7,11 @@ Each --checkpoint is a training workdir or an export bundle, optionally named NA
 (and so the dataset) is the one the first checkpoint was trained with; --config FILE makes every
 checkpoint match that file, and overrides such as --config.data.data_dir=DIR or
 --config.data.name=grid/crop256 change it. Rows "Reference frame (copied)" and "Template landmarks
-(no speech)" are added as floors (--notrivial_rows drops them). Writes table2.md, summary.json and
-per_utterance.json to --out_dir and prints the table. Protocol: see thflax/evaluation.py: each
-utterance's first frame, framed on its own, and its unsmoothed landmarks are the reference, as
-generation takes a photo. The numbers reported are on `test` (the default), which nothing during
-training reads; `--split=validation` is for tuning.
+(no speech)" are added as floors and "Real video (ceiling)" as the lip-sync ceiling (--notrivial_rows
+drops them). Writes table2.md, summary.json and per_utterance.json to --out_dir and prints the
+table. Protocol: see thflax/evaluation.py: each utterance's first frame, framed on its own, and its
+unsmoothed landmarks are the reference, as generation takes a photo. The numbers reported are on
+`test` (the default), which nothing during training reads; `--split=validation` is for tuning.
 """
 
 from __future__ import annotations
@@ -30,7 +30,8 @@ flags.DEFINE_enum("split", "test", ["test", "validation"],
                   "Dataset split to evaluate on: test (report) or validation (tuning). The train split's "
                   "crops are framed over whole clips, which the protocol refuses.")
 flags.DEFINE_integer("max_utterances", None, "Evaluate on the first N utterances only.", lower_bound=1)
-flags.DEFINE_bool("trivial_rows", True, "Add the copied-reference and template floor rows.")
+flags.DEFINE_bool("trivial_rows", True,
+                  "Add the copied-reference and template floor rows and the real-video ceiling row.")
 flags.DEFINE_bool("quiet", False, "No progress bar.")
 flags.mark_flags_as_required(["checkpoint"])
 

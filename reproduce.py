@@ -3,7 +3,8 @@
     python reproduce.py --workdir runs/reproduce        (what `make reproduce` runs)
 
 Rows: Baseline (configs/baseline.py), w/o Splitnet (no_split.py), w/o Attention (no_attention.py),
-Full (full.py), plus the floors "Reference frame (copied)" and "Template landmarks (no speech)".
+Full (full.py), plus the floors "Reference frame (copied)" and "Template landmarks (no speech)" and the
+lip-sync ceiling "Real video (ceiling)".
 The four rows need only two STL nets (split / not split) and two LTV nets (attention / not): each is
 trained once and each row's workdir links the two it uses, e.g. runs/reproduce/full/stl ->
 ../_stages/stl_split/stl. Every checkpoint is checked against its row's config when loaded.
