@@ -117,11 +117,15 @@ def render_frames(models: Models, ref_crop: np.ndarray, ref_template: np.ndarray
     size = models.image_size
     gen = models.generator
     ref = to_unit(np.asarray(ref_crop)[None])
-    ref_sk = sketch.draw_sketch(jnp.asarray(np.asarray(ref_template, np.float32)[None]), size)
     variables = models.generator_variables
 
     def build():
-        encode = jax.jit(lambda v, r, rs, rl: gen.apply(v, r, rs, rl, method=ltv_lib.Generator.encode_reference))
+        # The reference sketch is drawn inside the jitted function: drawn eagerly, op by op, it cost
+        # more start-up time than the whole compiled (and cached) encoder.
+        @jax.jit
+        def encode(v, r, rl):
+            rs = sketch.draw_sketch(rl, size) if gen.use_reference_sketch else None
+            return gen.apply(v, r, rs, rl if gen.warp else None, method=ltv_lib.Generator.encode_reference)
 
         @jax.jit
         def decode(v, f, lms):
@@ -133,8 +137,7 @@ def render_frames(models: Models, ref_crop: np.ndarray, ref_template: np.ndarray
         return encode, decode
 
     encode, decode = models.compiled("ltv", build)
-    ref_lm = jnp.asarray(np.asarray(ref_template, np.float32)[None]) if gen.warp else None
-    feats = encode(variables, ref, ref_sk if gen.use_reference_sketch else None, ref_lm)
+    feats = encode(variables, ref, jnp.asarray(np.asarray(ref_template, np.float32)[None]))
     pending: list[np.ndarray] = []
     for chunk in landmark_chunks:
         pending.extend(chunk)
