@@ -59,3 +59,19 @@ def test_polygon_mask():
     square = np.array([[[0.25, 0.25], [0.75, 0.25], [0.75, 0.75], [0.25, 0.75]]], np.float32)
     m = np.asarray(metrics.polygon_mask(square, 8))
     assert m.shape == (1, 8, 8) and m.sum() == 16 and m[0, 2:6, 2:6].all()
+
+
+def test_laplacian_variance_matches_opencv_and_falls_with_blur():
+    import cv2
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 255, (2, 32, 32, 3)).astype(np.float32)
+    grey = [xi.mean(-1).astype(np.float64) for xi in x]
+    ours = np.asarray(metrics.laplacian_variance(x))
+    np.testing.assert_allclose(ours, [cv2.Laplacian(g, cv2.CV_64F)[1:-1, 1:-1].var() for g in grey], rtol=1e-4)
+    mask = np.zeros((2, 32, 32, 1), np.float32)
+    mask[:, 8:20, 8:20] = 1
+    np.testing.assert_allclose(np.asarray(metrics.laplacian_variance(x, mask)),
+                               [cv2.Laplacian(g, cv2.CV_64F)[8:20, 8:20].var() for g in grey], rtol=1e-4)
+    blurred = np.stack([cv2.GaussianBlur(xi, (5, 5), 1.5) for xi in x])
+    assert np.all(np.asarray(metrics.laplacian_variance(blurred)) < 0.2 * ours)

@@ -124,3 +124,17 @@ def polygon_mask(points, size: int):
 
 #: Face outline: jaw (0–16) then brows right-to-left (26–17).
 FACE_OUTLINE = tuple(range(17)) + tuple(range(26, 16, -1))
+
+
+def laplacian_variance(images, mask=None):
+    """Variance of the 4-neighbour Laplacian of the grey image [B, H, W, 3] (any range), per image [B].
+
+    The usual focus measure (OpenCV's `Laplacian(...).var()`); `mask` [B, H, W, 1] (or [B, H, W])
+    restricts it to a region, e.g. the face. Ratios of it compare an output's sharpness with the truth's.
+    """
+    g = jnp.mean(jnp.asarray(images, jnp.float32), -1)
+    lap = (g[:, :-2, 1:-1] + g[:, 2:, 1:-1] + g[:, 1:-1, :-2] + g[:, 1:-1, 2:] - 4 * g[:, 1:-1, 1:-1])
+    w = jnp.ones_like(lap) if mask is None else jnp.asarray(mask, jnp.float32).reshape(g.shape)[:, 1:-1, 1:-1]
+    n = jnp.maximum(jnp.sum(w, (1, 2)), 1.0)
+    mu = jnp.sum(w * lap, (1, 2)) / n
+    return jnp.sum(w * jnp.square(lap - mu[:, None, None]), (1, 2)) / n

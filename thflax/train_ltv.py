@@ -26,7 +26,7 @@ import numpy as np
 import optax
 from jax import lax
 
-from thflax import losses, metrics, sketch
+from thflax import losses, metrics, sketch, warp
 from thflax.errors import InputError
 from thflax.images import to_uint8, to_unit
 from thflax.models import build, ltv
@@ -168,7 +168,17 @@ class LTVTask:
         mean = lambda v: lax.pmean(jnp.mean(v), AXIS)  # noqa: E731
         res = {"ssim": mean(metrics.ssim(out, tgt)), "psnr": mean(metrics.psnr(out, tgt)),
                "ssim_reference": mean(metrics.ssim(ref8, tgt)), "psnr_reference": mean(metrics.psnr(ref8, tgt)),
-               "mask_face": mean(inside), "mask_background": mean(outside)}
+               "mask_face": mean(inside), "mask_background": mean(outside),
+               # < 1: the output is blurrier than the truth (a painted face averages to grey).
+               "sharpness": mean(metrics.laplacian_variance(out, face) / metrics.laplacian_variance(tgt, face))}
+        if self.generator.warp:
+            # The floor a warp generator must beat: the reference moved by the spline alone (what the
+            # generator outputs where its mask is off), with the same target landmarks.
+            flow = warp.tps_flow(batch["ref_landmarks"], batch["landmarks"], self.size)
+            warped = jnp.round(jnp.clip(warp.warp(ref8, flow), 0, 255))
+            res.update(ssim_warp=mean(metrics.ssim(warped, tgt)), psnr_warp=mean(metrics.psnr(warped, tgt)),
+                       sharpness_warp=mean(metrics.laplacian_variance(warped, face) /
+                                           metrics.laplacian_variance(tgt, face)))
         return res, {"generated": out.astype(jnp.uint8), "mask": mask, "sketch": sketch.sketch_preview(sk)}
 
     def images(self, batch, out) -> dict[str, np.ndarray]:

@@ -255,6 +255,7 @@ class Generator(nn.Module):
     norm_groups: int = 8
     norm_from_level: int = 1
     warp: bool = False
+    mask_bias: float = -2.0
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
 
@@ -271,9 +272,10 @@ class Generator(nn.Module):
             self.bg_encoder = Encoder(**enc)
             self.lm_encoder = Encoder(**enc)
             # Masks start mostly closed (sigmoid(-2) ≈ 0.12): with `compose_output` the untrained generator
-            # is then close to "copy the reference", the trivial baseline, and learns where to paint.
+            # is then close to "copy the reference" (or the pure warp), the trivial baseline, and learns
+            # where to paint.
             self.mask_heads = [nn.Conv(1, (3, 3), padding="SAME", dtype=self.dtype, param_dtype=self.param_dtype,
-                                       bias_init=nn.initializers.constant(-2.0), name=f"mask{i}")
+                                       bias_init=nn.initializers.constant(self.mask_bias), name=f"mask{i}")
                                for i in range(self.depth + 1)]
             self.fusers = [nn.Conv(c, (1, 1), dtype=self.dtype, param_dtype=self.param_dtype, name=f"fuse{i}")
                            for i, c in enumerate(chs)]
