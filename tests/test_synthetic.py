@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 
 import cv2
@@ -14,6 +15,7 @@ from tests.helpers import dlib_errors as _dlib_errors
 pytestmark = pytest.mark.corpus  # renders faces / builds datasets: minutes
 import soundfile
 
+from thflax.errors import InputError
 from thflax.synthetic import corpus, face, grammar, speech
 
 SENTENCE = ["bin", "blue", "at", "f", "two", "now"]
@@ -371,3 +373,104 @@ def test_repeated_sentences_get_suffixes(monkeypatch):
     plan = corpus.plan_utterances(0, 1, 3)
     assert [uid for _, uid in plan] == ["bbaf2n", "bbaf2n_2", "bbaf2n_3"]
     assert all(words == SENTENCE for words, _ in plan)
+
+
+# ----------------------------------------------------------------------------
+# The GRID-like preset: frontal, nearly still heads (issue #14).
+
+
+def test_head_motion_scale_keeps_the_default_path_and_the_random_stream(speaker, utterance):
+    """Left at its default or passed as 1.0, `head_motion_scale` gives the same poses; any value draws the
+    same random numbers (nothing after the poses shifts), and 1/4 shrinks every component's motion."""
+    t = face.frames_covering_audio(len(utterance.audio))
+    audio = utterance.audio[: t * 640]
+    default = face.head_poses(speaker, audio, t, np.random.default_rng(7))
+    np.testing.assert_array_equal(default, face.head_poses(speaker, audio, t, np.random.default_rng(7),
+                                                           head_motion_scale=1.0))
+    states = []
+    for k in (1.0, 0.25):
+        rng = np.random.default_rng(7)
+        poses = face.head_poses(speaker, audio, t, rng, head_motion_scale=k)
+        states.append(rng.bit_generator.state)
+    assert states[0] == states[1]
+    # The same trajectory, 4 times smaller: yaw, pitch, roll, tx, ty and the scale's deviation from 1.
+    np.testing.assert_allclose(poses[:, :5], 0.25 * default[:, :5], rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(poses[:, 5] - 1, 0.25 * (default[:, 5] - 1), rtol=1e-5, atol=1e-7)
+    assert np.abs(poses[:, 0]).max() <= 0.25 * face.MAX_YAW and poses[:, :5].std(0).max() > 0.1  # not frozen
+    # render_clip passes it through; the mouth and the audio do not depend on it.
+    still = face.render_clip(speaker, utterance, rng=np.random.default_rng(7), head_motion_scale=0.25)
+    clip = face.render_clip(speaker, utterance, rng=np.random.default_rng(7))
+    np.testing.assert_array_equal(still.poses, poses)
+    np.testing.assert_array_equal(clip.poses, default)
+    np.testing.assert_array_equal(still.articulation, clip.articulation)
+    np.testing.assert_array_equal(still.audio, clip.audio)
+
+
+def _outline_motion(landmarks: np.ndarray) -> float:
+    """Mean over the non-mouth points 0-47 of their std over time, frame px: how much the head moves."""
+    return float(landmarks[:, :48].std(0).mean())
+
+
+def test_grid_like_preset_has_frontal_nearly_still_heads(tmp_path):
+    """One utterance of the `grid_like` preset and one of `small` (as configured: their own seeds and
+    speakers), and grid_like's own utterance at the default amplitude: grid_like's head moves by a few
+    pixels and degrees, several times less than small's, and only the motion differs."""
+    from input_pipeline import synthetic
+
+    by_name = {c.name: c for c in synthetic.CONFIGS}
+    grid, small = by_name["grid_like"], by_name["small"]
+    assert (grid.crop_size, grid.num_speakers, grid.utterances_per_speaker) == (
+        small.crop_size, small.num_speakers, small.utterances_per_speaker)
+    assert grid.seed not in {c.seed for c in synthetic.CONFIGS if c is not grid}
+    assert 0 < grid.head_motion_scale < 1
+    assert all(c.head_motion_scale == 1.0 for c in synthetic.CONFIGS if c is not grid)  # existing: untouched
+
+    def one(name: str, seed: int, scale: float) -> tuple[dict, dict]:
+        m = corpus.generate_corpus(tmp_path / name, 1, 1, seed=seed, progress=False, head_motion_scale=scale)
+        uid = m["utterances"][0]["utt_id"]
+        return m, dict(np.load(tmp_path / name / "synthetic_truth" / "s1" / f"{uid}.npz"))
+
+    m_grid, grid_truth = one("grid", grid.seed, grid.head_motion_scale)
+    m_small, small_truth = one("small", small.seed, small.head_motion_scale)
+    m_same, same_truth = one("same", grid.seed, 1.0)
+    assert m_grid["head_motion_scale"] == grid.head_motion_scale
+    assert "head_motion_scale" not in m_small and "head_motion_scale" not in m_same  # default manifests as before
+    stats = {}
+    for name, truth in (("grid_like", grid_truth), ("small", small_truth), ("grid_like x1", same_truth)):
+        p = truth["poses"]
+        stats[name] = (float(np.abs(p[:, 0]).max()), float(p[:, 0].std()), float(p[:, 3].std()),
+                       _outline_motion(truth["landmarks"]))
+    print("max |yaw| deg, yaw std deg, tx std px, outline motion px:",
+          {k: np.round(v, 2).tolist() for k, v in stats.items()})
+    g = stats["grid_like"]
+    assert g[0] < 6.0 and g[3] < 2.0  # frontal and nearly still: within a few degrees and pixels
+    for other in ("small", "grid_like x1"):
+        assert g[1] < stats[other][1] / 2 and g[2] < stats[other][2] / 2 and g[3] < stats[other][3] / 2
+    # Same seed at both amplitudes: same sentence, same speech; only the head moves differently.
+    uid = m_grid["utterances"][0]["utt_id"]
+    assert uid == m_same["utterances"][0]["utt_id"]
+    assert (tmp_path / "grid" / "audio" / "s1" / f"{uid}.wav").read_bytes() == \
+        (tmp_path / "same" / "audio" / "s1" / f"{uid}.wav").read_bytes()
+    with pytest.raises(InputError):
+        corpus.generate_corpus(tmp_path / "bad", 1, 1, seed=0, progress=False, head_motion_scale=-1.0)
+
+
+def test_grid_like_builder_passes_its_head_motion_to_the_generator(tmp_path, monkeypatch):
+    """The TFDS builder hands each config's `head_motion_scale` to `generate_corpus` (0.25 for grid_like,
+    1.0 for the others)."""
+    import types
+
+    from input_pipeline import synthetic
+
+    calls = {}
+
+    def fake_generate(out, **kw):
+        calls[os.path.basename(out)] = kw
+
+    monkeypatch.setattr(corpus, "generate_corpus", fake_generate)
+    dl = types.SimpleNamespace(manual_dir="", download_dir=str(tmp_path / "downloads"))
+    for name in ("grid_like", "small"):
+        builder = synthetic.SyntheticTalkingHeads(config=name, data_dir=str(tmp_path / "tfds"))
+        builder.corpus_dir(dl)
+    assert calls["grid_like"]["head_motion_scale"] == 0.25 and calls["grid_like"]["seed"] == 6
+    assert calls["small"]["head_motion_scale"] == 1.0 and calls["small"]["seed"] == 1

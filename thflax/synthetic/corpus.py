@@ -24,7 +24,7 @@ identity is clean.
 CLI::
 
   python -m thflax.synthetic.corpus --out DIR --speakers N --utterances M --seed S [--workers K]
-      [--portraits builtin|DIR [--holdout IDENTITY ...]]
+      [--portraits builtin|DIR [--holdout IDENTITY ...]] [--head_motion_scale 0.25]
 """
 
 from __future__ import annotations
@@ -124,7 +124,7 @@ def _utterance_job(args: tuple) -> dict:
     """Synthesises, renders and writes one utterance; returns its metadata."""
     import soundfile
 
-    out_dir, seed, k, j, words, uid, spk_dict, size, fps = args
+    out_dir, seed, k, j, words, uid, spk_dict, size, fps, head_motion_scale = args
     speaker = face.speaker_from_dict(spk_dict)
     rng = np.random.default_rng([seed, k, j, 0x07])
     lead, trail = rng.uniform(0.3, 0.5, 2)
@@ -149,7 +149,7 @@ def _utterance_job(args: tuple) -> dict:
     writer = mp4_writer(paths["video"], tuple(size), fps)
     try:
         clip = face.render_clip(speaker, utt, fps=fps, size=tuple(size), rng=rng,
-                                on_frame=writer.send)
+                                on_frame=writer.send, head_motion_scale=head_motion_scale)
     finally:
         writer.close()
     t = len(clip.frames)
@@ -320,6 +320,7 @@ def generate_corpus(
     portraits: str | os.PathLike | None = None,
     holdout: tuple[str, ...] = (),
     test_fraction: float = 0.25,
+    head_motion_scale: float = 1.0,
 ) -> dict:
     """Generates the corpus (see the module docstring for the layout).
 
@@ -338,11 +339,16 @@ def generate_corpus(
       holdout: identities (with ``portraits``) whose speakers are kept apart for testing;
         ``corpus.json`` lists them and their speakers (see `identity_split`).
       test_fraction: share of the speakers made of held-out identities.
+      head_motion_scale: amplitude of all head motion (`face.head_poses`): 1 = the default lively
+        heads, < 1 stiller and more frontal ones (GRID-like). Recorded in ``corpus.json`` only when
+        not 1, so that default corpora stay byte-identical to those made before it existed.
     Returns:
       The manifest written to ``corpus.json``.
     """
     from tqdm import tqdm
 
+    if not head_motion_scale >= 0:
+        raise InputError(f"head_motion_scale must be >= 0, got {head_motion_scale}")
     extra: dict = {}
     if portraits is not None:
         people, extra = _portrait_speakers(seed, num_speakers, portraits, holdout, test_fraction)
@@ -357,7 +363,7 @@ def generate_corpus(
         plan = plan_utterances(seed, k, utterances_per_speaker)
         speakers[f"s{k}"] = {**spk.to_dict(), "utterances": [uid for _, uid in plan]}
         for j, (words, uid) in enumerate(plan):
-            jobs.append((str(out), seed, k, j, words, uid, spk.to_dict(), size, fps))
+            jobs.append((str(out), seed, k, j, words, uid, spk.to_dict(), size, fps, float(head_motion_scale)))
 
     start = time.time()
     bar = tqdm(total=len(jobs), desc="synthetic corpus", unit="utt", disable=not progress)
@@ -392,6 +398,7 @@ def generate_corpus(
         "num_frames": int(sum(r["frames"] for r in results)),
         "pose_names": list(face.POSE_NAMES),
         **extra,
+        **({"head_motion_scale": float(head_motion_scale)} if head_motion_scale != 1.0 else {}),
         "speakers": speakers,
         "utterances": results,
     }
@@ -419,12 +426,14 @@ def main(argv: list[str] | None = None) -> None:
                    help="identities whose speakers are held out for testing (needs --portraits)")
     p.add_argument("--test_fraction", type=float, default=0.25,
                    help="share of the speakers made of held-out identities")
+    p.add_argument("--head_motion_scale", type=float, default=1.0,
+                   help="amplitude of all head motion: 1 = default, 0.25 = GRID-like (frontal, nearly still)")
     a = p.parse_args(argv)
     w, h = (int(v) for v in a.size.lower().split("x"))
     try:
         generate_corpus(a.out, a.speakers, a.utterances, a.seed, size=(w, h), fps=a.fps,
                         num_workers=a.workers, portraits=a.portraits, holdout=tuple(a.holdout),
-                        test_fraction=a.test_fraction)
+                        test_fraction=a.test_fraction, head_motion_scale=a.head_motion_scale)
     except InputError as e:
         raise SystemExit(f"error: {e}") from None
 

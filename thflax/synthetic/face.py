@@ -559,12 +559,21 @@ def head_poses(
     rng: np.random.Generator,
     fps: float = 25.0,
     sample_rate: int = 16000,
+    head_motion_scale: float = 1.0,
 ) -> np.ndarray:
     """Head pose trajectory: random smooth motion plus speech-driven nods.
 
     The speech-driven part follows the energy envelope 120 ms late (the head
     dips and bobs while speaking, more at loud onsets), so part of the motion is
     predictable from audio; the rest is low-pass noise the audio cannot explain.
+
+    ``head_motion_scale`` multiplies the whole trajectory's deviation from the
+    rest pose (frontal, centred, scale 1), random and speech-driven parts and
+    per-utterance offsets alike: the same motion, k times smaller (< 1: a
+    stiller, more frontal head, GRID-like; see `input_pipeline.synthetic`). It
+    draws the same random numbers whatever its value, and at 1.0 the arithmetic
+    is skipped, so the default trajectories are bit-identical to those made
+    before the parameter existed.
 
     Returns:
       float32 [T, 6]: yaw, pitch, roll (degrees; pitch > 0 = nod down), tx, ty
@@ -590,6 +599,10 @@ def head_poses(
         soft(yaw, MAX_YAW), soft(pitch, MAX_PITCH), soft(roll, MAX_ROLL),
         soft(tx, 12.0), soft(ty, 8.0), 1.0 + soft(scale - 1.0, 0.05),
     ], -1)
+    if head_motion_scale != 1.0:  # after every draw: the random stream is the same for any scale
+        k = float(head_motion_scale)
+        poses[:, :5] *= k
+        poses[:, 5] = 1.0 + k * (poses[:, 5] - 1.0)
     return poses.astype(np.float32)
 
 
@@ -969,6 +982,7 @@ def render_clip(
     size: tuple[int, int] = (360, 288),
     rng: np.random.Generator | None = None,
     on_frame: Callable[[np.ndarray], None] | None = None,
+    head_motion_scale: float = 1.0,
 ) -> Clip:
     """Renders the talking-head video of one utterance.
 
@@ -983,6 +997,7 @@ def render_clip(
       rng: randomness of the head motion (default: seeded from the speaker).
       on_frame: called with each frame as soon as it is rendered (e.g. to feed
         a video encoder running in parallel).
+      head_motion_scale: amplitude of all head motion (`head_poses`); 1 = default.
     Returns:
       A Clip.
     """
@@ -994,7 +1009,7 @@ def render_clip(
     audio = np.zeros(n_audio, np.float32)
     audio[: min(n_audio, len(utterance.audio))] = utterance.audio[:n_audio]
     art = mouth_trajectory(utterance.phonemes, t, fps)
-    poses = head_poses(speaker, audio, t, rng, fps, sr)
+    poses = head_poses(speaker, audio, t, rng, fps, sr, head_motion_scale=head_motion_scale)
     renderer = get_renderer(speaker, tuple(size))
     w, h = renderer.size
     frames = np.empty((t, h, w, 3), np.uint8)

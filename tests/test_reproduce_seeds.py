@@ -1,0 +1,220 @@
+"""reproduce.py --seeds N: mean ± std per cell over training seeds, which of the paper's orderings exceed the
+seed-to-seed spread, and Table 1 / the paper's published rows kept apart from ours (issue #14).
+
+Hand-made per-seed summaries (what `evaluation.summarize` returns per seed): no corpus, no training.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from thflax import evaluation
+
+NAN = float("nan")
+
+
+def _row(lmd: float, ssim: float, psnr: float, **extra: float) -> dict[str, float]:
+    return {"lmd": lmd, "ssim": ssim, "psnr": psnr, "sync_r": 0.5, "utterances": 4, **extra}
+
+
+def _seeds() -> list[dict[str, dict[str, float]]]:
+    """Three seeds. Full vs Baseline: ahead on every metric by the same margin in each seed (holds). Full vs
+    w/o Attention on LMD: the sign flips between seeds (within the spread). Full vs w/o Splitnet on SSIM:
+    behind in every seed (reversed); on PSNR ahead in every seed but by 0.01, 0.01 and 1.0 (mean 0.34 <
+    std 0.57: within the spread). The real video's pixel cells are blank (NaN) in every seed; the
+    template's sync_r in seed 1 only."""
+    out = []
+    for i, (full_lmd, noatt_lmd) in enumerate([(2.00, 2.10), (2.10, 2.00), (2.05, 2.10)]):
+        full = _row(full_lmd, 0.80 + 0.01 * i, 25.0 + 0.1 * i)
+        out.append({
+            "Real video (ceiling)": {"lmd": NAN, "ssim": NAN, "psnr": NAN, "sync_r": 0.8, "utterances": 4},
+            "Reference frame (copied)": _row(3.0 + 0.1 * i, 0.70, 22.0, sync_r=NAN),
+            "Template landmarks (no speech)": _row(2.8, 0.72, 23.0, sync_r=0.1 if i == 1 else NAN),
+            "Baseline": _row(full_lmd + 0.5, full["ssim"] - 0.05, full["psnr"] - 1.0),
+            "w/o Splitnet": _row(full_lmd + 0.3, full["ssim"] + 0.02, full["psnr"] - (0.01, 0.01, 1.0)[i]),
+            "w/o Attention": _row(noatt_lmd, full["ssim"] - 0.03, full["psnr"] - 0.5),
+            "Full": full,
+        })
+    return out
+
+
+def _cells(table: str) -> dict[str, dict[str, str]]:
+    """{row: {column header: cell}} of a markdown table."""
+    lines = [line for line in table.splitlines() if line.startswith("|")]
+    head = [c.strip() for c in lines[0].strip("|").split("|")]
+    rows = {}
+    for line in lines[2:]:
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        rows[cells[0]] = dict(zip(head, cells))
+    return rows
+
+
+def test_aggregate_seeds_mean_sample_std_and_nan_cells():
+    seeds = _seeds()
+    agg = evaluation.aggregate_seeds(seeds)
+    assert list(agg) == list(seeds[0])  # row order kept
+    full_lmd = agg["Full"]["lmd"]
+    assert full_lmd["values"] == [2.00, 2.10, 2.05] and full_lmd["n"] == 3
+    assert full_lmd["mean"] == pytest.approx(2.05)
+    assert full_lmd["std"] == pytest.approx(np.std([2.00, 2.10, 2.05], ddof=1))  # sample std, not ddof=0
+    assert full_lmd["std"] != pytest.approx(np.std([2.00, 2.10, 2.05]))
+    real = agg["Real video (ceiling)"]["ssim"]
+    assert real["n"] == 0 and np.isnan(real["mean"]) and np.isnan(real["std"]) and len(real["values"]) == 3
+    tmpl = agg["Template landmarks (no speech)"]["sync_r"]  # defined in one seed only
+    assert tmpl["n"] == 1 and tmpl["mean"] == pytest.approx(0.1) and np.isnan(tmpl["std"])
+    # A row or key missing from a seed counts as undefined there.
+    partial = evaluation.aggregate_seeds([{"A": {"lmd": 1.0}}, {"A": {"lmd": 3.0, "ssim": 0.5}}, {}])
+    assert partial["A"]["lmd"]["n"] == 2 and partial["A"]["lmd"]["mean"] == 2.0
+    assert partial["A"]["ssim"]["n"] == 1 and np.isnan(partial["A"]["ssim"]["values"][0])
+
+
+def test_markdown_table_seeds_shows_mean_pm_std_and_dashes_for_nan():
+    agg = evaluation.aggregate_seeds(_seeds())
+    cells = _cells(evaluation.markdown_table_seeds(agg))
+    assert cells["Full"]["LMD"] == "2.05 ± 0.05"
+    assert cells["Full"]["SSIM"] == f"0.810 ± {np.std([0.80, 0.81, 0.82], ddof=1):.3f}"
+    assert cells["Real video (ceiling)"]["SSIM"] == "–" and cells["Real video (ceiling)"]["LMD"] == "–"
+    assert cells["Real video (ceiling)"]["sync r"] == "0.80 ± 0.00"
+    assert cells["Reference frame (copied)"]["sync r"] == "–"
+    assert cells["Template landmarks (no speech)"]["sync r"] == "0.10 (1/3 seeds)"
+    assert cells["Full"]["head LMD"] == "–"  # a key no seed has
+    # One seed: the value alone, no "±".
+    one = _cells(evaluation.markdown_table_seeds(evaluation.aggregate_seeds(_seeds()[:1])))
+    assert one["Full"]["LMD"] == "2.00" and one["Real video (ceiling)"]["SSIM"] == "–"
+
+
+def _verdicts(comparisons: list[dict]) -> dict[tuple[str, str, str], str]:
+    return {(c["better"], c["worse"], c["key"]): c["verdict"] for c in comparisons}
+
+
+def test_orderings_hold_only_beyond_the_paired_spread():
+    ords = evaluation.orderings(_seeds())
+    comp = _verdicts(ords["components"])
+    assert {k for k in comp} == {("Full", r, k) for r in ("Baseline", "w/o Splitnet", "w/o Attention")
+                                 for k in ("lmd", "ssim", "psnr")}
+    # Consistent margin in every seed: holds, for a lower-is-better and higher-is-better metric alike.
+    assert comp[("Full", "Baseline", "lmd")] == comp[("Full", "Baseline", "ssim")] == "holds"
+    assert comp[("Full", "Baseline", "psnr")] == "holds"
+    # Sign flips between seeds.
+    assert comp[("Full", "w/o Attention", "lmd")] == "within the spread"
+    # Ahead in every seed, but the mean advantage does not exceed its spread.
+    assert comp[("Full", "w/o Splitnet", "psnr")] == "within the spread"
+    # Behind in every seed beyond the spread.
+    assert comp[("Full", "w/o Splitnet", "ssim")] == "reversed"
+    c = next(c for c in ords["components"] if (c["worse"], c["key"]) == ("Baseline", "lmd"))
+    assert c["diffs"] == pytest.approx([0.5, 0.5, 0.5]) and c["mean"] == pytest.approx(0.5)  # > 0 = Full ahead
+    best = {b["claim"]: b for b in ords["best"]}
+    assert best["Full best on LMD"]["verdict"] == "not shown"
+    assert best["Full best on LMD"]["against"] == {"Baseline": "holds", "w/o Splitnet": "holds",
+                                                   "w/o Attention": "within the spread"}
+    assert best["Full best on SSIM"]["verdict"] == "not shown"
+    # Every model row against both floors; the real video (no pixel cells) is no floor.
+    floors = _verdicts(ords["floors"])
+    assert len(floors) == 4 * 2 * 3
+    assert floors[("Full", "Reference frame (copied)", "lmd")] == "holds"
+    assert not any("Real video" in k[1] for k in floors)
+
+
+def test_orderings_full_best_holds_when_every_pair_does():
+    seeds = _seeds()
+    for s in seeds:  # make w/o Attention and w/o Splitnet clearly worse on LMD in every seed
+        s["w/o Attention"]["lmd"] = s["Full"]["lmd"] + 0.2
+    best = {b["claim"]: b["verdict"] for b in evaluation.orderings(seeds)["best"]}
+    assert best["Full best on LMD"] == "holds"
+    assert best["Full best on PSNR"] == "not shown"  # w/o Splitnet's PSNR is within the spread
+
+
+def test_orderings_with_one_seed_and_undefined_cells():
+    one = evaluation.orderings(_seeds()[:1])
+    assert {c["verdict"] for c in one["components"]} == {"one seed (no spread)"}
+    assert {b["verdict"] for b in one["best"]} == {"one seed (no spread)"}
+    c = evaluation.paired_comparison(_seeds(), "Real video (ceiling)", "Full", "ssim")
+    assert c["verdict"] == "undefined" and c["n"] == 0
+    # A seed where one side is undefined is left out of the pairs, not counted as a win or a loss.
+    seeds = _seeds()
+    seeds[1]["Baseline"]["lmd"] = NAN
+    c = evaluation.paired_comparison(seeds, "Full", "Baseline", "lmd")
+    assert c["n"] == 2 and c["verdict"] == "holds" and np.isnan(c["diffs"][1])
+
+
+def test_orderings_claim_nothing_below_the_printed_resolution():
+    """A consistent advantage smaller than the table's last digit (SSIM prints 3 decimals) is no ordering."""
+    seeds = _seeds()
+    for i, s in enumerate(seeds):
+        s["Template landmarks (no speech)"]["ssim"] = s["Full"]["ssim"] - 1e-5 * (1 + 0.1 * i)
+        s["Reference frame (copied)"]["ssim"] = s["Full"]["ssim"] - 1e-3 * (1 + 0.1 * i)
+    floors = _verdicts(evaluation.orderings(seeds)["floors"])
+    assert floors[("Full", "Template landmarks (no speech)", "ssim")] == "within the spread"
+    assert floors[("Full", "Reference frame (copied)", "ssim")] == "holds"
+
+
+def test_orderings_markdown_states_the_rule_and_every_claim():
+    md = evaluation.markdown_orderings(evaluation.orderings(_seeds()))
+    assert "ddof=1" in md and "every seed" in md
+    assert "- Full best on LMD: **not shown** (vs w/o Attention: within the spread)" in md
+    assert "- Full better than w/o Attention on LMD: **within the spread** (mean advantage" in md
+    assert "- Full better than Baseline on LMD: **holds** (mean advantage +0.5 ± " in md
+    assert "per seed +0.5, +0.5, +0.5)" in md
+    assert "Reference frame (copied) on SSIM" in md
+
+
+def test_seed_summary_json_is_strict_with_nan_as_null(tmp_path):
+    seeds = _seeds()
+    obj = {"rows": evaluation.aggregate_seeds(seeds), "orderings": evaluation.orderings(seeds)}
+    path = tmp_path / "summary.json"
+    evaluation.write_json(str(path), obj)
+    raw = json.loads(path.read_text())  # strict JSON: no bare NaN
+    assert raw["rows"]["Real video (ceiling)"]["ssim"]["mean"] is None
+    back = evaluation.read_json(str(path))
+    assert np.isnan(back["rows"]["Real video (ceiling)"]["ssim"]["values"][0])
+    assert back["rows"]["Full"]["lmd"]["values"] == [2.00, 2.10, 2.05]
+
+
+def test_table1_puts_measured_and_published_ssim_in_separate_columns():
+    agg = evaluation.aggregate_seeds(_seeds())
+    md = evaluation.markdown_table1(agg, "synthetic_talking_heads/small", evaluation.orderings(_seeds()))
+    cells = _cells(md)
+    head = [c.strip() for c in md.splitlines()[2].strip("|").split("|")]
+    measured, published = head[1], head[2]
+    assert "measured here" in measured and "3 training seeds" in measured
+    assert "not measured here" in published
+    assert cells["Chen [12]"][measured] == "–" and cells["Chen [12]"][published] == "0.74"
+    assert cells["ATVG [4]"][published] == "0.80"
+    full = cells['The proposed (w attention) = our "Full"']
+    assert full[published] == "0.88" and full[measured] == f"0.810 ± {np.std([0.80, 0.81, 0.82], ddof=1):.3f}"
+    assert cells['The proposed (w/o attention) = our "w/o Attention"'][published] == "0.83"
+    assert cells["Reference frame (copied) (floor)"][measured] == "0.700 ± 0.000"
+    assert cells["Reference frame (copied) (floor)"][published] == "–"
+    # The SSIM orderings of our two rows follow the table.
+    assert "- Full better than w/o Attention on SSIM: **holds**" in md
+    # One seed: values without ±, no orderings.
+    one = _cells(evaluation.markdown_table1(evaluation.aggregate_seeds(_seeds()[:1]), "x"))
+    assert one['The proposed (w attention) = our "Full"']["SSIM measured here (x)"] == "0.800"
+
+
+def test_published_table2_is_marked_and_apart_from_ours():
+    md = evaluation.markdown_published_table2()
+    assert md.startswith("## ") and "not measured here" in md.splitlines()[0]
+    cells = _cells(md)
+    assert list(cells) == ["Chen [12]", "Wiles [15]", "Chung [1]", "Baseline", "ATVGnet [4]",
+                           "The proposed (w/o Splitnet)", "The proposed (w/o Attention)", "The proposed"]
+    assert [cells["The proposed"][k] for k in ("LMD", "SSIM", "PSNR")] == ["1.01", "0.91", "29.73"]
+    assert [cells["ATVGnet [4]"][k] for k in ("LMD", "SSIM", "PSNR")] == ["1.29", "0.83", "32.15"]
+
+
+def test_ordering_row_names_match_the_rows_reproduce_and_run_table_make():
+    """The orderings find their rows by name: reproduce.py's ROWS and run_table's floor rows must be named
+    as `MODEL_ROWS` / `FLOOR_ROWS` (read from the sources: importing reproduce.py would define its flags)."""
+    import ast
+    import inspect
+    import pathlib
+
+    src = (pathlib.Path(__file__).parents[1] / "reproduce.py").read_text()
+    rows = next(ast.literal_eval(node.value) for node in ast.parse(src).body
+                if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "ROWS")
+    assert tuple(name for name, _ in rows) == evaluation.MODEL_ROWS
+    run_table = inspect.getsource(evaluation.run_table)
+    assert all(f'Row("{name}"' in run_table for name in evaluation.FLOOR_ROWS)
