@@ -75,3 +75,15 @@ def test_laplacian_variance_matches_opencv_and_falls_with_blur():
                                [cv2.Laplacian(g, cv2.CV_64F)[8:20, 8:20].var() for g in grey], rtol=1e-4)
     blurred = np.stack([cv2.GaussianBlur(xi, (5, 5), 1.5) for xi in x])
     assert np.all(np.asarray(metrics.laplacian_variance(blurred)) < 0.2 * ours)
+
+
+def test_masked_psnr_counts_only_the_region(images):
+    a, b, _ = images
+    mask = np.zeros(a.shape[:2] + (1,), np.float32)
+    mask[10:30, 10:30] = 1
+    want = peak_signal_noise_ratio(a[10:30, 10:30], b[10:30, 10:30], data_range=255)
+    got = float(metrics.masked_psnr(a[None].astype(np.float32), b[None].astype(np.float32), mask[None])[0])
+    assert abs(got - want) < 1e-3
+    c = a.copy()
+    c[40:] = 0  # outside the region: no effect
+    assert abs(float(metrics.masked_psnr(c[None].astype(np.float32), b[None].astype(np.float32), mask[None])[0]) - want) < 1e-3

@@ -124,6 +124,9 @@ def polygon_mask(points, size: int):
 
 #: Face outline: jaw (0–16) then brows right-to-left (26–17).
 FACE_OUTLINE = tuple(range(17)) + tuple(range(26, 16, -1))
+#: Outer lip contour (48–59): the mouth region, where a warp of the reference cannot show what the
+#: target's open mouth holds.
+OUTER_LIP = tuple(range(48, 60))
 
 
 def laplacian_variance(images, mask=None):
@@ -138,3 +141,11 @@ def laplacian_variance(images, mask=None):
     n = jnp.maximum(jnp.sum(w, (1, 2)), 1.0)
     mu = jnp.sum(w * lap, (1, 2)) / n
     return jnp.sum(w * jnp.square(lap - mu[:, None, None]), (1, 2)) / n
+
+
+def masked_psnr(pred, true, mask, data_range: float = 255.0):
+    """PSNR [B] over the pixels where `mask` [B, H, W, 1] (or [B, H, W]) is 1, e.g. the mouth."""
+    p, t = jnp.asarray(pred, jnp.float32), jnp.asarray(true, jnp.float32)
+    w = jnp.asarray(mask, jnp.float32).reshape(p.shape[:3] + (1,))
+    mse = jnp.sum(w * jnp.square(p - t), (1, 2, 3)) / jnp.maximum(jnp.sum(w, (1, 2, 3)) * p.shape[-1], 1.0)
+    return 10.0 * jnp.log10(data_range**2 / jnp.maximum(mse, 1e-10))

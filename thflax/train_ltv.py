@@ -162,6 +162,7 @@ class LTVTask:
         fake, mask = self.generate(gp, ref, sk, ref_sk, batch)
         out, tgt, ref8 = to_uint8(fake), jnp.asarray(batch["target"], jnp.float32), jnp.asarray(batch["reference"], jnp.float32)
         face = metrics.polygon_mask(batch["landmarks"][:, metrics.FACE_OUTLINE], self.size)[..., None]
+        mouth = metrics.polygon_mask(batch["landmarks"][:, metrics.OUTER_LIP], self.size)[..., None]
         m = mask
         inside = jnp.sum(m * face, (1, 2, 3)) / jnp.maximum(jnp.sum(face, (1, 2, 3)), 1.0)
         outside = jnp.sum(m * (1 - face), (1, 2, 3)) / jnp.maximum(jnp.sum(1 - face, (1, 2, 3)), 1.0)
@@ -170,13 +171,17 @@ class LTVTask:
                "ssim_reference": mean(metrics.ssim(ref8, tgt)), "psnr_reference": mean(metrics.psnr(ref8, tgt)),
                "mask_face": mean(inside), "mask_background": mean(outside),
                # < 1: the output is blurrier than the truth (a painted face averages to grey).
-               "sharpness": mean(metrics.laplacian_variance(out, face) / metrics.laplacian_variance(tgt, face))}
+               "sharpness": mean(metrics.laplacian_variance(out, face) / metrics.laplacian_variance(tgt, face)),
+               # Inside the target's lips: what a warp of the reference cannot show (an opened mouth).
+               "psnr_mouth": mean(metrics.masked_psnr(out, tgt, mouth)),
+               "psnr_mouth_reference": mean(metrics.masked_psnr(ref8, tgt, mouth))}
         if self.generator.warp:
             # The floor a warp generator must beat: the reference moved by the spline alone (what the
             # generator outputs where its mask is off), with the same target landmarks.
             flow = warp.tps_flow(batch["ref_landmarks"], batch["landmarks"], self.size)
             warped = jnp.round(jnp.clip(warp.warp(ref8, flow), 0, 255))
             res.update(ssim_warp=mean(metrics.ssim(warped, tgt)), psnr_warp=mean(metrics.psnr(warped, tgt)),
+                       psnr_mouth_warp=mean(metrics.masked_psnr(warped, tgt, mouth)),
                        sharpness_warp=mean(metrics.laplacian_variance(warped, face) /
                                            metrics.laplacian_variance(tgt, face)))
         return res, {"generated": out.astype(jnp.uint8), "mask": mask, "sketch": sketch.sketch_preview(sk)}
