@@ -1,6 +1,6 @@
 """Learning tests: the STL and LTV nets trained for a few CPU minutes on a small many-person synthetic
 corpus beat trivial baselines on a person held out of training (configs/cpu.py with the warp
-generator, as the demo uses). Numbers are printed (run with -s).
+generator and the L1 term, as the demo uses). Numbers are printed (run with -s).
 
 The corpus (`synthetic_talking_heads/people_small`) is split by identity: its test split is every
 utterance of the speakers made of the held-out identity's photos, which no training or validation
@@ -45,6 +45,7 @@ def learn_config(tmp_path_factory):
     pipeline.get_builder(c.data)
     c.data.prepare = False
     c.ltv.generator = "warp"
+    c.ltv.l1_weight = 10.0  # as the demo (configs/demo.py)
     c.ltv.num_steps = 300
     c.train.eval_every = 1000
     c.train.log_every = 100
@@ -141,12 +142,11 @@ def test_ltv_beats_reference_baseline_and_attends_to_the_face(learned, learn_con
           f"mask inside face {sums['mask_face']:.3f} vs outside {sums['mask_background']:.3f}")
     assert sums["ssim"] > sums["ssim_reference"] + 0.02
     assert sums["psnr"] > sums["psnr_reference"] + 0.5
-    # The untrained warp generator is nearly the pure warp of the reference to the true landmarks (its
-    # masks start at 0.12), a floor far above the copied frame. Printed, not asserted: after 300 CPU
-    # steps the trained network is below it in SSIM and slightly above in PSNR (README, open issue).
-    untrained = parallel.replicate(task.init_state(jax.random.PRNGKey(1)), mesh)
-    warp_only, _ = trainer.evaluate(untrained, batches, parallel.data_parallel_eval(task.eval_step, mesh))
-    print(f"pure warp (untrained generator): SSIM {warp_only['ssim']:.3f}, PSNR {warp_only['psnr']:.2f} dB")
+    # The pure warp of the reference to the true landmarks (what the warp generator outputs where its
+    # mask is off) is a floor far above the copied frame. Printed, not asserted: after 300 CPU steps the
+    # trained network is at or just below it (benchmarks/ltv_quality.py's table in BENCHMARKS.md).
+    print(f"pure warp: SSIM {sums['ssim_warp']:.3f}, PSNR {sums['psnr_warp']:.2f} dB; face sharpness vs truth: "
+          f"generated {sums['sharpness']:.2f}, pure warp {sums['sharpness_warp']:.2f}")
     # No face-vs-background check of the attention mask here: with the warp generator the mask marks
     # what the network paints over the warped reference (the mouth), not the face (measured 0.05 inside
     # the face vs 0.07 outside); the SSIM/PSNR margins over the copied frame are the test.

@@ -84,9 +84,11 @@ GENERATOR_PRESETS: dict[str, dict[str, Any]] = {
                  norm_from_level=1),
     "paper": dict(base_channels=32, depth=5, max_channels=256, patch=1, bottleneck_blocks=2,
                   convs_per_level=1, norm_from_level=1),
-    # "fast" on the reference warped to the target landmarks (see `Generator.warp`).
+    # "fast" on the reference warped to the target landmarks (see `Generator.warp`). Its masks start
+    # nearly closed (sigmoid(-4) ≈ 0.02): the untrained generator is then the pure warp, a floor that
+    # a painted face of an unseen person falls below (benchmarks/ltv_quality.py; BENCHMARKS.md).
     "warp": dict(base_channels=24, depth=4, max_channels=128, patch=2, bottleneck_blocks=2,
-                 norm_from_level=1, warp=True),
+                 norm_from_level=1, warp=True, mask_bias=-4.0),
     "warp_tiny": dict(base_channels=8, depth=2, max_channels=16, patch=1, bottleneck_blocks=0, warp=True),
 }
 DEFAULT_PRESET = "fast"
