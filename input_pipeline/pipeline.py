@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -45,6 +46,8 @@ def get_builder(data_config) -> tfds.core.DatasetBuilder:
     kwargs = {} if data_config.num_workers is None else {"num_workers": data_config.num_workers}
     builder = tfds.builder(data_config.name, data_dir=data_config.data_dir or None, **kwargs)
     if data_config.prepare:
+        if not sys.stderr.isatty():  # per-example progress bars flood a log file; a terminal keeps them
+            tfds.disable_progress_bar()
         builder.download_and_prepare(
             download_config=tfds.download.DownloadConfig(manual_dir=data_config.manual_dir or None))
     return builder

@@ -206,7 +206,7 @@ def evaluate(rows: list[Row], utterances, max_utterances: int | None = None, eva
     exs = list(utterances)[:max_utterances] if max_utterances else list(utterances)
     for ex in exs:  # before any work
         check_reference_framing(ex)
-    for ex in tqdm(exs, desc="evaluating", unit="utt", disable=not progress):
+    for ex in tqdm(exs, desc="evaluating", unit="utt", disable=None if progress else True):  # None: off when not a terminal
         true_lm = _track(_resize(ex["frames"], eval_size), landmarker)
         for r in rows:
             results[r.name].append(evaluate_utterance(r, ex, landmarker, true_lm, eval_size))

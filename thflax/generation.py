@@ -612,7 +612,7 @@ def write_frames(frames: Iterable[np.ndarray], out: str, fps: float, audio: str,
     if progress and report is None:
         from tqdm import tqdm
 
-        bar = tqdm(total=total, desc=desc, unit="frame")
+        bar = tqdm(total=total, desc=desc, unit="frame", disable=None)  # None: off when not a terminal
     writer = video.VideoWriter(out, fps=fps, audio_path=audio)
     with writer:
         for i, frame in enumerate(frames):

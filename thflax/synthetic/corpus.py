@@ -366,7 +366,8 @@ def generate_corpus(
             jobs.append((str(out), seed, k, j, words, uid, spk.to_dict(), size, fps, float(head_motion_scale)))
 
     start = time.time()
-    bar = tqdm(total=len(jobs), desc="synthetic corpus", unit="utt", disable=not progress)
+    bar = tqdm(total=len(jobs), desc="synthetic corpus", unit="utt",
+               disable=None if progress else True)  # None: off when not a terminal (a log file)
     results = []
     if num_workers <= 1:
         for job in jobs:
