@@ -1,6 +1,6 @@
 """Start-up time of generate.py: wall time of one short clip (default 4 s of speech) as a subprocess.
 
-    python benchmarks/bench_startup.py                                   # runs/demo_refactor/export, else a tiny model
+    python benchmarks/bench_startup.py                                   # runs/demo/export (make demo), else a tiny model
     python benchmarks/bench_startup.py --checkpoint runs/demo/export     # and its source workdir, if it exists
     python benchmarks/bench_startup.py --checkpoint runs/demo --baseline # a workdir (exported here for the bundle rows)
 
@@ -33,7 +33,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-DEMO_EXPORT = os.path.join(ROOT, "runs", "demo_refactor", "export")
+DEMO_EXPORT = os.path.join(ROOT, "runs", "demo", "export")
 STEPS = ("startup", "detect", "audio", "load", "features", "first_frame", "render", "mux")
 TEXT = ("The quick brown fox jumps over the lazy dog, and then it runs back home along the quiet river "
         "bank before the sun goes down.")
