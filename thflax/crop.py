@@ -105,16 +105,26 @@ def paste_masked(frame: np.ndarray, crop_image: np.ndarray, box: CropBox, mask: 
     h, w = frame.shape[:2]
     size = crop_image.shape[0]
     s = box.side / size
-    m = np.array([[s, 0, box.x0], [0, s, box.y0]], np.float32)
-    up = cv2.warpAffine(crop_image, m, (w, h), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
-    alpha = cv2.warpAffine(np.asarray(mask, np.float32), m, (w, h), flags=cv2.INTER_LINEAR,
-                           borderMode=cv2.BORDER_CONSTANT)
-    face = np.zeros((h, w), np.uint8)
-    hull = cv2.convexHull(np.round(np.asarray(face_landmarks, np.float32)).astype(np.int32))
-    cv2.fillConvexPoly(face, hull, 1)
     grow = max(3, int(round(feather * box.side)))
+    # Only the box (where the warped mask can be non-zero) and a margin for the feathering change:
+    # work on that region of interest, not the whole photo (5–10× fewer pixels on a portrait).
+    margin = 2 * grow + 2
+    x0, y0 = max(0, int(np.floor(box.x0)) - margin), max(0, int(np.floor(box.y0)) - margin)
+    x1, y1 = min(w, int(np.ceil(box.x0 + box.side)) + margin), min(h, int(np.ceil(box.y0 + box.side)) + margin)
+    if x1 <= x0 or y1 <= y0:  # the box lies outside the frame: nothing to paste
+        return np.array(frame, copy=True)
+    rw, rh = x1 - x0, y1 - y0
+    m = np.array([[s, 0, box.x0 - x0], [0, s, box.y0 - y0]], np.float32)
+    up = cv2.warpAffine(crop_image, m, (rw, rh), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
+    alpha = cv2.warpAffine(np.asarray(mask, np.float32), m, (rw, rh), flags=cv2.INTER_LINEAR,
+                           borderMode=cv2.BORDER_CONSTANT)
+    face = np.zeros((rh, rw), np.uint8)
+    pts = np.round(np.asarray(face_landmarks, np.float32) - np.array([x0, y0], np.float32)).astype(np.int32)
+    cv2.fillConvexPoly(face, cv2.convexHull(pts), 1)
     face = cv2.dilate(face, np.ones((grow, grow), np.uint8)).astype(np.float32)
-    face = cv2.GaussianBlur(face, (0, 0), sigmaX=grow / 2)
+    face = cv2.GaussianBlur(face, (0, 0), sigmaX=grow / 2)  # reflects at the photo's edges, as before
     alpha = np.clip(alpha * face, 0.0, 1.0)[..., None]
-    out = frame.astype(np.float32) * (1 - alpha) + up.astype(np.float32) * alpha
-    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+    region = frame[y0:y1, x0:x1].astype(np.float32) * (1 - alpha) + up.astype(np.float32) * alpha
+    out = np.array(frame, copy=True)
+    out[y0:y1, x0:x1] = np.clip(region + 0.5, 0, 255).astype(np.uint8)
+    return out

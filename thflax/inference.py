@@ -138,21 +138,30 @@ def render_frames(models: Models, ref_crop: np.ndarray, ref_template: np.ndarray
 
     encode, decode = models.compiled("ltv", build)
     feats = encode(variables, ref, jnp.asarray(np.asarray(ref_template, np.float32)[None]))
+    # One batch stays in flight: JAX dispatches asynchronously, so the next batch computes while the
+    # caller works on the frames of this one (pasting, encoding).
+    inflight = None
     pending: list[np.ndarray] = []
     for chunk in landmark_chunks:
         pending.extend(chunk)
         while len(pending) >= batch:
             group, pending = pending[:batch], pending[batch:]
-            imgs, masks = decode(variables, feats, jnp.asarray(np.stack(group)))
-            yield from _frames(imgs, masks, group, with_mask)
+            out = (*decode(variables, feats, jnp.asarray(np.stack(group))), group, len(group))
+            if inflight is not None:
+                yield from _frames(*inflight, with_mask)
+            inflight = out
     if pending:
         n = len(pending)
         group = pending + [pending[-1]] * (batch - n)
-        imgs, masks = decode(variables, feats, jnp.asarray(np.stack(group)))
-        yield from list(_frames(imgs, masks, group, with_mask))[:n]
+        out = (*decode(variables, feats, jnp.asarray(np.stack(group))), group, n)
+        if inflight is not None:
+            yield from _frames(*inflight, with_mask)
+        inflight = out
+    if inflight is not None:
+        yield from _frames(*inflight, with_mask)
 
 
-def _frames(imgs, masks, landmarks, with_mask: bool):
+def _frames(imgs, masks, landmarks, n: int, with_mask: bool):
     imgs, masks = np.asarray(imgs), np.asarray(masks)
-    for i, lm in enumerate(landmarks):
+    for i, lm in enumerate(landmarks[:n]):
         yield (imgs[i], lm, masks[i]) if with_mask else (imgs[i], lm)
