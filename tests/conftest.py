@@ -1,8 +1,12 @@
-"""Shared fixtures: a tiny synthetic corpus and its prepared TFDS dataset, built once per session."""
+"""Shared fixtures: a tiny synthetic corpus, its prepared TFDS dataset and a tiny trained model, built
+once per test run (under pytest-xdist the first worker that needs one builds it, the others wait and
+reuse it: `shared_dir`)."""
 
 from __future__ import annotations
 
 import os
+import shutil
+from collections.abc import Callable
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # Tests compile far more than they run: XLA's optimisation passes cost more compile time than they
@@ -23,26 +27,47 @@ def pytest_collection_modifyitems(items):
             item.add_marker(pytest.mark.corpus)
 
 
+def shared_dir(tmp_path_factory, worker_id: str, name: str, build: Callable[[str], None]) -> str:
+    """A folder made by `build(path)` once per test run.
+
+    Without xdist (`worker_id` "master") it is a fresh folder of this session. Under xdist every worker
+    is a session of its own, and the folders are built in the run's common temporary root under a file
+    lock: the first worker builds, the others wait for it and reuse the result (a `.done` marker
+    tells a finished build from one that failed half-way, which is rebuilt).
+    """
+    if worker_id == "master":
+        path = str(tmp_path_factory.mktemp(name))
+        build(path)
+        return path
+    from filelock import FileLock
+
+    path = os.path.join(str(tmp_path_factory.getbasetemp().parent), name)
+    with FileLock(path + ".lock"):
+        if not os.path.exists(os.path.join(path, ".done")):
+            shutil.rmtree(path, ignore_errors=True)
+            os.makedirs(path)
+            build(path)
+            open(os.path.join(path, ".done"), "w").close()
+    return path
+
+
 @pytest.fixture(scope="session")
-def tiny_corpus(tmp_path_factory) -> str:
+def tiny_corpus(tmp_path_factory, worker_id) -> str:
     """2 speakers x 6 utterances of the synthetic corpus (GRID layout)."""
     from thflax.synthetic import corpus
 
-    out = tmp_path_factory.mktemp("tiny_corpus")
-    corpus.generate_corpus(out, num_speakers=2, utterances_per_speaker=6, seed=0, progress=False)
-    return str(out)
+    return shared_dir(tmp_path_factory, worker_id, "tiny_corpus", lambda out: corpus.generate_corpus(
+        out, num_speakers=2, utterances_per_speaker=6, seed=0, progress=False))
 
 
 @pytest.fixture(scope="session")
-def tiny_data_dir(tmp_path_factory, tiny_corpus) -> str:
+def tiny_data_dir(tmp_path_factory, worker_id, tiny_corpus) -> str:
     """TFDS data_dir holding synthetic_talking_heads/tiny prepared from `tiny_corpus`."""
     from input_pipeline import pipeline
     from tests.helpers import data_config
 
-    data_dir = str(tmp_path_factory.mktemp("tfds"))
-    pipeline.get_builder(data_config(name="synthetic_talking_heads/tiny", data_dir=data_dir, manual_dir=tiny_corpus,
-                                     num_workers=1))
-    return data_dir
+    return shared_dir(tmp_path_factory, worker_id, "tfds", lambda data_dir: pipeline.get_builder(data_config(
+        name="synthetic_talking_heads/tiny", data_dir=data_dir, manual_dir=tiny_corpus, num_workers=1)))
 
 
 @pytest.fixture
@@ -74,16 +99,14 @@ def thflax_cache_dir(tmp_path_factory) -> str:
 
 
 @pytest.fixture(scope="session")
-def tiny_workdir(tiny_data_dir, tiny_corpus, tmp_path_factory) -> str:
+def tiny_workdir(tiny_data_dir, tiny_corpus, tmp_path_factory, worker_id) -> str:
     """Both stages of configs/tiny.py trained for 10 steps on the tiny dataset (for generation tests)."""
     from configs import tiny
     from tests.helpers import train_all
 
-    wd = str(tmp_path_factory.mktemp("tiny_workdir"))
     cfg = tiny.get_config()
     cfg.data.data_dir = tiny_data_dir
     cfg.data.manual_dir = tiny_corpus
     cfg.stl.num_steps = 10
     cfg.ltv.num_steps = 10
-    train_all(cfg, wd)
-    return wd
+    return shared_dir(tmp_path_factory, worker_id, "tiny_workdir", lambda wd: train_all(cfg, wd))
