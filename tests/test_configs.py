@@ -48,6 +48,21 @@ def test_saved_config_is_laid_over_the_schema():
     assert c.ltv.mask_weight == default.get_config().ltv.mask_weight
 
 
+def test_saved_generator_given_as_fields_loads_back():
+    """config.ltv.generator may be a dict of Generator fields instead of a preset name (a checkpoint
+    trained so must load for generation)."""
+    import json
+
+    from thflax.models import build, ltv
+
+    saved = default.get_config().to_dict()
+    saved["ltv"]["generator"] = {**ltv.GENERATOR_PRESETS["warp_tiny"], "mask_bias": -3.0}
+    c = params.config_from_json(json.dumps(saved))
+    g = build.build_generator(c)
+    assert g.warp and g.mask_bias == -3.0 and g.base_channels == ltv.GENERATOR_PRESETS["warp_tiny"]["base_channels"]
+    assert build.signature(c, "ltv")["generator"] == saved["ltv"]["generator"]
+
+
 def test_config_errors_become_one_readable_line():
     err = KeyError("""'num_step'\nDid you mean "num_steps" instead of "num_step"?""")
     assert cli._config_error(err) == "unknown config key 'num_step' (did you mean 'num_steps'?)"

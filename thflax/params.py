@@ -58,7 +58,14 @@ def config_from_json(text: str | dict):
                 merge(dst[k], v)
             else:
                 old = dst[k] if k in dst else None
-                dst[k] = tuple(v) if isinstance(old, tuple) and isinstance(v, list) else v
+                value = tuple(v) if isinstance(old, tuple) and isinstance(v, list) else v
+                if isinstance(v, dict) and old is not None and hasattr(dst, "ignore_type"):
+                    # A field whose default is a name but may be a dict, e.g. ltv.generator (a preset
+                    # name, or a dict of Generator fields): ml_collections would refuse the type change.
+                    with dst.ignore_type():
+                        dst[k] = value
+                else:
+                    dst[k] = value
 
     merge(config, saved)
     return config
