@@ -21,10 +21,19 @@ CORPUS_FIXTURES = {"tiny_corpus", "tiny_data_dir", "tiny_config", "learn_corpus"
                    "tiny_workdir", "gen_workdir"}
 
 
+#: Test files that take longest (minutes on one worker; the learning tests ~15), collected first: with
+#: `-n auto --dist loadfile` each file goes whole to one worker in collection order, so starting the
+#: longest first keeps both workers busy to the end instead of one finishing the learning tests alone.
+LONGEST_FIRST = ("test_learning.py", "test_train_loop.py", "test_multihost.py", "test_app.py", "test_tasks.py",
+                 "test_parallel.py")
+
+
 def pytest_collection_modifyitems(items):
     for item in items:
         if CORPUS_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.corpus)
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: file order kept otherwise
 
 
 def shared_dir(tmp_path_factory, worker_id: str, name: str, build: Callable[[str], None]) -> str:
