@@ -142,4 +142,10 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from thflax.errors import InputError
+
+    try:
+        sys.exit(main())
+    except InputError as e:  # a bad --workdir / --data_dir: one line, status 2
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
