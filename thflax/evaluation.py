@@ -46,6 +46,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -240,15 +241,19 @@ def summarize(results: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, f
 
 def markdown_table(summary: dict[str, dict[str, float]]) -> str:
     """The paper's Table 2 layout (Method | LMD | SSIM | PSNR) plus our extra columns."""
+    def cell(v, digits: int) -> str:
+        return "–" if v is None or not np.isfinite(v) else f"{v:.{digits}f}"
+
+    return _table(summary, cell)
+
+
+def _table(rows: dict[str, dict[str, Any]], cell: Callable[[Any, int], str]) -> str:
+    """Method | one column per `COLUMNS` entry; `cell(row[key], digits)` writes each cell."""
     head = "| Method | " + " | ".join(c for c, _, _ in COLUMNS) + " |"
     sep = "|---|" + "|".join("---:" for _ in COLUMNS) + "|"
     lines = [head, sep]
-    for name, row in summary.items():
-        cells = []
-        for _, key, digits in COLUMNS:
-            v = row.get(key)
-            cells.append("–" if v is None or not np.isfinite(v) else f"{v:.{digits}f}")
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    for name, row in rows.items():
+        lines.append(f"| {name} | " + " | ".join(cell(row.get(key), digits) for _, key, digits in COLUMNS) + " |")
     return "\n".join(lines)
 
 
@@ -386,13 +391,7 @@ def _mean_std_cell(cell: dict[str, Any] | None, digits: int, n_seeds: int) -> st
 def markdown_table_seeds(agg: dict[str, dict[str, dict[str, Any]]]) -> str:
     """`markdown_table`'s layout with "mean ± std" over seeds per cell (from `aggregate_seeds`)."""
     n_seeds = max((len(c["values"]) for row in agg.values() for c in row.values()), default=0)
-    head = "| Method | " + " | ".join(c for c, _, _ in COLUMNS) + " |"
-    sep = "|---|" + "|".join("---:" for _ in COLUMNS) + "|"
-    lines = [head, sep]
-    for name, row in agg.items():
-        cells = [_mean_std_cell(row.get(key), digits, n_seeds) for _, key, digits in COLUMNS]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    return _table(agg, lambda c, digits: _mean_std_cell(c, digits, n_seeds))
 
 
 def paired_comparison(summaries: list[dict[str, dict[str, float]]], better: str, worse: str,
