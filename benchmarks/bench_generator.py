@@ -2,7 +2,7 @@
 
 Prints a markdown table with, per (config, resolution, batch):
   * GFLOPs/frame of the full forward (reference encoders + landmark encoder + decoder) and of the cached-
-    reference decode path (landmark encoder + decoder), from `jit(f).lower(...).compile().cost_analysis()`;
+    reference decode path (landmark encoder + decoder), from `jit(f).lower(...).cost_analysis()`;
   * JIT compile time (lower + compile) of both paths, reported separately;
   * frames/s of the full forward, of the cached decode, and of sketch+decode (draw the target sketch from
     landmarks, then decode: the real per-frame cost at generation time), after a warm-up call, as the
@@ -30,7 +30,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from thflax.flops import compiled_flops
+from thflax.flops import lowered_flops
 from thflax.testing import median_seconds  # noqa: E402
 from thflax.models import ltv  # noqa: E402
 from thflax.sketch import draw_sketch  # noqa: E402
@@ -77,17 +77,19 @@ def bench_one(cfg: dict, size: int, batch: int, dtype, repeats: int) -> dict:
                                                  method=ltv.Generator.decode))
 
     t0 = time.perf_counter()
-    full_c = full.lower(variables, ref, sk, rsk).compile()
+    full_l = full.lower(variables, ref, sk, rsk)
+    full_c = full_l.compile()
     t_full = time.perf_counter() - t0
     feats = enc(variables, ref, rsk)
     t0 = time.perf_counter()
-    dec_c = dec.lower(variables, feats, sk).compile()
+    dec_l = dec.lower(variables, feats, sk)
+    dec_c = dec_l.compile()
     t_dec = time.perf_counter() - t0
     sk_dec_c = sk_dec.lower(variables, feats, lm).compile()
 
     return dict(
-        gflops_full=compiled_flops(full_c) / batch / 1e9,
-        gflops_dec=compiled_flops(dec_c) / batch / 1e9,
+        gflops_full=lowered_flops(full_l) / batch / 1e9,
+        gflops_dec=lowered_flops(dec_l) / batch / 1e9,
         compile_full=t_full,
         compile_dec=t_dec,
         fps_full=batch / _time(full_c, (variables, ref, sk, rsk), repeats),

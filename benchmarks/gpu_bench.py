@@ -7,7 +7,7 @@ Sections, in order of importance. Each has a deadline (`--deadlines`, seconds si
 has passed, the section's remaining rows are skipped, so a short lease returns some rows of every section:
   peak       bf16 matmul rate of the card on random data: the MFU denominator.
   ltv        LTV train step (G+D, one step of each player) steps/s, achieved TFLOP/s (XLA's cost
-             analysis of the compiled step x steps/s), MFU, and the step's device memory
+             analysis of the lowered step x steps/s: `thflax.flops.lowered_flops` says why not compiled), MFU, and the step's device memory
              (arguments + outputs + temporaries from XLA's memory analysis), per preset/size/dtype/batch.
   profile    a `jax.profiler` trace of a few LTV steps: device time per kernel and per kind of op
              (convolution, matmul, transpose/copy, elementwise fusion, reduction, ...).
@@ -98,7 +98,9 @@ def ltv_config(preset: str, size: int, bf16: bool, batch: int):
 
 
 def compile_train(cfg, stage: str, batch: dict):
-    """(compiled data-parallel train step, replicated state, global batch, key, compile seconds)."""
+    """(compiled data-parallel train step, replicated state, global batch, key, compile seconds, FLOPs)."""
+    from thflax.flops import lowered_flops
+
     import jax
 
     from thflax import parallel
@@ -111,8 +113,9 @@ def compile_train(cfg, stage: str, batch: dict):
     step = parallel.data_parallel(task.train_step, mesh, donate_state=True)
     key = jax.random.PRNGKey(0)
     t = time.perf_counter()
-    compiled = step.lower(state, gb, key).compile()
-    return compiled, state, gb, key, time.perf_counter() - t
+    lowered = step.lower(state, gb, key)
+    compiled = lowered.compile()
+    return compiled, state, gb, key, time.perf_counter() - t, lowered_flops(lowered)
 
 
 def run_steps(compiled, state, gb, key, steps: int):
@@ -130,7 +133,6 @@ def run_steps(compiled, state, gb, key, steps: int):
 
 def section_ltv(a, ctx) -> None:
     SECTION = "ltv"
-    from thflax.flops import compiled_flops
     from thflax.testing import random_ltv_batch
 
     for spec in a.ltv:
@@ -139,8 +141,7 @@ def section_ltv(a, ctx) -> None:
         preset, size, dtype, batch = spec.split(":")
         size, batch, bf16 = int(size), int(batch), dtype == "bf16"
         cfg = ltv_config(preset, size, bf16, batch)
-        compiled, state, gb, key, comp = compile_train(cfg, "ltv", random_ltv_batch(cfg, batch))
-        fl = compiled_flops(compiled)
+        compiled, state, gb, key, comp, fl = compile_train(cfg, "ltv", random_ltv_batch(cfg, batch))
         sps, state = run_steps(compiled, state, gb, key, a.steps)
         tf = fl * sps / 1e12
         row(ctx["out"], section="ltv", preset=preset, size=size, dtype=dtype, batch=batch, steps_s=sps,
@@ -209,7 +210,7 @@ def section_generator(a, ctx) -> None:
     SECTION = "generator"
     import jax.numpy as jnp
 
-    from thflax.flops import compiled_flops
+    from thflax.flops import lowered_flops
 
     for spec in a.gen:
         if elapsed() > a.deadline[SECTION]:
@@ -220,15 +221,15 @@ def section_generator(a, ctx) -> None:
         model, v, ref, lm, rl, encode, sk_dec, full = gen_fns(preset, size, batch, dt)
         t = time.perf_counter()
         if path == "full":
-            c = full.lower(v, ref, lm).compile()
             args = (v, ref, lm)
+            lowered = full.lower(*args)
         else:
-            feats = encode(v, ref, lm)
-            c = sk_dec.lower(v, feats, lm).compile()
-            args = (v, feats, lm)
+            args = (v, encode(v, ref, lm), lm)
+            lowered = sk_dec.lower(*args)
+        c = lowered.compile()
         comp = time.perf_counter() - t
         sec = timed(lambda: c(*args), a.repeats)
-        fl = compiled_flops(c)
+        fl = lowered_flops(lowered)
         row(ctx["out"], section="generator", preset=preset, size=size, dtype=dtype, batch=batch, path=path,
             frames_s=batch / sec, ms_call=1e3 * sec, gflop_frame=fl / batch / 1e9,
             tflops=fl / sec / 1e12, mem_gib=exec_bytes(c) / 2**30, compile_s=comp)
@@ -237,7 +238,6 @@ def section_generator(a, ctx) -> None:
 def section_stl(a, ctx) -> None:
     SECTION = "stl"
     from configs import default
-    from thflax.flops import compiled_flops
     from thflax.testing import random_stl_batch
 
     for dtype in ("f32", "bf16"):
@@ -246,8 +246,7 @@ def section_stl(a, ctx) -> None:
         cfg = default.get_config()
         cfg.half_precision = dtype == "bf16"
         b = int(cfg.stl.batch_size) * a.stl_batch_mult
-        compiled, state, gb, key, comp = compile_train(cfg, "stl", random_stl_batch(cfg, b, landmark_noise=0.01))
-        fl = compiled_flops(compiled)
+        compiled, state, gb, key, comp, fl = compile_train(cfg, "stl", random_stl_batch(cfg, b, landmark_noise=0.01))
         sps, _ = run_steps(compiled, state, gb, key, a.steps)
         row(ctx["out"], section="stl", dtype=dtype, batch=b, clip_len=int(cfg.stl.clip_len), steps_s=sps,
             clips_s=sps * b, tflops=fl * sps / 1e12, step_mem_gib=exec_bytes(compiled) / 2**30, compile_s=comp)

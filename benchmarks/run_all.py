@@ -81,7 +81,7 @@ def train_rate(cfg, stage: str, batch: dict, steps: int = 10) -> tuple[float, fl
     import jax
 
     from thflax import parallel
-    from thflax.flops import compiled_flops
+    from thflax.flops import lowered_flops
     from thflax.tasks import get_task
 
     task = get_task(cfg, stage)
@@ -91,9 +91,10 @@ def train_rate(cfg, stage: str, batch: dict, steps: int = 10) -> tuple[float, fl
     step = parallel.data_parallel(task.train_step, mesh, donate_state=True)
     key = jax.random.PRNGKey(0)
     t0 = time.perf_counter()
-    compiled = step.lower(state, gb, key).compile()
+    lowered = step.lower(state, gb, key)
+    compiled = lowered.compile()
     compile_s = time.perf_counter() - t0
-    flops = compiled_flops(compiled)
+    flops = lowered_flops(lowered)
     state, m = compiled(state, gb, key)
     jax.block_until_ready(m)
     t0 = time.perf_counter()

@@ -16,7 +16,7 @@ import re
 
 KINDS = (
     ("convolution", re.compile(r"conv|fprop|dgrad|wgrad|cudnn|implicit_gemm|xmma_.*(conv|nhwc)", re.I)),
-    ("matmul", re.compile(r"gemm|cublas|matmul|dot|cutlass|wgmma|triton_gemm", re.I)),
+    ("matmul", re.compile(r"gemm|cublas|nvjet|matmul|dot|cutlass|wgmma|triton_gemm", re.I)),
     ("transpose/copy", re.compile(r"transpose|copy|memcpy|memset|dynamic.update.slice|concatenate|pad", re.I)),
     ("reduction", re.compile(r"reduce|reduction|scatter|sort", re.I)),
     ("gather/select", re.compile(r"gather|select|dynamic.slice|iota", re.I)),

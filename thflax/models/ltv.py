@@ -58,7 +58,7 @@ Discriminator (`Discriminator`): a PatchGAN on concat(image, sketch) -> stride-2
 [B, S / 2^num_layers, S / 2^num_layers, 1] logits (no sigmoid: the BCE-with-logits of eq. 10 is in the loss).
 
 FLOPs: `generator_flops(config, size)` lowers the jitted forward and reads XLA's cost analysis
-(`thflax.flops.compiled_flops`). `GENERATOR_PRESETS` holds the named configurations;
+(`thflax.flops.lowered_flops`). `GENERATOR_PRESETS` holds the named configurations;
 `benchmarks/bench_generator.py` measures their speeds (results in BENCHMARKS.md).
 """
 
@@ -71,7 +71,7 @@ import jax
 import jax.numpy as jnp
 import flax.linen as nn
 
-from thflax.flops import compiled_flops
+from thflax.flops import lowered_flops
 from thflax.sketch import NUM_SKETCH_CHANNELS
 
 Dtype = Any
@@ -442,4 +442,4 @@ def generator_flops(config: str | dict | Generator = DEFAULT_PRESET, size: int =
         fn, args = (lambda v, f, s: model.apply(v, f, s, lm, method=Generator.decode)), (variables, feats, sk)
     else:
         raise ValueError(f"unknown path {path!r}")
-    return compiled_flops(jax.jit(fn).lower(*args).compile()) / batch
+    return lowered_flops(jax.jit(fn).lower(*args)) / batch
