@@ -7,7 +7,8 @@ Sections, in order of importance. Each has a deadline (`--deadlines`, seconds si
 has passed, the section's remaining rows are skipped, so a short lease returns some rows of every section:
   peak       bf16 matmul rate of the card on random data: the MFU denominator.
   ltv        LTV train step (G+D, one step of each player) steps/s, achieved TFLOP/s (XLA's cost
-             analysis of the lowered step x steps/s: `thflax.flops.lowered_flops` says why not compiled), MFU, and the step's device memory
+             analysis of the step before optimisation x steps/s; `on_cpu_flops` says why), MFU against
+             the measured peak of all devices, and the step's device memory
              (arguments + outputs + temporaries from XLA's memory analysis), per preset/size/dtype/batch.
   profile    a `jax.profiler` trace of a few LTV steps: device time per kernel and per kind of op
              (convolution, matmul, transpose/copy, elementwise fusion, reduction, ...).
@@ -97,9 +98,46 @@ def ltv_config(preset: str, size: int, bf16: bool, batch: int):
     return cfg
 
 
-def compile_train(cfg, stage: str, batch: dict):
-    """(compiled data-parallel train step, replicated state, global batch, key, compile seconds, FLOPs)."""
+def on_cpu_flops(fn, *args) -> float:
+    """FLOPs of jit(fn)(*args) lowered for the host CPU.
+
+    Why: on a GPU, XLA's cost analysis of a lowered program returned nothing (jax 0.11.2, H200) and that
+    of the compiled one counts cuDNN convolutions as 0. The program before optimisation is the same on
+    every backend, so its FLOPs are counted where the analysis works.
+    """
+    import jax
+
     from thflax.flops import lowered_flops
+
+    cpu = jax.devices("cpu")[0]
+    return lowered_flops(jax.jit(fn).lower(*jax.device_put(args, cpu)))
+
+
+def step_flops(task, state, batch: dict, force_cpu: bool) -> float:
+    """FLOPs of one data-parallel train step on the whole global batch (see `on_cpu_flops`)."""
+    import jax
+
+    from thflax import parallel
+    from thflax.flops import lowered_flops
+
+    devices = None if not force_cpu else jax.devices("cpu")[:1]
+    if not force_cpu:
+        mesh = parallel.make_mesh()
+        fl = lowered_flops(parallel.data_parallel(task.train_step, mesh).lower(
+            state, parallel.global_batch(batch, mesh), jax.random.PRNGKey(0)))
+        if fl == fl:  # not NaN
+            return fl
+        devices = jax.devices("cpu")[:1]
+    mesh = parallel.make_mesh(devices)
+    cpu_state = jax.device_put(state, parallel.replicated(mesh))
+    return lowered_flops(parallel.data_parallel(task.train_step, mesh).lower(
+        cpu_state, parallel.global_batch(batch, mesh), jax.random.PRNGKey(0)))
+
+
+def compile_train(cfg, stage: str, batch: dict, force_cpu_flops: bool = False):
+    """(compiled data-parallel train step, replicated state, global batch, key, compile seconds, FLOPs).
+
+    FLOPs are those of the whole global batch (all devices together)."""
 
     import jax
 
@@ -108,14 +146,15 @@ def compile_train(cfg, stage: str, batch: dict):
 
     task = get_task(cfg, stage)
     mesh = parallel.make_mesh()
-    state = parallel.replicate(task.init_state(jax.random.PRNGKey(0)), mesh)
+    init = task.init_state(jax.random.PRNGKey(0))
+    fl = step_flops(task, init, batch, force_cpu_flops)
+    state = parallel.replicate(init, mesh)
     gb = parallel.global_batch(batch, mesh)
     step = parallel.data_parallel(task.train_step, mesh, donate_state=True)
     key = jax.random.PRNGKey(0)
     t = time.perf_counter()
-    lowered = step.lower(state, gb, key)
-    compiled = lowered.compile()
-    return compiled, state, gb, key, time.perf_counter() - t, lowered_flops(lowered)
+    compiled = step.lower(state, gb, key).compile()
+    return compiled, state, gb, key, time.perf_counter() - t, fl
 
 
 def run_steps(compiled, state, gb, key, steps: int):
@@ -141,12 +180,12 @@ def section_ltv(a, ctx) -> None:
         preset, size, dtype, batch = spec.split(":")
         size, batch, bf16 = int(size), int(batch), dtype == "bf16"
         cfg = ltv_config(preset, size, bf16, batch)
-        compiled, state, gb, key, comp, fl = compile_train(cfg, "ltv", random_ltv_batch(cfg, batch))
+        compiled, state, gb, key, comp, fl = compile_train(cfg, "ltv", random_ltv_batch(cfg, batch), a.flops_on_cpu)
         sps, state = run_steps(compiled, state, gb, key, a.steps)
         tf = fl * sps / 1e12
         row(ctx["out"], section="ltv", preset=preset, size=size, dtype=dtype, batch=batch, steps_s=sps,
             frames_s=sps * batch, gflop_step=fl / 1e9, tflops=tf,
-            mfu_pct=100 * tf / ctx["peak"] if ctx.get("peak") else float("nan"),
+            mfu_pct=100 * tf / (ctx["peak"] * ctx["n_dev"]) if ctx.get("peak") else float("nan"),
             step_mem_gib=exec_bytes(compiled) / 2**30, compile_s=comp)
         if spec == a.profile and "profile" in a.sections:
             profile(a, ctx, compiled, state, gb, key)
@@ -229,7 +268,9 @@ def section_generator(a, ctx) -> None:
         c = lowered.compile()
         comp = time.perf_counter() - t
         sec = timed(lambda: c(*args), a.repeats)
-        fl = lowered_flops(lowered)
+        fl = float("nan") if a.flops_on_cpu else lowered_flops(lowered)
+        if fl != fl:
+            fl = on_cpu_flops(full if path == "full" else sk_dec, *args)
         row(ctx["out"], section="generator", preset=preset, size=size, dtype=dtype, batch=batch, path=path,
             frames_s=batch / sec, ms_call=1e3 * sec, gflop_frame=fl / batch / 1e9,
             tflops=fl / sec / 1e12, mem_gib=exec_bytes(c) / 2**30, compile_s=comp)
@@ -246,7 +287,8 @@ def section_stl(a, ctx) -> None:
         cfg = default.get_config()
         cfg.half_precision = dtype == "bf16"
         b = int(cfg.stl.batch_size) * a.stl_batch_mult
-        compiled, state, gb, key, comp, fl = compile_train(cfg, "stl", random_stl_batch(cfg, b, landmark_noise=0.01))
+        compiled, state, gb, key, comp, fl = compile_train(cfg, "stl", random_stl_batch(cfg, b, landmark_noise=0.01),
+                                                           a.flops_on_cpu)
         sps, _ = run_steps(compiled, state, gb, key, a.steps)
         row(ctx["out"], section="stl", dtype=dtype, batch=b, clip_len=int(cfg.stl.clip_len), steps_s=sps,
             clips_s=sps * b, tflops=fl * sps / 1e12, step_mem_gib=exec_bytes(compiled) / 2**30, compile_s=comp)
@@ -332,6 +374,8 @@ def main(argv=None) -> int:
     p.add_argument("--e2e", nargs="+", default=["warp:128:64", "warp:256:64", "fast:256:64"],
                    help="preset:size:batch")
     p.add_argument("--e2e_seconds", type=float, default=60.0)
+    p.add_argument("--flops_on_cpu", action="store_true",
+                   help="count FLOPs on the host CPU even where the device's cost analysis works (what a GPU needs)")
     p.add_argument("--smoke", action="store_true", help="tiny sizes and counts: check the script, not the card")
     a = p.parse_args(argv)
     if a.smoke:
@@ -354,7 +398,7 @@ def main(argv=None) -> int:
     print(f"jax {jax.__version__} flax {flax.__version__} optax {optax.__version__} numpy {np.__version__}; "
           f"{jax.device_count()} x {dev.device_kind} ({jax.default_backend()})", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
-        ctx = {"out": a.out, "tmp": tmp}
+        ctx = {"out": a.out, "tmp": tmp, "n_dev": jax.device_count()}
         sections = a.sections.split(",")
         if "peak" in sections:
             try:
