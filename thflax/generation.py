@@ -81,8 +81,8 @@ MAX_FACES = 1000
 
 _cache_root: str | None = None
 #: What the caches did in this process (generate.py --timings prints it).
-cache_stats = {"executables_loaded": 0, "functions_loaded": 0, "functions_exported": 0, "faces_cached": 0,
-               "faces_detected": 0, "xla_compiles": 0}
+cache_stats = {"functions_loaded": 0, "functions_exported": 0, "faces_cached": 0, "faces_detected": 0,
+               "xla_compiles": 0}
 
 
 def cache_dir() -> str:
@@ -95,9 +95,8 @@ def enable_caches(path: str | None = None) -> str | None:
 
     Turns on JAX's persistent compilation cache (`path/jax`; every program, however quick to
     compile), the traced-function cache (`path/functions`: the STL/LTV functions exported with
-    `jax.export` for this code, config and JAX version, loaded instead of tracing the model code),
-    the executable cache (`path/executables`: those functions compiled for this machine, loaded
-    instead of lowering and looking them up in JAX's cache) and the face cache (`path/faces`). Call before any JAX computation. Returns the folder, or None
+    `jax.export` for this code, config and JAX version, loaded instead of tracing the model code)
+    and the face cache (`path/faces`). Call before any JAX computation. Returns the folder, or None
     (with a warning) when it cannot be created; generation then works as without caches.
     """
     global _cache_root
@@ -105,7 +104,7 @@ def enable_caches(path: str | None = None) -> str | None:
 
     path = os.path.abspath(os.path.expanduser(path or cache_dir()))
     try:
-        for sub in ("jax", "functions", "executables", "faces"):
+        for sub in ("jax", "functions", "faces"):
             os.makedirs(os.path.join(path, sub), exist_ok=True)
     except OSError as e:
         _log.warning("start-up cache disabled: cannot create %s (%s)", path, e.strerror or e)
@@ -177,34 +176,13 @@ def _sources_digest(names: tuple[str, ...] = ()) -> str:
     return h.hexdigest()
 
 
-@functools.lru_cache(maxsize=None)
-def _machine_digest() -> str:
-    """What a compiled executable is valid for besides the program: device kind, jaxlib, XLA flags and
-    the CPU's instruction-set flags (a home folder shared by different machines must not load code
-    built for another CPU)."""
-    import jax
-    import jaxlib
-
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((line for line in f if line.startswith("flags")), "")
-    except OSError:
-        cpu = ""
-    dev = jax.devices()[0]
-    return hashlib.sha256(repr((dev.platform, dev.device_kind, jaxlib.__version__, os.environ.get("XLA_FLAGS", ""),
-                                cpu)).encode()).hexdigest()
-
-
 class _CachedFunction:
-    """A jitted function whose traced form (`jax.export`) and compiled executable are kept in the cache.
+    """A jitted function whose traced and lowered form (`jax.export`) is kept in the cache folder.
 
-    A later process loads the executable (`jax.experimental.serialize_executable`) and neither traces
-    the Python model code, lowers it nor looks it up in XLA's cache; where the executable is missing
-    or unreadable (another machine, a backend that cannot serialise), the exported function is loaded
-    instead of tracing the model, and its compilation comes from JAX's persistent cache. The key is the
-    function's name, the model config, the argument shapes/dtypes, the package sources and the
-    JAX/flax versions (+ `_machine_digest` for executables); any failure to read or write the cache
-    falls back to building afresh.
+    A later process loads it instead of tracing the Python model code again, and XLA's compilation
+    of it comes from JAX's persistent cache. The key is the function's name, the model config, the
+    argument shapes/dtypes, the package sources and the JAX/flax versions; any failure to read or
+    write the cache falls back to exporting afresh.
     """
 
     def __init__(self, jitted: Any, name: str, context: str):
@@ -223,36 +201,8 @@ class _CachedFunction:
                                  bool(getattr(x, "weak_type", False))) for x in leaves))
         fn = self._fns.get(sig)
         if fn is None:
-            fn = self._fns[sig] = self._load_or_compile(args, sig)
+            fn = self._fns[sig] = jax.jit(self._load_or_export(args, sig).call)
         return fn(*args)
-
-    def _load_or_compile(self, args: tuple, sig: Any) -> Callable:
-        import pickle
-
-        import jax
-        from jax.experimental import serialize_executable
-
-        key = hashlib.sha256(repr((self.context, self.name, sig, _machine_digest())).encode()).hexdigest()
-        folder = os.path.join(_cache_root, "executables")
-        path = os.path.join(folder, f"{self.name.split('[')[0].replace('=', '-')}-{key[:40]}.xlaexec")
-        try:
-            with open(path, "rb") as f:
-                payload, out_tree = pickle.load(f)
-            fn = serialize_executable.deserialize_and_load(payload, jax.tree.structure((args, {})), out_tree)
-            cache_stats["executables_loaded"] += 1
-            return fn
-        except FileNotFoundError:
-            pass
-        except Exception as e:  # noqa: BLE001 - a stale or damaged entry: build afresh, replace it
-            _log.warning("ignoring cached executable %s (%s)", path, e)
-        compiled = jax.jit(self._load_or_export(args, sig).call).lower(*args).compile()
-        try:
-            payload, _, out_tree = serialize_executable.serialize(compiled)
-            _atomic_write(path, pickle.dumps((payload, out_tree)))
-            _prune(folder, MAX_FUNCTIONS)
-        except Exception as e:  # noqa: BLE001 - caching is an optimisation; generation goes on
-            _log.warning("could not cache the compiled %s in %s (%s)", self.name, folder, e)
-        return compiled
 
     def _load_or_export(self, args: tuple, sig: Any):
         from jax import export
