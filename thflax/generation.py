@@ -197,7 +197,9 @@ class _CachedFunction:
         if kwargs:  # not a call inference makes; no cache, same result
             return self.jitted(*args, **kwargs)
         leaves, tree = jax.tree.flatten(args)
-        sig = (str(tree), tuple((tuple(np.shape(x)), str(getattr(x, "dtype", np.asarray(x).dtype)),
+        # Shapes and dtypes from the arrays' metadata: np.asarray (getattr's default is evaluated
+        # eagerly) would copy every argument, the parameters included, to the host on every call.
+        sig = (str(tree), tuple((tuple(np.shape(x)), str(x.dtype if hasattr(x, "dtype") else np.asarray(x).dtype),
                                  bool(getattr(x, "weak_type", False))) for x in leaves))
         fn = self._fns.get(sig)
         if fn is None:
