@@ -49,3 +49,18 @@ def test_gan_losses():
     assert float(losses.d_loss(big, -big)) < 1e-6  # perfect discriminator
     assert abs(float(losses.d_loss(jnp.zeros(3), jnp.zeros(3))) - 2 * np.log(2)) < 1e-6
     assert float(losses.g_loss(big)) < 1e-6 and float(losses.g_loss(-big)) > 10
+
+
+def test_feature_matching_is_mean_layer_l1_without_gradient_to_the_real_side():
+    import jax
+
+    from thflax import losses
+
+    real = [jnp.ones((2, 4, 4, 3)), jnp.zeros((2, 2, 2, 5))]
+    fake = [jnp.full((2, 4, 4, 3), 3.0), jnp.full((2, 2, 2, 5), -1.0)]
+    assert float(losses.feature_matching(real, real)) == 0.0
+    np.testing.assert_allclose(float(losses.feature_matching(fake, real)), (2.0 + 1.0) / 2)
+    g_real = jax.grad(lambda r: losses.feature_matching(fake, r))(real)
+    assert all(float(jnp.abs(g).max()) == 0.0 for g in g_real)
+    g_fake = jax.grad(lambda f: losses.feature_matching(f, real))(fake)
+    assert all(float(jnp.abs(g).max()) > 0.0 for g in g_fake)

@@ -125,6 +125,22 @@ def test_ltv_generator_loss_terms_are_each_one_weighted_term():
     assert float(m["grad_norm_g"]) > 0
 
 
+@pytest.mark.heavy
+def test_ltv_feature_matching_term_enters_the_generator_loss():
+    """fm_weight alone: the generator loss is the discriminator feature-matching term, with a gradient."""
+    config = _tiny("ltv")
+    config.ltv.gan_weight, config.ltv.mse_weight, config.ltv.l1_weight, config.ltv.mask_weight = 0, 0, 0, 0
+    config.ltv.fm_weight = 1.0
+    task = tasks.get_task(config, "ltv")
+    mesh = parallel.make_mesh(jax.devices()[:1])
+    state = parallel.replicate(task.init_state(jax.random.PRNGKey(0)), mesh)
+    batch = parallel.global_batch(random_ltv_batch(config, 2, 0), mesh)
+    _, m = parallel.data_parallel(task.train_step, mesh, donate_state=False)(state, batch, jax.random.PRNGKey(0))
+    assert float(m["loss_g_fm"]) > 0
+    np.testing.assert_allclose(float(m["loss_g"]), float(m["loss_g_fm"]), rtol=1e-6)
+    assert float(m["grad_norm_g"]) > 0
+
+
 def _example(frames: int = 12, size: int = 64):
     import tensorflow as tf
 

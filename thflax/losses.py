@@ -6,6 +6,7 @@ by the *global* count across devices, which keeps data-parallel training identic
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 import optax
 
@@ -44,6 +45,13 @@ def d_loss(real_logits, fake_logits):
     real = optax.sigmoid_binary_cross_entropy(real_logits, jnp.ones_like(real_logits))
     fake = optax.sigmoid_binary_cross_entropy(fake_logits, jnp.zeros_like(fake_logits))
     return jnp.mean(real) + jnp.mean(fake)
+
+
+def feature_matching(fake_features, real_features):
+    """Mean over layers of the L1 distance between the discriminator's activations on the generated
+    and on the real image (pix2pixHD); no gradient flows into the real side."""
+    terms = [jnp.mean(jnp.abs(f - jax.lax.stop_gradient(r))) for f, r in zip(fake_features, real_features)]
+    return sum(terms) / len(terms)
 
 
 def g_loss(fake_logits):

@@ -106,14 +106,19 @@ class LTVTask:
                           rng=jax.random.key_data(s_rng))
 
     # ---- the per-device train step ---------------------------------------------------------------
-    def g_loss_terms(self, fake, mask, target, disc_logits) -> dict[str, jax.Array]:
-        """Every generator loss term (unweighted); `generator_loss` weights them by config.ltv.<term>_weight."""
-        return {"gan": losses.g_loss(disc_logits),
-                "mse": jnp.mean(jnp.square(fake - target)),
-                "l1": jnp.mean(jnp.abs(fake - target)),
-                # L1 on the attention mask: where the generator cannot beat the reference's own pixels,
-                # copying them is preferred (weight 0 in the paper config).
-                "mask": jnp.mean(mask)}
+    def g_loss_terms(self, fake, mask, target, disc_logits, fm=None) -> dict[str, jax.Array]:
+        """Every generator loss term (unweighted); `generator_loss` weights them by config.ltv.<term>_weight.
+
+        fm: the discriminator's (fake, real) activations, when the feature-matching term is on."""
+        terms = {"gan": losses.g_loss(disc_logits),
+                 "mse": jnp.mean(jnp.square(fake - target)),
+                 "l1": jnp.mean(jnp.abs(fake - target)),
+                 # L1 on the attention mask: where the generator cannot beat the reference's own pixels,
+                 # copying them is preferred (weight 0 in the paper config).
+                 "mask": jnp.mean(mask)}
+        if fm is not None:
+            terms["fm"] = losses.feature_matching(*fm)
+        return terms
 
     def train_step(self, state: TrainState, batch: dict[str, jax.Array], rng: jax.Array):
         del rng  # no stochastic layers
@@ -121,12 +126,18 @@ class LTVTask:
         ref, tgt = to_unit(batch["reference"]), to_unit(batch["target"])
         sk, ref_sk = self._sketches(batch)
         gp, dp = state.params[G], state.params[D]
-        disc = lambda p, img: self.discriminator.apply({"params": p}, img, sk)  # noqa: E731
-        weights = {"gan": c.gan_weight, "mse": c.mse_weight, "l1": c.l1_weight, "mask": c.mask_weight}
+        disc = lambda p, img, **kw: self.discriminator.apply({"params": p}, img, sk, **kw)  # noqa: E731
+        weights = {"gan": c.gan_weight, "mse": c.mse_weight, "l1": c.l1_weight, "mask": c.mask_weight,
+                   "fm": c.fm_weight}
 
         def generator_loss(p):
             fake, mask = self.generate(p, ref, sk, ref_sk, batch)
-            terms = self.g_loss_terms(fake, mask, tgt, disc(dp, fake))
+            if c.fm_weight:  # the discriminator's activations on the fake and (no gradient) the real image
+                logits, fake_feats = disc(dp, fake, features=True)
+                fm = (fake_feats, disc(dp, tgt, features=True)[1])
+            else:
+                logits, fm = disc(dp, fake), None
+            terms = self.g_loss_terms(fake, mask, tgt, logits, fm)
             return sum(weights[k] * v for k, v in terms.items()), (terms, fake)
 
         def discriminator_loss(p, fake):
@@ -150,6 +161,8 @@ class LTVTask:
         out = {"loss": loss_g + loss_d, "loss_d": loss_d, "loss_g": loss_g, "loss_g_gan": terms["gan"],
                "mse": terms["mse"], "mask_mean": terms["mask"], "psnr": psnr, "finite": ok.astype(jnp.float32),
                "grad_norm_g": optax.global_norm(grad_g), "grad_norm_d": optax.global_norm(grad_d)}
+        if "fm" in terms:
+            out["loss_g_fm"] = terms["fm"]
         return new, out
 
     # ---- evaluation ------------------------------------------------------------------------------

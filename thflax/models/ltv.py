@@ -362,7 +362,11 @@ class Generator(nn.Module):
 
 
 class Discriminator(nn.Module):
-    """Sketch-conditioned PatchGAN: concat(image, sketch) -> [B, S / 2^num_layers, S / 2^num_layers, 1] logits."""
+    """Sketch-conditioned PatchGAN: concat(image, sketch) -> [B, S / 2^num_layers, S / 2^num_layers, 1] logits.
+
+    With `features=True` it returns (logits, [the activation of each ConvBlock]), for the generator's
+    feature-matching loss (pix2pixHD): the same network, the same parameters.
+    """
 
     base_channels: int = 64
     num_layers: int = 3
@@ -373,19 +377,23 @@ class Discriminator(nn.Module):
     param_dtype: Dtype = jnp.float32
 
     @nn.compact
-    def __call__(self, image, sketch, train: bool = False):
+    def __call__(self, image, sketch, train: bool = False, features: bool = False):
         del train
         kw = dict(norm_groups=self.norm_groups, dtype=self.dtype, param_dtype=self.param_dtype)
         x = jnp.concatenate([jnp.asarray(image).astype(self.dtype), jnp.asarray(sketch).astype(self.dtype)], -1)
         x = pad_channels(x)
         x = ConvBlock(self.base_channels, kernel=4, stride=2, norm=False, **kw)(x)
+        feats = [x]
         for n in range(1, self.num_layers):
             c = min(self.base_channels * 2**n, self.max_channels)
             x = ConvBlock(c, kernel=4, stride=2, norm=self.norm != "none", **kw)(x)
+            feats.append(x)
         c = min(self.base_channels * 2**self.num_layers, self.max_channels)
         x = ConvBlock(c, kernel=4, stride=1, norm=self.norm != "none", **kw)(x)
+        feats.append(x)
         x = nn.Conv(1, (4, 4), padding="SAME", dtype=self.dtype, param_dtype=self.param_dtype, name="logits")(x)
-        return x.astype(jnp.float32)
+        logits = x.astype(jnp.float32)
+        return (logits, [f.astype(jnp.float32) for f in feats]) if features else logits
 
 
 def make_generator(preset: str | dict = DEFAULT_PRESET, **overrides) -> Generator:
