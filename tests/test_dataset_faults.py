@@ -117,7 +117,7 @@ def test_split_without_any_utterance_is_one_line_error(tmp_path):
     assert msg.startswith("split 'test' of talking_videos/crop64 would be empty") and "single utterance" in msg, msg
 
 
-def test_all_bad_videos_keep_their_report(bad_grid, tmp_path):
+def test_all_bad_videos_keep_their_report(bad_grid, tmp_path, capfd):
     data_dir = str(tmp_path / "tfds")
     stale = os.path.join(data_dir, "grid", "crop64", "build_report_test.failed.json")
     os.makedirs(os.path.dirname(stale))
@@ -132,6 +132,9 @@ def test_all_bad_videos_keep_their_report(bad_grid, tmp_path):
         assert reasons["s1/corrupt"].startswith("skipped: unreadable video")
     # A report left by an earlier failed build is removed when a build starts.
     assert not os.path.exists(stale)
+    # Nothing is downloaded, so TFDS's "Downloading and preparing dataset Unknown size" is not printed.
+    out = capfd.readouterr().out
+    assert "Downloading" not in out and "Unknown size" not in out, out
 
 
 def test_video_without_audio_track_is_reported_as_such(tmp_path):
