@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One-shot accelerator check for a lent GPU host (jax/flax/optax/orbax/numpy/opencv/scikit-image,
 # no TensorFlow, librosa, dlib or ml_collections): the benchmarks first (the lease is short), then the
-# model tests. Installs nothing; ~8 minutes. Results go to stdout and to $OUT (default /tmp/thflax_gpu).
+# model tests. Installs nothing; ~9 minutes (a lease is 15 minutes with the machine's start). Results go to stdout and to $OUT (default /tmp/thflax_gpu).
 #
 #   bash benchmarks/gpu_check.sh            # on the device tool: run(command="bash benchmarks/gpu_check.sh")
 set -u
@@ -15,7 +15,7 @@ nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm,
   --format=csv 2>&1 | tee "$OUT/devices.txt"
 # Peak bf16 matmul, LTV train steps (TFLOP/s, MFU, memory) + a profiler trace, generator frames/s,
 # STL steps/s, end-to-end frames/s from MFCC windows (benchmarks/gpu_bench.py's docstring).
-timeout ${BENCH_TIMEOUT:-450} $PY benchmarks/gpu_bench.py --out "$OUT" 2>&1 | tee "$OUT/bench.txt" \
+timeout ${BENCH_TIMEOUT:-490} $PY benchmarks/gpu_bench.py --out "$OUT" 2>&1 | tee "$OUT/bench.txt" \
   | grep -v "^W0000\|^I0000\|^E0000"
 # Model tests that need only jax/flax/optax/numpy (+ skimage for the metric references).
 timeout ${TEST_TIMEOUT:-70} $PY -m pytest -q -p no:cacheprovider -x \
