@@ -35,6 +35,8 @@ sys.path.insert(0, ROOT)
 
 import numpy as np  # noqa: E402
 
+from thflax.testing import median_seconds  # noqa: E402
+
 ROWS: list[dict] = []
 T0 = time.perf_counter()
 
@@ -49,21 +51,6 @@ def row(out: str | None, **r) -> None:
     if out:
         with open(os.path.join(out, "rows.jsonl"), "a") as f:
             f.write(json.dumps(r) + "\n")
-
-
-def timed(fn, repeats: int) -> float:
-    """Median seconds of fn() after one warm-up call, device work awaited."""
-    import statistics
-
-    import jax
-
-    jax.block_until_ready(fn())
-    ts = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        jax.block_until_ready(fn())
-        ts.append(time.perf_counter() - t)
-    return statistics.median(ts)
 
 
 def exec_bytes(compiled) -> float:
@@ -84,7 +71,7 @@ def peak_tflops(n: int) -> float:
     a = jax.random.normal(k1, (n, n), jnp.bfloat16)
     b = jax.random.normal(k2, (n, n), jnp.bfloat16)
     f = jax.jit(lambda x, y: x @ y)
-    return 2 * n**3 / timed(lambda: f(a, b), 10) / 1e12
+    return 2 * n**3 / median_seconds(f, (a, b), 10) / 1e12
 
 
 def ltv_config(preset: str, size: int, bf16: bool, batch: int):
@@ -267,7 +254,7 @@ def section_generator(a, ctx) -> None:
             lowered = sk_dec.lower(*args)
         c = lowered.compile()
         comp = time.perf_counter() - t
-        sec = timed(lambda: c(*args), a.repeats)
+        sec = median_seconds(c, args, a.repeats)
         fl = float("nan") if a.flops_on_cpu else lowered_flops(lowered)
         if fl != fl:
             fl = on_cpu_flops(full if path == "full" else sk_dec, *args)
