@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import argparse
 import collections
+import os
 import re
+import sys
 
 KINDS = (
     ("convolution", re.compile(r"conv|fprop|dgrad|wgrad|cudnn|implicit_gemm|xmma_.*(conv|nhwc)", re.I)),
@@ -89,6 +91,9 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=1, help="steps the trace holds (figures are per step)")
     p.add_argument("--top", type=int, default=25)
     a = p.parse_args(argv)
+    if not a.trace.endswith(".xplane.pb") or not os.path.isfile(a.trace):
+        print(f"error: {a.trace} is not a jax.profiler trace file (*.xplane.pb)", file=sys.stderr)
+        return 2
     print(summarise(a.trace, a.steps, a.top))
     return 0
 
