@@ -100,22 +100,15 @@ def on_cpu_flops(fn, *args) -> float:
     return lowered_flops(jax.jit(fn).lower(*jax.device_put(args, cpu)))
 
 
-def step_flops(task, state, batch: dict, force_cpu: bool) -> float:
-    """FLOPs of one data-parallel train step on the whole global batch (see `on_cpu_flops`)."""
+def cpu_step_flops(task, state, batch: dict) -> float:
+    """FLOPs of one data-parallel train step on the whole global batch, lowered for one host CPU
+    device (see `on_cpu_flops`)."""
     import jax
 
     from thflax import parallel
     from thflax.flops import lowered_flops
 
-    devices = None if not force_cpu else jax.devices("cpu")[:1]
-    if not force_cpu:
-        mesh = parallel.make_mesh()
-        fl = lowered_flops(parallel.data_parallel(task.train_step, mesh).lower(
-            state, parallel.global_batch(batch, mesh), jax.random.PRNGKey(0)))
-        if fl == fl:  # not NaN
-            return fl
-        devices = jax.devices("cpu")[:1]
-    mesh = parallel.make_mesh(devices)
+    mesh = parallel.make_mesh(jax.devices("cpu")[:1])
     cpu_state = jax.device_put(state, parallel.replicated(mesh))
     return lowered_flops(parallel.data_parallel(task.train_step, mesh).lower(
         cpu_state, parallel.global_batch(batch, mesh), jax.random.PRNGKey(0)))
@@ -125,8 +118,9 @@ def compile_train(cfg, stage: str, batch: dict, force_cpu_flops: bool = False):
     """(compiled data-parallel train step, replicated state, global batch, key, compile seconds, FLOPs).
 
     FLOPs are those of the whole global batch (all devices together)."""
-
     import jax
+
+    from thflax.flops import lowered_flops
 
     from thflax import parallel
     from thflax.tasks import get_task
@@ -134,14 +128,21 @@ def compile_train(cfg, stage: str, batch: dict, force_cpu_flops: bool = False):
     task = get_task(cfg, stage)
     mesh = parallel.make_mesh()
     init = task.init_state(jax.random.PRNGKey(0))
-    fl = step_flops(task, init, batch, force_cpu_flops)
+    # Counted before the state is donated to the step; the device's own count where it gives one.
+    fl = cpu_step_flops(task, init, batch) if force_cpu_flops else float("nan")
     state = parallel.replicate(init, mesh)
     gb = parallel.global_batch(batch, mesh)
     step = parallel.data_parallel(task.train_step, mesh, donate_state=True)
     key = jax.random.PRNGKey(0)
     t = time.perf_counter()
-    compiled = step.lower(state, gb, key).compile()
-    return compiled, state, gb, key, time.perf_counter() - t, fl
+    lowered = step.lower(state, gb, key)
+    compiled = lowered.compile()
+    seconds = time.perf_counter() - t
+    if not force_cpu_flops:
+        fl = lowered_flops(lowered)
+        if fl != fl:  # NaN: the device gave no count
+            fl = cpu_step_flops(task, jax.device_get(state), batch)
+    return compiled, state, gb, key, seconds, fl
 
 
 def run_steps(compiled, state, gb, key, steps: int):
