@@ -334,7 +334,7 @@ class VideoWriter:
             if self.audio_path is None:
                 _publish(self._tmp_video, self.path)
             else:
-                mux_audio(self._tmp_video, self.audio_path, self.path)
+                mux_audio(self._tmp_video, self.audio_path, self.path, self.num_frames / self.fps)
         finally:
             self.abort()
 
@@ -378,8 +378,12 @@ def _audio_unreadable(stderr: str, audio_path: str) -> str | None:
     return None
 
 
-def mux_audio(video_path: str, audio_path: str, out_path: str) -> None:
+def mux_audio(video_path: str, audio_path: str, out_path: str, duration: float | None = None) -> None:
     """Copies the video stream and encodes `audio_path` as AAC into `out_path` (atomically).
+
+    The output lasts `duration` seconds (default: the video's frames / fps), so every video frame is
+    kept and the audio is cut there. Not ffmpeg's `-shortest`: with ffmpeg 9's threaded pipeline it
+    sometimes dropped the last video frame, so the same frames gave 59 or 58 frames (seen in CI).
 
     Raises:
       AudioError: `audio_path` is missing, unreadable (as ffmpeg reports it) or has no audio track.
@@ -390,11 +394,14 @@ def mux_audio(video_path: str, audio_path: str, out_path: str) -> None:
 
     if not os.path.isfile(audio_path):
         raise AudioError(f"audio file not found: {audio_path}")
+    if duration is None:
+        fps, n, _, _ = video_info(video_path)
+        duration = n / fps
     tmp = _temp_file(out_path, ".thflax-mux-", _suffix(out_path))
     try:
         cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-nostdin", "-y", "-v", "error", "-i", video_path,
                "-i", audio_path, "-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy", "-c:a", "aac",
-               "-b:a", "128k", "-shortest", tmp]
+               "-b:a", "128k", "-t", f"{duration:.6f}", tmp]
         proc = subprocess.run(cmd, capture_output=True, check=False)
         if proc.returncode != 0:
             stderr = proc.stderr.decode(errors="replace")
