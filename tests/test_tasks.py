@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -139,6 +140,28 @@ def test_ltv_feature_matching_term_enters_the_generator_loss():
     assert float(m["loss_g_fm"]) > 0
     np.testing.assert_allclose(float(m["loss_g"]), float(m["loss_g_fm"]), rtol=1e-6)
     assert float(m["grad_norm_g"]) > 0
+
+
+def test_ltv_mouth_term_measures_the_lips_only():
+    """mouth_weight's term: the L1 inside the target's outer lip contour, averaged over that region; a
+    difference outside the lips does not enter it, one inside does, whatever the mouth's size."""
+    from thflax import metrics
+    from thflax.testing import face_landmarks
+
+    config = _tiny("ltv")
+    config.ltv.mouth_weight = 1.0
+    task = tasks.get_task(config, "ltv")
+    s = int(config.ltv.image_size)
+    lms = jnp.asarray(np.stack([face_landmarks(0.0), face_landmarks(1.0)]))
+    lips = np.asarray(metrics.polygon_mask(lms[:, metrics.OUTER_LIP], s))[..., None]
+    assert 0 < lips[0].sum() < lips[1].sum() < 0.1 * s * s  # a small region, larger when open
+    target = jnp.zeros((2, s, s, 3))
+    terms = lambda fake: task.g_loss_terms(fake, jnp.zeros((2, s, s, 1)), target, jnp.zeros((2, 4, 4, 1)), lms)  # noqa: E731
+    assert float(terms(jnp.asarray(0.5 * (1 - lips) * np.ones((2, s, s, 3))))["mouth"]) == 0.0
+    np.testing.assert_allclose(float(terms(jnp.asarray(0.5 * lips * np.ones((2, s, s, 3))))["mouth"]), 0.5, rtol=1e-6)
+    config.ltv.mouth_weight = 0.0  # off: not computed
+    assert "mouth" not in tasks.get_task(config, "ltv").g_loss_terms(target, target[..., :1], target,
+                                                                     jnp.zeros((2, 4, 4, 1)), lms)
 
 
 def _example(frames: int = 12, size: int = 64):

@@ -4,7 +4,8 @@ One train state holds both networks: `params`/`opt_state` are dicts with "genera
 "discriminator", each with its own Adam (the paper: 1e-4). One step updates both (eq. 10,
 L = L_d + L_g + L_mse): the generator runs forward once; the discriminator is updated on that batch's
 fakes (BCE: real -> 1, fake -> 0), and the generator on the non-saturating BCE against the same
-discriminator plus `mse_weight` · pixel MSE (and optional L1 and mask terms, off in the paper config):
+discriminator plus `mse_weight` · pixel MSE (and optional L1, mouth-region L1, mask and feature-matching
+terms, off in the paper config):
 `g_loss_terms` lists every generator term, each weighted by `config.ltv.<term>_weight`, and all
 gradients come from `jax.value_and_grad` (adding a term is one line there). Gradients
 are averaged over devices with `lax.pmean` (no masks here: every device holds the same number of
@@ -106,9 +107,10 @@ class LTVTask:
                           rng=jax.random.key_data(s_rng))
 
     # ---- the per-device train step ---------------------------------------------------------------
-    def g_loss_terms(self, fake, mask, target, disc_logits, fm=None) -> dict[str, jax.Array]:
+    def g_loss_terms(self, fake, mask, target, disc_logits, landmarks, fm=None) -> dict[str, jax.Array]:
         """Every generator loss term (unweighted); `generator_loss` weights them by config.ltv.<term>_weight.
 
+        landmarks: the target's [b, 68, 2] (normalised), for the mouth term (when its weight is on).
         fm: the discriminator's (fake, real) activations, when the feature-matching term is on."""
         terms = {"gan": losses.g_loss(disc_logits),
                  "mse": jnp.mean(jnp.square(fake - target)),
@@ -118,6 +120,12 @@ class LTVTask:
                  "mask": jnp.mean(mask)}
         if fm is not None:
             terms["fm"] = losses.feature_matching(*fm)
+        if self.config.ltv.mouth_weight:
+            # The mouth is ~1-2 % of the crop: in the whole-image terms an unpainted (warped, closed)
+            # mouth costs almost nothing, so the network learns to leave it to the warp. This term is
+            # the L1 inside the target's outer lip contour, averaged over that region only.
+            lips = metrics.polygon_mask(landmarks[:, metrics.OUTER_LIP], fake.shape[1])[..., None]
+            terms["mouth"] = jnp.sum(jnp.abs(fake - target) * lips) / (3.0 * jnp.maximum(jnp.sum(lips), 1.0))
         return terms
 
     def train_step(self, state: TrainState, batch: dict[str, jax.Array], rng: jax.Array):
@@ -128,7 +136,7 @@ class LTVTask:
         gp, dp = state.params[G], state.params[D]
         disc = lambda p, img, **kw: self.discriminator.apply({"params": p}, img, sk, **kw)  # noqa: E731
         weights = {"gan": c.gan_weight, "mse": c.mse_weight, "l1": c.l1_weight, "mask": c.mask_weight,
-                   "fm": c.fm_weight}
+                   "fm": c.fm_weight, "mouth": c.mouth_weight}
 
         def generator_loss(p):
             fake, mask = self.generate(p, ref, sk, ref_sk, batch)
@@ -137,7 +145,7 @@ class LTVTask:
                 fm = (fake_feats, disc(dp, tgt, features=True)[1])
             else:
                 logits, fm = disc(dp, fake), None
-            terms = self.g_loss_terms(fake, mask, tgt, logits, fm)
+            terms = self.g_loss_terms(fake, mask, tgt, logits, batch["landmarks"], fm)
             return sum(weights[k] * v for k, v in terms.items()), (terms, fake)
 
         def discriminator_loss(p, fake):
@@ -163,6 +171,8 @@ class LTVTask:
                "grad_norm_g": optax.global_norm(grad_g), "grad_norm_d": optax.global_norm(grad_d)}
         if "fm" in terms:
             out["loss_g_fm"] = terms["fm"]
+        if "mouth" in terms:
+            out["loss_g_mouth"] = terms["mouth"]
         return new, out
 
     # ---- evaluation ------------------------------------------------------------------------------
