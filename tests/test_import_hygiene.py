@@ -11,7 +11,7 @@ import sys
 import configs.default, configs.tiny
 import thflax, thflax.geometry, thflax.losses, thflax.metrics, thflax.parallel, thflax.sketch
 import thflax.models.stl, thflax.models.ltv, thflax.train_stl, thflax.train_ltv, thflax.train_state
-import thflax.checkpoint, thflax.trainer, thflax.generation, thflax.tasks, thflax.models.build
+import thflax.checkpoint, thflax.trainer, thflax.generation, thflax.tasks, thflax.models.build, thflax.perceptual
 bad = sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "tensorflow_datasets", "dlib", "librosa", "cv2"))
 print("BAD", bad)
 """

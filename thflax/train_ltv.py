@@ -4,8 +4,8 @@ One train state holds both networks: `params`/`opt_state` are dicts with "genera
 "discriminator", each with its own Adam (the paper: 1e-4). One step updates both (eq. 10,
 L = L_d + L_g + L_mse): the generator runs forward once; the discriminator is updated on that batch's
 fakes (BCE: real -> 1, fake -> 0), and the generator on the non-saturating BCE against the same
-discriminator plus `mse_weight` · pixel MSE (and optional L1, mouth-region L1, mask and feature-matching
-terms, off in the paper config):
+discriminator plus `mse_weight` · pixel MSE (and optional L1, mouth-region L1, mask, feature-matching and
+perceptual terms, off in the paper config):
 `g_loss_terms` lists every generator term, each weighted by `config.ltv.<term>_weight`, and all
 gradients come from `jax.value_and_grad` (adding a term is one line there). Gradients
 are averaged over devices with `lax.pmean` (no masks here: every device holds the same number of
@@ -27,7 +27,7 @@ import numpy as np
 import optax
 from jax import lax
 
-from thflax import losses, metrics, sketch, warp
+from thflax import losses, metrics, perceptual, sketch, warp
 from thflax.errors import InputError
 from thflax.images import to_uint8, to_unit
 from thflax.models import build, ltv
@@ -49,6 +49,8 @@ class LTVTask:
         self.generator = build.build_generator(config)
         self.discriminator = build.build_discriminator(config)
         self.tx = {n: make_optimizer(c.learning_rate, b1=c.adam_b1, grad_clip=c.grad_clip) for n in (G, D)}
+        # A frozen face feature network trained on this corpus (thflax.perceptual), for the perceptual term.
+        self.perceptual = perceptual.load(c.perceptual_net, self.size) if c.perceptual_weight else None
 
     def signature(self) -> dict[str, Any]:
         return build.signature(self.config, self.name)
@@ -120,6 +122,8 @@ class LTVTask:
                  "mask": jnp.mean(mask)}
         if fm is not None:
             terms["fm"] = losses.feature_matching(*fm)
+        if self.perceptual is not None:
+            terms["perceptual"] = perceptual.distance(self.perceptual, fake, target)
         if self.config.ltv.mouth_weight:
             # The mouth is ~1-2 % of the crop: in the whole-image terms an unpainted (warped, closed)
             # mouth costs almost nothing, so the network learns to leave it to the warp. This term is
@@ -136,7 +140,8 @@ class LTVTask:
         gp, dp = state.params[G], state.params[D]
         disc = lambda p, img, **kw: self.discriminator.apply({"params": p}, img, sk, **kw)  # noqa: E731
         weights = {"gan": c.gan_weight, "mse": c.mse_weight, "l1": c.l1_weight, "mask": c.mask_weight,
-                   "fm": c.fm_weight, "mouth": c.mouth_weight}
+                   "fm": c.fm_weight, "mouth": c.mouth_weight,
+                   "perceptual": c.perceptual_weight}
 
         def generator_loss(p):
             fake, mask = self.generate(p, ref, sk, ref_sk, batch)
@@ -171,8 +176,9 @@ class LTVTask:
                "grad_norm_g": optax.global_norm(grad_g), "grad_norm_d": optax.global_norm(grad_d)}
         if "fm" in terms:
             out["loss_g_fm"] = terms["fm"]
-        if "mouth" in terms:
-            out["loss_g_mouth"] = terms["mouth"]
+        for term in ("mouth", "perceptual"):
+            if term in terms:
+                out[f"loss_g_{term}"] = terms[term]
         return new, out
 
     # ---- evaluation ------------------------------------------------------------------------------
