@@ -9,13 +9,18 @@ mean inside / outside the face, and the training time.
     python benchmarks/ltv_quality.py --data_dir DIR --dataset synthetic_talking_heads/people_small \
         --presets fast warp warp:l1_weight=10 paper --seconds 240      # equal time, held-out identity
     python benchmarks/ltv_quality.py --workdir runs/demo --eval_batches 8   # a trained model (the demo's)
+    python benchmarks/ltv_quality.py --data_dir DIR --dataset synthetic_talking_heads/people_small \
+        --presets warp:l1_weight=10 warp:l1_weight=10,mouth_weight=5 --seeds 3   # mean ± std over seeds
 
 A variant is a preset name, optionally followed by `:key=value,...` overrides of config.ltv
 (`g.<field>=value` overrides a generator field, e.g. `warp:g.mask_bias=-4,mask_weight=1`). With
 --seconds each variant first times 20 steps, then trains as many steps as fit in that budget
 (compile excluded). The budget is in CPU seconds of this process (all its threads: XLA's and
 tf.data's) by default, so other jobs on the machine do not shift it between variants; `--clock wall`
-counts wall seconds instead. The dataset is prepared in DIR on first use (reused after), outside the timed
+counts wall seconds instead. With --seeds N each variant is trained N times (config.seed 0 … N-1: the
+initialisation and the training stream) and each cell shows mean ± std (ddof=1): a GAN's single run
+moves by a few hundredths of SSIM with any float-level change, so one seed cannot rank close variants.
+The dataset is prepared in DIR on first use (reused after), outside the timed
 training. Uses configs/cpu.py (64x64) so that it runs on a CPU; this is a measurement, not a test.
 """
 
@@ -42,8 +47,11 @@ def main(argv=None) -> int:
     p.add_argument("--clock", choices=("cpu", "wall"), default="cpu",
                    help="what --seconds counts: CPU seconds of this process (default) or wall seconds")
     p.add_argument("--eval_batches", type=int, default=4, help="held-out batches of config.ltv.eval_batch_size")
+    p.add_argument("--seeds", type=int, default=1, help="training seeds per variant (mean ± std when > 1)")
     p.add_argument("--config", default="cpu", help="configs/<name>.py to start from (cpu: 64x64; tiny for a smoke run)")
     a = p.parse_args(argv)
+    if a.seeds < 1:
+        p.error("--seeds must be at least 1")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from absl import logging as absl_logging
 
@@ -54,9 +62,10 @@ def main(argv=None) -> int:
     from thflax import parallel, tasks, trainer
     from thflax.models import ltv
 
-    def config(variant, steps):
+    def config(variant, steps, seed=0):
         preset, _, extra = variant.partition(":")
         c = importlib.import_module(f"configs.{a.config}").get_config()
+        c.seed = seed
         c.data.name = a.dataset
         c.data.data_dir = a.data_dir
         c.ltv.generator = preset
@@ -84,21 +93,31 @@ def main(argv=None) -> int:
             state = trainer.train_stage(c, wd, task, pipeline.StageData(c, task))
             return task, state, clock() - t0, time.time() - w0
 
-    def row(name, c, task, state, steps, minutes):
+    def evaluate(c, task, state):
         mesh = parallel.make_mesh()
         ev = parallel.data_parallel_eval(task.eval_step, mesh)
         held_out = pipeline.eval_dataset(c, task, num_batches=a.eval_batches, split="test")
         batches = [parallel.global_batch(b, mesh) for b in pipeline.as_numpy(held_out)]
-        sums, _ = trainer.evaluate(state, batches, ev)
+        return trainer.evaluate(state, batches, ev)[0]
+
+    def row(name, c, runs, steps, minutes):
+        """One table row from the evaluations `runs` (one per seed): values, or mean ± std over seeds."""
+        import numpy as np
+
+        def cell(key, digits):
+            v = np.array([float(r[key]) for r in runs])
+            return f"{v.mean():.{digits}f}" + (f" ± {v.std(ddof=1):.{digits}f}" if len(v) > 1 else "")
+
+        sums = runs[0]
         gf = ltv.generator_flops(c.ltv.generator, c.ltv.image_size) / 1e9
         warp = "ssim_warp" in sums
         floor = f"{sums['ssim_warp']:.3f} / {sums['psnr_warp']:.2f} / {sums['sharpness_warp']:.2f}" if warp else "–"
-        mouth = (f"{sums['psnr_mouth']:.2f} ({sums['psnr_mouth_reference']:.2f} / "
+        mouth = (f"{cell('psnr_mouth', 2)} ({sums['psnr_mouth_reference']:.2f} / "
                  f"{sums['psnr_mouth_warp']:.2f})" if warp else
-                 f"{sums['psnr_mouth']:.2f} ({sums['psnr_mouth_reference']:.2f} / –)")
-        return (f"| {name} | {gf:.2f} | {steps} | {minutes} | {sums['ssim']:.3f} | {sums['psnr']:.2f} "
+                 f"{cell('psnr_mouth', 2)} ({sums['psnr_mouth_reference']:.2f} / –)")
+        return (f"| {name} | {gf:.2f} | {steps} | {minutes} | {cell('ssim', 3)} | {cell('psnr', 2)} "
                 f"| {sums['ssim_reference']:.3f} / {sums['psnr_reference']:.2f} | {floor} | {mouth} "
-                f"| {sums['sharpness']:.2f} | {sums['mask_face']:.2f} / {sums['mask_background']:.2f} |")
+                f"| {cell('sharpness', 2)} | {cell('mask_face', 2)} / {cell('mask_background', 2)} |")
 
     rows = []
     if a.workdir:
@@ -114,7 +133,7 @@ def main(argv=None) -> int:
         state = task.init_state(jax.random.PRNGKey(0))
         state = state.replace(params={**state.params, "generator": gen_vars["params"]}, ema_params={})
         state = parallel.replicate(state, parallel.make_mesh())
-        rows.append(row(f"{c.ltv.generator} ({a.workdir})", c, task, state, c.ltv.num_steps, "–"))
+        rows.append(row(f"{c.ltv.generator} ({a.workdir})", c, [evaluate(c, task, state)], c.ltv.num_steps, "–"))
         print(rows[-1], flush=True)
     else:
         if not a.data_dir:
@@ -135,11 +154,20 @@ def main(argv=None) -> int:
                                  "the machine is too busy for --seconds; use --steps")
             steps = max(1, int(a.seconds / per_step))
             print(f"{variant}: {per_step:.3f} {a.clock} s/step -> {steps} steps", flush=True)
-        c = config(variant, steps)
-        task, state, dt, wall = train(c)
-        rows.append(row(variant, c, task, state, steps, f"{dt / 60:.1f} / {wall / 60:.1f}"))
+        runs, dt, wall = [], 0.0, 0.0
+        for seed in range(a.seeds):
+            c = config(variant, steps, seed)
+            task, state, t, w = train(c)
+            runs.append(evaluate(c, task, state))
+            dt, wall = dt + t / a.seeds, wall + w / a.seeds
+            if a.seeds > 1:
+                print(f"{variant} seed {seed}: SSIM {float(runs[-1]['ssim']):.3f}, PSNR {float(runs[-1]['psnr']):.2f}, "
+                      f"mouth PSNR {float(runs[-1]['psnr_mouth']):.2f}", flush=True)
+        rows.append(row(variant, c, runs, steps, f"{dt / 60:.1f} / {wall / 60:.1f}"))
         print(rows[-1], flush=True)
     budget = f"{a.seconds:g} {a.clock} s of training each" if a.seconds > 0 else "equal steps"
+    if a.seeds > 1:
+        budget += f"; mean ± std over {a.seeds} training seeds (train minutes: per seed)"
     print(f"\n{a.dataset}, test split, {budget}")
     print(f"\n| variant | GFLOP/frame | steps | train min, {a.clock} / wall (incl. compile) | SSIM | PSNR dB | copied ref. SSIM / PSNR "
           "| pure warp SSIM / PSNR / sharpness | mouth PSNR dB (copied / pure warp) | sharpness (out / truth) "
