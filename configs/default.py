@@ -61,6 +61,9 @@ def get_config() -> ConfigDict:
     c.ltv.adam_b1 = 0.9  # the paper gives Adam and lr only; PyTorch's default betas
     c.ltv.disc_channels = 32
     c.ltv.disc_layers = 3
+    # Zero-pad convolution channels to this multiple inside each call (8 for cuDNN on GPUs; 0 = off): the
+    # same function and parameters, fewer layout/padding kernels (thflax.models.ltv.channel_padded_conv).
+    c.ltv.conv_channel_multiple = 0
     c.ltv.mse_weight = 100.0  # eq. 10 has unit weights; with pixels in [-1, 1] the GAN term would dominate (pix2pix uses 100)
     c.ltv.gan_weight = 1.0
     c.ltv.l1_weight = 0.0  # extra, off in the paper config

@@ -288,3 +288,47 @@ def test_warp_generator_carries_the_reference_pixels_to_the_target_geometry():
     np.testing.assert_allclose(np.asarray(cached), np.asarray(moved), atol=1e-5)
     with pytest.raises(ValueError, match="needs the target landmarks"):
         model.apply(variables, feats, sk, None, method=ltv.Generator.decode)
+
+
+@pytest.mark.parametrize("preset", ["tiny", "warp_tiny"])
+def test_channel_padded_convolutions_compute_the_same_function_with_the_same_parameters(preset):
+    """channel_multiple=8 (for cuDNN) pads channels inside each convolution: the parameters (tree,
+    shapes, initial values) and the outputs of generator and discriminator are those of the default."""
+    ref, sk, rsk = _inputs()
+    lms = _faces(2, 3) if ltv.GENERATOR_PRESETS[preset].get("warp") else None
+    plain, padded = (ltv.Generator(**{**ltv.GENERATOR_PRESETS[preset], "channel_multiple": m}) for m in (0, 8))
+    init = lambda g: ltv.init_generator(g, _key(0), S)  # noqa: E731
+    v0, v8 = init(plain), init(padded)
+    assert jax.tree.structure(v0) == jax.tree.structure(v8)
+    for a, b in zip(jax.tree.leaves(v0), jax.tree.leaves(v8)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    run = lambda g: jax.jit(lambda v: g.apply(v, ref, sk, reference_sketch=rsk, reference_landmarks=lms,  # noqa: E731
+                                              landmarks=lms))(v0)
+    with jax.default_matmul_precision("highest"):  # GPUs would otherwise pick TF32 for one and not the other
+        for x, y in zip(run(plain), run(padded)):
+            np.testing.assert_allclose(np.asarray(x), np.asarray(y), atol=2e-5)
+
+    def kernel_channels(g):  # (C_in, C_out) of every convolution the forward pass runs
+        jaxpr = jax.make_jaxpr(lambda v: g.apply(v, ref, sk, reference_sketch=rsk, reference_landmarks=lms,
+                                                 landmarks=lms))(v0)
+        eqns = [e for e in jax.tree.leaves(jaxpr.jaxpr.eqns, is_leaf=lambda e: hasattr(e, "primitive"))]
+        found = []
+        while eqns:
+            e = eqns.pop()
+            if e.primitive.name == "conv_general_dilated":
+                found.append(tuple(e.invars[1].aval.shape[-2:]))
+            for sub in jax.core.jaxprs_in_params(e.params):
+                eqns.extend(sub.eqns)
+        return found
+
+    found_plain, found_padded = kernel_channels(plain), kernel_channels(padded)
+    assert len(found_plain) == len(found_padded) > 0
+    assert any(ci % 8 or co % 8 for ci, co in found_plain)  # e.g. 10-channel stems, 1-channel masks
+    assert all(ci % 8 == 0 and co % 8 == 0 for ci, co in found_padded)
+    d0, d8 = (ltv.Discriminator(**ltv.DISCRIMINATOR_PRESETS["tiny"], channel_multiple=m) for m in (0, 8))
+    dv = jax.jit(d0.init)(_key(1), ref, sk)
+    assert jax.tree.structure(jax.eval_shape(d8.init, _key(1), ref, sk)) == jax.tree.structure(dv)
+    with jax.default_matmul_precision("highest"):
+        np.testing.assert_allclose(np.asarray(jax.jit(d0.apply)(dv, ref, sk)),
+                                   np.asarray(jax.jit(d8.apply)(dv, ref, sk)), atol=2e-5)
+    assert ltv.channel_padded_conv(1) is None and ltv.channel_padded_conv(0) is None

@@ -2,7 +2,8 @@
 
 `build_stl(config)`, `build_generator(config)` and `build_discriminator(config)` turn the config's
 `stl` / `ltv` sections into Flax modules; `signature(config, stage)` is the part of the config that
-a stage's parameters depend on (a checkpoint or export whose signature differs is refused).
+a stage's parameters depend on (a checkpoint or export whose signature differs is refused;
+`config.ltv.conv_channel_multiple` is not in it: it changes how convolutions run, not what they compute).
 """
 
 from __future__ import annotations
@@ -56,7 +57,8 @@ def _generator_preset(ltv_config) -> str | dict[str, Any]:
 def build_generator(config) -> ltv.Generator:
     """The LTV generator of `config.ltv` (a preset name or a dict of `ltv.Generator` fields)."""
     c = config.ltv
-    return ltv.make_generator(_generator_preset(c), attention=bool(c.attention), dtype=compute_dtype(config))
+    return ltv.make_generator(_generator_preset(c), attention=bool(c.attention), dtype=compute_dtype(config),
+                              channel_multiple=int(c.conv_channel_multiple))
 
 
 def init_generator(config, rng: jax.Array) -> dict[str, Any]:
@@ -67,7 +69,7 @@ def init_generator(config, rng: jax.Array) -> dict[str, Any]:
 def build_discriminator(config) -> ltv.Discriminator:
     c = config.ltv
     return ltv.Discriminator(base_channels=int(c.disc_channels), num_layers=int(c.disc_layers),
-                             dtype=compute_dtype(config))
+                             channel_multiple=int(c.conv_channel_multiple), dtype=compute_dtype(config))
 
 
 def jsonable(x: Any) -> Any:

@@ -131,6 +131,34 @@ def depth_to_space(x, p: int):
     return x.reshape(b, h * p, w * p, c // (p * p))
 
 
+def channel_padded_conv(multiple: int):
+    """`lax.conv_general_dilated` with input and output channels zero-padded to a multiple of `multiple`
+    inside the call, for `nn.Conv(conv_general_dilated=...)`: the same function and the same parameters
+    (shapes, names, initialisation), but cuDNN gets channel counts it needs no padding kernels for (a
+    GPU profile found ~15 % of the LTV step in its padding/layout helpers around the 3–12-channel
+    convolutions; BENCHMARKS.md). `multiple` <= 1 gives None: nn.Conv's own path."""
+    if multiple <= 1:
+        return None
+
+    def conv(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None, dimension_numbers=None,
+             feature_group_count=1, **kwargs):
+        if feature_group_count != 1:  # not used here; padding would mix the groups
+            return jax.lax.conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
+                                                dimension_numbers, feature_group_count, **kwargs)
+        # nn.Conv's layout: lhs [..., C_in] (channels last), rhs [kh, kw, C_in, C_out].
+        cin, cout = rhs.shape[-2], rhs.shape[-1]
+        pin, pout = -cin % multiple, -cout % multiple
+        if pin:
+            lhs = jnp.pad(lhs, [(0, 0)] * (lhs.ndim - 1) + [(0, pin)])
+        if pin or pout:
+            rhs = jnp.pad(rhs, [(0, 0)] * (rhs.ndim - 2) + [(0, pin), (0, pout)])
+        out = jax.lax.conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
+                                           dimension_numbers, feature_group_count, **kwargs)
+        return out[..., :cout] if pout else out
+
+    return conv
+
+
 class ConvBlock(nn.Module):
     """Conv -> (GroupNorm) -> leaky ReLU."""
 
@@ -139,13 +167,15 @@ class ConvBlock(nn.Module):
     stride: int = 1
     norm: bool = True
     norm_groups: int = 8
+    channel_multiple: int = 0
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
 
     @nn.compact
     def __call__(self, x):
         x = nn.Conv(self.features, (self.kernel, self.kernel), (self.stride, self.stride), padding="SAME",
-                    use_bias=not self.norm, dtype=self.dtype, param_dtype=self.param_dtype)(x)
+                    use_bias=not self.norm, dtype=self.dtype, param_dtype=self.param_dtype,
+                    conv_general_dilated=channel_padded_conv(self.channel_multiple))(x)
         if self.norm:
             x = nn.GroupNorm(num_groups=_groups(self.features, self.norm_groups), dtype=self.dtype,
                              param_dtype=self.param_dtype)(x)
@@ -165,12 +195,14 @@ class Encoder(nn.Module):
     norm: str = "group"
     norm_groups: int = 8
     norm_from_level: int = 0
+    channel_multiple: int = 0
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
 
     @nn.compact
     def __call__(self, x):
-        kw = dict(norm_groups=self.norm_groups, dtype=self.dtype, param_dtype=self.param_dtype)
+        kw = dict(norm_groups=self.norm_groups, channel_multiple=self.channel_multiple, dtype=self.dtype,
+                  param_dtype=self.param_dtype)
         k = 3 if self.patch == 1 else 2 * self.patch
         h = ConvBlock(self.channels[0], kernel=k, stride=self.patch, norm=False, name="stem", **kw)(x)
         feats = [h]
@@ -194,12 +226,14 @@ class Decoder(nn.Module):
     norm: str = "group"
     norm_groups: int = 8
     norm_from_level: int = 0
+    channel_multiple: int = 0
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
 
     @nn.compact
     def __call__(self, skips):
-        kw = dict(norm_groups=self.norm_groups, dtype=self.dtype, param_dtype=self.param_dtype)
+        kw = dict(norm_groups=self.norm_groups, channel_multiple=self.channel_multiple, dtype=self.dtype,
+                  param_dtype=self.param_dtype)
         depth = len(self.channels) - 1
         use_norm = lambda i: self.norm != "none" and i >= self.norm_from_level  # noqa: E731
         x = skips[depth]
@@ -223,7 +257,8 @@ class Decoder(nn.Module):
             for j in range(self.convs_per_level):
                 x = x + ConvBlock(c, norm=use_norm(i), name=f"conv{i}_{j}", **kw)(x)
         x = nn.Conv(self.out_channels, (3, 3), padding="SAME", dtype=self.dtype,
-                    param_dtype=self.param_dtype, name="out")(x)
+                    param_dtype=self.param_dtype, name="out",
+                    conv_general_dilated=channel_padded_conv(self.channel_multiple))(x)
         return jnp.tanh(x.astype(jnp.float32))
 
 
@@ -258,6 +293,7 @@ class Generator(nn.Module):
     norm_from_level: int = 1
     warp: bool = False
     mask_bias: float = -2.0
+    channel_multiple: int = 0  # see `channel_padded_conv` (8 on GPUs); no effect on the function or params
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
 
@@ -267,7 +303,8 @@ class Generator(nn.Module):
     def setup(self):
         chs = self.level_channels()
         kw = dict(norm=self.norm, norm_groups=self.norm_groups, norm_from_level=self.norm_from_level,
-                  dtype=self.dtype, param_dtype=self.param_dtype)
+                  channel_multiple=self.channel_multiple, dtype=self.dtype, param_dtype=self.param_dtype)
+        padded = channel_padded_conv(self.channel_multiple)
         enc = dict(channels=chs, patch=self.patch, convs_per_level=self.convs_per_level, **kw)
         if self.attention:
             self.img_encoder = Encoder(**enc)
@@ -277,9 +314,11 @@ class Generator(nn.Module):
             # is then close to "copy the reference" (or the pure warp), the trivial baseline, and learns
             # where to paint.
             self.mask_heads = [nn.Conv(1, (3, 3), padding="SAME", dtype=self.dtype, param_dtype=self.param_dtype,
+                                       conv_general_dilated=padded,
                                        bias_init=nn.initializers.constant(self.mask_bias), name=f"mask{i}")
                                for i in range(self.depth + 1)]
-            self.fusers = [nn.Conv(c, (1, 1), dtype=self.dtype, param_dtype=self.param_dtype, name=f"fuse{i}")
+            self.fusers = [nn.Conv(c, (1, 1), dtype=self.dtype, param_dtype=self.param_dtype, name=f"fuse{i}",
+                                   conv_general_dilated=padded)
                            for i, c in enumerate(chs)]
         else:
             self.encoder = Encoder(**enc)
@@ -373,13 +412,15 @@ class Discriminator(nn.Module):
     max_channels: int = 512
     norm: str = "group"
     norm_groups: int = 8
+    channel_multiple: int = 0  # see `channel_padded_conv`
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
 
     @nn.compact
     def __call__(self, image, sketch, train: bool = False, features: bool = False):
         del train
-        kw = dict(norm_groups=self.norm_groups, dtype=self.dtype, param_dtype=self.param_dtype)
+        kw = dict(norm_groups=self.norm_groups, channel_multiple=self.channel_multiple, dtype=self.dtype,
+                  param_dtype=self.param_dtype)
         x = jnp.concatenate([jnp.asarray(image).astype(self.dtype), jnp.asarray(sketch).astype(self.dtype)], -1)
         x = pad_channels(x)
         x = ConvBlock(self.base_channels, kernel=4, stride=2, norm=False, **kw)(x)
@@ -391,7 +432,8 @@ class Discriminator(nn.Module):
         c = min(self.base_channels * 2**self.num_layers, self.max_channels)
         x = ConvBlock(c, kernel=4, stride=1, norm=self.norm != "none", **kw)(x)
         feats.append(x)
-        x = nn.Conv(1, (4, 4), padding="SAME", dtype=self.dtype, param_dtype=self.param_dtype, name="logits")(x)
+        x = nn.Conv(1, (4, 4), padding="SAME", dtype=self.dtype, param_dtype=self.param_dtype, name="logits",
+                    conv_general_dilated=channel_padded_conv(self.channel_multiple))(x)
         logits = x.astype(jnp.float32)
         return (logits, [f.astype(jnp.float32) for f in feats]) if features else logits
 
