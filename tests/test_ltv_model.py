@@ -290,6 +290,7 @@ def test_warp_generator_carries_the_reference_pixels_to_the_target_geometry():
         model.apply(variables, feats, sk, None, method=ltv.Generator.decode)
 
 
+@pytest.mark.heavy  # four compiles
 @pytest.mark.parametrize("preset", ["tiny", "warp_tiny"])
 def test_channel_padded_convolutions_compute_the_same_function_with_the_same_parameters(preset):
     """channel_multiple=8 (for cuDNN) pads channels inside each convolution: the parameters (tree,
