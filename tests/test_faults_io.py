@@ -14,7 +14,7 @@ import pytest
 import skimage.data
 import soundfile as sf
 
-from thflax import audio, landmarks, video
+from thflax import audio, files, landmarks, video
 from thflax.errors import AudioError, ImageError, InputError, NoFaceError, OutputError, VideoError
 
 # Real faces in the two-face photo below: the astronaut at full size, and a 0.8-scaled copy.
@@ -441,6 +441,43 @@ def test_real_read_only_file_system(tiny_fs, wav):
     with pytest.raises(OutputError) as err:
         video.write_video(out, _frames(), 25, audio_path=wav)
     assert _one_line(err) == f"cannot write {out}: read-only file system"
+
+
+def test_atomic_write_whole_or_nothing(tmp_path):
+    """files.atomic_write (perceptual network, generation's caches): a complete file with the umask's
+    mode, or an OutputError line and no temporary file."""
+    out = tmp_path / "net.msgpack"
+    files.atomic_write(str(out), b"first")
+    files.atomic_write(str(out), b"second")
+    assert out.read_bytes() == b"second"
+    assert stat.S_IMODE(out.stat().st_mode) == 0o666 & ~files.umask()  # not mkstemp's 0600
+    (tmp_path / "d").mkdir()
+    with pytest.raises(OutputError) as err:
+        files.atomic_write(str(tmp_path / "d"), b"x")
+    assert _one_line(err) == f"cannot write {tmp_path / 'd'}: it is a directory"
+    with pytest.raises(OutputError, match="folder does not exist"):
+        files.atomic_write(str(tmp_path / "missing" / "f"), b"x")
+    assert sorted(os.listdir(tmp_path)) == ["d", "net.msgpack"]
+
+
+def test_atomic_write_on_a_full_disk(tiny_fs):
+    with pytest.raises(OutputError) as err:
+        files.atomic_write(str(tiny_fs / "big"), os.urandom(1 << 20))
+    assert _one_line(err) == f"cannot write {tiny_fs / 'big'}: no space left on device"
+    assert os.listdir(tiny_fs) == []
+
+
+@pytest.mark.cli
+def test_perceptual_cli_refuses_a_bad_output_before_training(tmp_path):
+    import sys
+
+    for out, cause in ((tmp_path / "missing" / "net.msgpack", "does not exist"), (tmp_path, "is a directory")):
+        r = subprocess.run([sys.executable, "-m", "thflax.perceptual", "--out", str(out)],
+                           capture_output=True, text=True, timeout=300)
+        assert r.returncode == 2, r.stderr[-2000:]
+        assert cause in r.stderr and "Traceback" not in r.stderr
+        assert "frames of" not in r.stdout  # refused before reading the corpus
+    assert os.listdir(tmp_path) == []
 
 
 def test_errors_are_input_errors():

@@ -38,6 +38,7 @@ from typing import Any
 
 import numpy as np
 
+from thflax import files
 from thflax.errors import InputError
 from thflax.inference import Models, load_models, predict_landmarks, render_frames
 
@@ -124,27 +125,12 @@ def enable_caches(path: str | None = None) -> str | None:
     return path
 
 
-def _atomic_write(path: str, data: bytes) -> None:
-    """Writes a cache file so concurrent runs never read a partial one."""
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.remove(tmp)
-        except OSError:
-            pass
-        raise
-
-
 def _prune(folder: str, keep: int) -> None:
     """Drops the least recently written files beyond `keep` (cache folders must not grow forever)."""
     try:
-        files = [e for e in os.scandir(folder) if e.is_file() and not e.name.startswith(".tmp-")]
-        if len(files) > keep:
-            for e in sorted(files, key=lambda e: e.stat().st_mtime)[:len(files) - keep]:
+        entries = [e for e in os.scandir(folder) if e.is_file() and not e.name.startswith(".tmp-")]
+        if len(entries) > keep:
+            for e in sorted(entries, key=lambda e: e.stat().st_mtime)[:len(entries) - keep]:
                 os.remove(e.path)
     except OSError:
         pass
@@ -165,9 +151,9 @@ def _sources_digest(names: tuple[str, ...] = ()) -> str:
     root = os.path.dirname(os.path.abspath(__file__))
     paths = [os.path.join(root, n) for n in names]
     if not names:
-        for folder, dirs, files in os.walk(root):
+        for folder, dirs, names_here in os.walk(root):
             dirs[:] = sorted(d for d in dirs if d != "__pycache__")
-            paths += [os.path.join(folder, f) for f in sorted(files) if f.endswith(".py")]
+            paths += [os.path.join(folder, f) for f in sorted(names_here) if f.endswith(".py")]
     h = hashlib.sha256()
     for path in paths:
         h.update(os.path.relpath(path, root).encode())
@@ -224,7 +210,7 @@ class _CachedFunction:
         exported = export.export(self.jitted)(*args)
         cache_stats["functions_exported"] += 1
         try:
-            _atomic_write(path, bytes(exported.serialize()))
+            files.atomic_write(path, bytes(exported.serialize()))
             _prune(folder, MAX_FUNCTIONS)
         except Exception as e:  # noqa: BLE001 - caching is an optimisation; generation goes on
             _log.warning("could not cache the traced %s in %s (%s)", self.name, folder, e)
@@ -345,9 +331,9 @@ def detect_face(image_path: str, face_index: int | None = None, face_box: tuple[
         entry = {"landmarks": np.asarray(choice.landmarks, np.float32).tolist(), "describe": choice.describe(),
                  "num_faces": choice.num_faces}
         try:
-            _atomic_write(cached, json.dumps(entry).encode())
+            files.atomic_write(cached, json.dumps(entry).encode())
             _prune(os.path.dirname(cached), MAX_FACES)
-        except OSError:
+        except (OSError, InputError):  # caching is an optimisation
             pass
     return img, choice.landmarks
 

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from thflax import files
 from thflax.errors import CheckpointError, InputError
 
 EXPORT_FILE = "thflax_export.json"
@@ -189,7 +190,7 @@ def export(workdir: str, out: str, overwrite: bool = False) -> dict[str, Any]:
             f.write(data)
         with open(os.path.join(tmp, EXPORT_FILE), "w") as f:
             json.dump(info, f, indent=1)
-        mode = 0o777 & ~_umask()
+        mode = 0o777 & ~files.umask()
         os.chmod(tmp, mode)
         for name in (PARAMS_FILE, EXPORT_FILE):
             os.chmod(os.path.join(tmp, name), mode & 0o666)
@@ -200,9 +201,3 @@ def export(workdir: str, out: str, overwrite: bool = False) -> dict[str, Any]:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return info
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask

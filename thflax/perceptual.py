@@ -17,7 +17,6 @@ position (as LPIPS does) and their mean absolute difference is taken; the layers
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -27,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from thflax import files
 from thflax.errors import InputError
 from thflax.images import to_unit
 
@@ -77,16 +77,14 @@ def distance(net: FeatureNet, a, b) -> jnp.ndarray:
 
 
 def save(net: FeatureNet, path: str, speakers: Sequence[str]) -> None:
-    """Writes the network (parameters, layout, the speakers it was trained on) to `path` (msgpack)."""
+    """Writes the network (parameters, layout, the speakers it was trained on) to `path` (msgpack), whole or
+    not at all; OutputError (one line) if it cannot."""
     from flax import serialization
 
     blob = serialization.msgpack_serialize({
         "params": jax.device_get(net.params), "channels": list(net.model.channels),
         "num_speakers": net.model.num_speakers, "image_size": net.image_size, "speakers": list(speakers)})
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
-        f.write(blob)
-    os.replace(tmp, path)
+    files.atomic_write(path, blob)
 
 
 def load(path: str, image_size: int | None = None) -> FeatureNet:
@@ -170,6 +168,7 @@ def main(argv) -> int:
     del argv
     config = flags.FLAGS.config  # with its --config.x=y overrides
     out = flags.FLAGS.out
+    files.check_folder(out)  # before minutes of training, not after
     frames, lms, who, names = training_frames(config)
     print(f"{len(frames)} frames of {len(names)} speakers ({config.data.name}, train split)", flush=True)
     net, m = train(frames, lms, who, len(names), steps=flags.FLAGS.steps, seed=int(config.seed))

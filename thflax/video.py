@@ -9,7 +9,6 @@ cause), `AudioError` only when the audio input itself is unreadable or has no au
 
 from __future__ import annotations
 
-import errno
 import os
 import shutil
 import subprocess
@@ -19,25 +18,13 @@ from fractions import Fraction
 
 import numpy as np
 
+from thflax import files
 from thflax.errors import AudioError, ImageError, InputError, OutputError, VideoError
 
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv")
 
 # A folder with less free space than this is taken as full when ffmpeg fails writing into it.
 _MIN_FREE_BYTES = 1 << 20
-
-_CAUSES = {
-    errno.ENOSPC: "no space left on device",
-    errno.EDQUOT: "disk quota exceeded",
-    errno.EFBIG: "file too large for the file system",
-    errno.EROFS: "read-only file system",
-    errno.EACCES: "folder not writable",
-    errno.EPERM: "folder not writable",
-    errno.ENOENT: "folder does not exist",
-    errno.ENOTDIR: "a parent of it is not a folder",
-    errno.EISDIR: "it is a directory",
-}
-
 
 def video_info(path: str) -> tuple[float, int, int, int]:
     """(fps, num_frames, width, height) from the container; raises VideoError if unreadable."""
@@ -124,42 +111,7 @@ def check_output(out: str, inputs: list[str]) -> None:
                 pass
         if same:
             raise OutputError(f"output {out} is the input {src}; writing it would destroy the input")
-    folder = os.path.dirname(os.path.abspath(out))
-    if not os.path.exists(folder):
-        raise OutputError(f"cannot write {out}: folder {folder} does not exist")
-    if not os.path.isdir(folder):
-        raise OutputError(f"cannot write {out}: {folder} is not a folder")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise OutputError(f"cannot write {out}: {_unwritable_cause(folder)}")
-
-
-def _unwritable_cause(folder: str) -> str:
-    try:
-        if os.statvfs(folder).f_flag & os.ST_RDONLY:
-            return "read-only file system"
-    except (OSError, AttributeError):
-        pass
-    return f"folder {folder} not writable"
-
-
-def _umask() -> int:
-    """The process umask (read without changing it where /proc allows)."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as f:
-            for line in f:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError):
-        pass
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def _output_error(path: str, err: OSError) -> OutputError:
-    """One line naming why `path` could not be written, from an OSError's errno."""
-    cause = _CAUSES.get(err.errno) or (err.strerror or str(err)).lower()
-    return OutputError(f"cannot write {path}: {cause}")
+    files.check_folder(out)
 
 
 def _remove(path: str | None) -> None:
@@ -182,7 +134,7 @@ def _temp_file(path: str, prefix: str, suffix: str) -> str:
     try:
         fd, tmp = tempfile.mkstemp(suffix=suffix, dir=os.path.dirname(os.path.abspath(path)), prefix=prefix)
     except OSError as e:
-        raise _output_error(path, e) from e
+        raise files.output_error(path, e) from e
     os.close(fd)
     return tmp
 
@@ -193,14 +145,14 @@ def _publish(tmp: str, path: str) -> None:
     mkstemp creates files 0600; without the chmod every output would be private to its owner.
     """
     try:
-        os.chmod(tmp, 0o666 & ~_umask())
+        os.chmod(tmp, 0o666 & ~files.umask())
     except OSError:
         pass  # some file systems (FAT, network shares) refuse chmod; the file itself is fine
     try:
         os.replace(tmp, path)
     except OSError as e:
         _remove(tmp)
-        raise _output_error(path, e) from e
+        raise files.output_error(path, e) from e
 
 
 def _disk_full(folder: str, stderr: str = "") -> bool:
@@ -257,7 +209,7 @@ class VideoWriter:
         try:
             os.makedirs(os.path.dirname(self.path), exist_ok=True)
         except OSError as e:
-            raise _output_error(path, e) from e
+            raise files.output_error(path, e) from e
         self._tmp_video = _temp_file(self.path, ".thflax-", _suffix(path))
 
     def write(self, frame: np.ndarray) -> None:
@@ -454,6 +406,6 @@ def write_image(path: str, image: np.ndarray) -> None:
             f.write(buf.tobytes())
         _publish(tmp, path)
     except OSError as e:
-        raise _output_error(path, e) from e
+        raise files.output_error(path, e) from e
     finally:
         _remove(tmp)

@@ -1,0 +1,95 @@
+"""Writing files a user receives: one-line causes for failures, the umask's mode, atomic replacement.
+
+Shared by the video writer, the export bundle, generation's caches and the perceptual network, so an
+output is either complete or absent (never half-written) and a failure names its cause in one line.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import tempfile
+
+from thflax.errors import OutputError
+
+#: errno -> the cause a user reads ("cannot write PATH: <cause>").
+CAUSES = {
+    errno.ENOSPC: "no space left on device",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EFBIG: "file too large for the file system",
+    errno.EROFS: "read-only file system",
+    errno.EACCES: "folder not writable",
+    errno.EPERM: "folder not writable",
+    errno.ENOENT: "folder does not exist",
+    errno.ENOTDIR: "a parent of it is not a folder",
+    errno.EISDIR: "it is a directory",
+}
+
+
+def output_error(path: str, err: OSError) -> OutputError:
+    """One line naming why `path` could not be written, from an OSError's errno."""
+    cause = CAUSES.get(err.errno) or (err.strerror or str(err)).lower()
+    return OutputError(f"cannot write {path}: {cause}")
+
+
+def umask() -> int:
+    """The process umask (read without changing it where /proc allows: changing it races other threads)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def unwritable_cause(folder: str) -> str:
+    try:
+        if os.statvfs(folder).f_flag & os.ST_RDONLY:
+            return "read-only file system"
+    except (OSError, AttributeError):
+        pass
+    return f"folder {folder} not writable"
+
+
+def check_folder(out: str) -> None:
+    """Raises OutputError (one line) unless `out` names a file whose folder exists and is writable;
+    called before the work, so a bad path fails in a second, not after the job."""
+    if os.path.isdir(out):
+        raise OutputError(f"output {out} is a directory; give a file name")
+    folder = os.path.dirname(os.path.abspath(out))
+    if not os.path.exists(folder):
+        raise OutputError(f"cannot write {out}: folder {folder} does not exist")
+    if not os.path.isdir(folder):
+        raise OutputError(f"cannot write {out}: {folder} is not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise OutputError(f"cannot write {out}: {unwritable_cause(folder)}")
+
+
+def atomic_write(path: str, data: bytes) -> None:
+    """Writes `data` to `path` through a temporary file in the same folder, renamed into place: readers
+    (and concurrent runs) see the old file or the whole new one; a failure leaves no temporary file and
+    raises OutputError. The file gets the mode a new file has under the umask (mkstemp's is 0600)."""
+    try:
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".tmp-")
+    except OSError as e:
+        raise output_error(path, e) from e
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        try:
+            os.chmod(tmp, 0o666 & ~umask())
+        except OSError:
+            pass  # some file systems (FAT, network shares) refuse chmod; the file itself is fine
+        os.replace(tmp, path)
+    except BaseException as e:
+        try:
+            os.remove(tmp)
+        except OSError:
+            pass
+        if isinstance(e, OSError):
+            raise output_error(path, e) from e
+        raise
