@@ -52,7 +52,10 @@ import os
 import re
 
 import numpy as np
-import tensorflow_datasets as tfds
+from thflax.io.quiet_tf import import_tensorflow
+
+import_tensorflow()  # tfds loads TensorFlow when it builds: load it now, without its load-time banner
+import tensorflow_datasets as tfds  # noqa: E402
 
 from input_pipeline import preprocess
 from thflax.errors import InputError

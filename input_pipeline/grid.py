@@ -5,7 +5,10 @@ from __future__ import annotations
 import os
 import re
 
-import tensorflow_datasets as tfds
+from thflax.io.quiet_tf import import_tensorflow
+
+import_tensorflow()  # tfds loads TensorFlow when it builds: load it now, without its load-time banner
+import tensorflow_datasets as tfds  # noqa: E402
 
 from input_pipeline import builder_base
 from input_pipeline.preprocess import Item

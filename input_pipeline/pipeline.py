@@ -26,7 +26,10 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
+
+from thflax.io.quiet_tf import import_tensorflow  # noqa: E402
+
+tf = import_tensorflow()  # before anything loads TensorFlow: without its load-time banner
 import tensorflow_datasets as tfds  # noqa: E402
 
 # Register the builders.

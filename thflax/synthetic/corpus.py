@@ -36,6 +36,7 @@ import logging
 import multiprocessing
 import os
 import time
+from unittest import mock
 from pathlib import Path
 
 import numpy as np
@@ -109,7 +110,12 @@ def mp4_writer(path: Path, size: tuple[int, int], fps: float, crf: int = 18):
         # One encoder thread: deterministic output, and workers do not oversubscribe.
         output_params=["-crf", str(crf), "-preset", "fast", "-threads", "1"],
     )
-    writer.send(None)  # start the generator (launches ffmpeg)
+    # write_frames starts ffmpeg with preexec_fn=os.setpgrp, and a preexec_fn makes CPython really fork the
+    # process (with JAX's threads in it: "os.fork() was called ... deadlock") before exec. Its documented
+    # switch IMAGEIO_FFMPEG_NO_PREVENT_SIGINT drops the preexec_fn (ffmpeg then gets Ctrl-C too, which is
+    # fine: an interrupted corpus build is discarded); it is read when ffmpeg starts, at the first send.
+    with mock.patch.dict(os.environ, {"IMAGEIO_FFMPEG_NO_PREVENT_SIGINT": "1"}):
+        writer.send(None)  # start the generator (launches ffmpeg)
     return writer
 
 
