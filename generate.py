@@ -236,7 +236,7 @@ def _job_kwargs(row: dict[str, str] | None, base: str) -> dict:
         kwargs.update(text=text, voice=row.get("voice") or FLAGS.voice, rate=integer("rate", FLAGS.rate),
                       pitch=integer("pitch", FLAGS.pitch))
     # The row's numbers against generation's ranges now, before any model is loaded.
-    generation.check_options(**{k: kwargs[k] for k in ("face_index", "rate", "pitch") if k in kwargs})
+    generation.check_options(**{k: kwargs[k] for k in ("face_index", "rate", "pitch") if k in kwargs}, prefix="")
     return kwargs
 
 
@@ -342,7 +342,7 @@ def main(argv) -> int:
     face_box = _face_box()
     # Every numeric flag against its range before any work (jobs rows are checked in _job_kwargs).
     generation.check_options(fps=FLAGS.fps, size=FLAGS.size, batch=FLAGS.batch, rate=FLAGS.rate, pitch=FLAGS.pitch,
-                             face_index=FLAGS.face_index, face_box=face_box)
+                             face_index=FLAGS.face_index, face_box=face_box, prefix="--")
 
     if FLAGS.compilation_cache:
         generation.enable_caches()  # before any JAX work

@@ -141,18 +141,18 @@ def test_cli_bad_jobs_file_is_one_line(tmp_path, csv_text, message):
 
 
 @pytest.mark.parametrize("flag,value,message", [
-    ("--fps", "nan", "fps nan is out of range (1..120 frames per second)"),
-    ("--fps", "1e9", "fps 1e+09 is out of range (1..120 frames per second)"),
-    ("--fps", "inf", "fps inf is out of range"),
-    ("--fps", "0", "fps 0 is out of range"),
-    ("--size", "100000", "size 100000 is out of range (16..4096 pixels)"),
-    ("--size", "8", "size 8 is out of range"),
-    ("--batch", "0", "batch 0 is out of range (1..256 frames)"),
-    ("--batch", "1000000", "batch 1000000 is out of range"),
-    ("--rate", "5000", "speech rate 5000 is out of range (80..450 words per minute)"),
-    ("--pitch", "-1", "speech pitch -1 is out of range (0..100)"),
-    ("--face_index", "-1", "face_index -1 is out of range (0 or more)"),
-    ("--face_box", "50,50,10,10", "face_box must be four pixel numbers x0,y0,x1,y1 with x0 < x1 and y0 < y1"),
+    ("--fps", "nan", "--fps nan is out of range (1..120 frames per second)"),
+    ("--fps", "1e9", "--fps 1e+09 is out of range (1..120 frames per second)"),
+    ("--fps", "inf", "--fps inf is out of range"),
+    ("--fps", "0", "--fps 0 is out of range"),
+    ("--size", "100000", "--size 100000 is out of range (16..4096 pixels)"),
+    ("--size", "8", "--size 8 is out of range"),
+    ("--batch", "0", "--batch 0 is out of range (1..256 frames)"),
+    ("--batch", "1000000", "--batch 1000000 is out of range"),
+    ("--rate", "5000", "--rate 5000 is out of range (80..450 words per minute)"),
+    ("--pitch", "-1", "--pitch -1 is out of range (0..100)"),
+    ("--face_index", "-1", "--face_index -1 is out of range (0 or more)"),
+    ("--face_box", "50,50,10,10", "--face_box must be four pixel numbers x0,y0,x1,y1 with x0 < x1 and y0 < y1"),
 ])
 def test_cli_numeric_flag_out_of_range_is_one_line_before_any_work(photo, tmp_path, flag, value, message):
     """Each numeric flag has a range, checked before the photo, the speech or the models are touched: the
@@ -223,8 +223,8 @@ def test_jobs_rows_with_numbers_out_of_range_are_named_before_the_models_load(ph
     r = _generate("--checkpoint", "no-checkpoint", "--jobs", str(tmp_path / "jobs.csv"))
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-2000:]
     assert _errors(r) == [
-        "error: jobs.csv row 1 (line 2): speech rate 5000 is out of range (80..450 words per minute)",
-        "error: jobs.csv row 2 (line 3): speech pitch 101 is out of range (0..100)",
+        "error: jobs.csv row 1 (line 2): rate 5000 is out of range (80..450 words per minute)",
+        "error: jobs.csv row 2 (line 3): pitch 101 is out of range (0..100)",
         "error: jobs.csv row 3 (line 4): face_index -2 is out of range (0 or more)"], r.stderr[-2000:]
     assert r.stdout.strip().splitlines()[-1] == "0 of 3 videos written"
     assert os.listdir(tmp_path) == ["jobs.csv"]

@@ -392,29 +392,35 @@ def _check_number(name: str, value: Any, bounds: tuple[float, float] | None, who
 
 def check_options(*, fps: float | None = None, size: int | None = None, batch: int = 16, rate: int = DEFAULT_RATE,
                   pitch: int = DEFAULT_PITCH, face_index: int | None = None,
-                  face_box: tuple[int, int, int, int] | None = None) -> None:
+                  face_box: tuple[int, int, int, int] | None = None, prefix: str | None = None) -> None:
     """Raises InputError (one line) for a numeric option of `generate` that is not a number or out of
     its range (`FPS_RANGE`, `SIZE_RANGE`, `BATCH_RANGE`, `RATE_RANGE`, `PITCH_RANGE`; face_index 0 or
     more; face_box four finite pixel numbers x0 < x1, y0 < y1).
 
     The one place these are checked: `generate` calls it first, and generate.py calls it for its flags
     and every jobs row before any model is loaded, so a bad value costs no work and writes nothing.
+    `prefix` names the options as the caller's user wrote them: "--" for flags (--fps), "" for a jobs
+    file's columns (rate); None for the library's names (fps, speech rate).
     """
+
+    def name(option: str, plain: str) -> str:
+        return plain if prefix is None else prefix + option
+
     if fps is not None:
-        _check_number("fps", fps, FPS_RANGE, whole=False, unit=" frames per second")
+        _check_number(name("fps", "fps"), fps, FPS_RANGE, whole=False, unit=" frames per second")
     if size is not None:
-        _check_number("size", size, SIZE_RANGE, whole=True, unit=" pixels")
-    _check_number("batch", batch, BATCH_RANGE, whole=True, unit=" frames")
-    _check_number("speech rate", rate, RATE_RANGE, whole=True, unit=" words per minute")
-    _check_number("speech pitch", pitch, PITCH_RANGE, whole=True)
+        _check_number(name("size", "size"), size, SIZE_RANGE, whole=True, unit=" pixels")
+    _check_number(name("batch", "batch"), batch, BATCH_RANGE, whole=True, unit=" frames")
+    _check_number(name("rate", "speech rate"), rate, RATE_RANGE, whole=True, unit=" words per minute")
+    _check_number(name("pitch", "speech pitch"), pitch, PITCH_RANGE, whole=True)
     if face_index is not None:
-        _check_number("face_index", face_index, None, whole=True)
+        _check_number(name("face_index", "face_index"), face_index, None, whole=True)
     if face_box is not None:
         box = tuple(face_box) if isinstance(face_box, (tuple, list)) else ()
         if (len(box) != 4 or not all(isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
                                      for v in box) or not (box[0] < box[2] and box[1] < box[3])):
-            raise InputError(f"face_box must be four pixel numbers x0,y0,x1,y1 with x0 < x1 and y0 < y1, "
-                             f"not {face_box!r}")
+            raise InputError(f"{name('face_box', 'face_box')} must be four pixel numbers x0,y0,x1,y1 with x0 < x1 "
+                             f"and y0 < y1, not {face_box!r}")
 
 
 def _check_frame(height: int, width: int, size: int | None, crop_only: bool, landmarks_video: bool) -> None:
