@@ -36,7 +36,15 @@ columns (paths relative to the CSV's folder):
 Other flags (--fps, --size, --crop_only, ...) apply to every row. A bad row is reported on one line
 naming its row number (rows count the non-blank lines after the header) and its line, and skipped;
 the others are made. The last line says "N of M videos written"; the exit status is 0 when every
-row made its video, 2 otherwise.
+row made its video, 2 otherwise. A jobs file whose rows collide is refused whole before anything is
+written (one line naming the rows and the path, exit status 2): an out that is any row's image, video
+or audio (a later row would read the new video instead of the user's file, or an earlier one's input
+would be destroyed), or an out two rows write. Paths are compared as files: ./x.mp4, d/../x.mp4,
+symlinks and hard links to one file are the same.
+
+Numeric flags and columns have ranges (checked before any work; out of range: one line, exit 2):
+--fps 1..120, --size 16..4096 (frames of at most 4096x8192 pixels), --batch 1..256, --rate
+80..450, --pitch 0..100, --face_index 0 or more, --face_box x0 < x1 and y0 < y1.
 
 Start-up caches (compiled programs, and the face found in each photo) live in $THFLAX_CACHE_DIR,
 default ~/.cache/thflax: the second and later runs skip compilation (--nocompilation_cache: off).
@@ -71,7 +79,7 @@ import csv  # noqa: E402
 
 from absl import flags  # noqa: E402
 
-from thflax import cli  # noqa: E402
+from thflax import cli, generation  # noqa: E402
 from thflax.errors import InputError  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -83,19 +91,26 @@ flags.DEFINE_string("video", None, "A video to dub instead of a photo: keeps its
 flags.DEFINE_string("audio", None, "Speech (wav/flac/mp3/mp4..., any sample rate). Or give --text.")
 flags.DEFINE_string("text", None, "Words to speak (offline, eSpeak NG) instead of --audio.")
 flags.DEFINE_string("voice", "en-us", "eSpeak NG voice for --text, e.g. en-us, en-gb-x-rp, en-us+f3.")
-flags.DEFINE_integer("rate", 175, "Speaking rate for --text, words per minute (80..450).")
-flags.DEFINE_integer("pitch", 50, "Base pitch for --text (0..100).")
+# Ranges are generation's (checked there, in one place, for the flags, each jobs row and the web page).
+flags.DEFINE_integer("rate", generation.DEFAULT_RATE, "Speaking rate for --text, words per minute "
+                     "({}..{}).".format(*generation.RATE_RANGE))
+flags.DEFINE_integer("pitch", generation.DEFAULT_PITCH,
+                     "Base pitch for --text ({}..{}).".format(*generation.PITCH_RANGE))
 flags.DEFINE_string("out", None, "Output .mp4.")
 flags.DEFINE_string("jobs", None, "CSV of many videos (columns image or video, audio or text, out; optional voice, "
                     "rate, pitch, still, face_index; paths relative to the CSV): described at the top of --help.")
 flags.DEFINE_bool("still", False, "No head motion: animate the lips only.")
 flags.DEFINE_bool("landmarks_video", False, "Show the predicted landmarks beside the video.")
 flags.DEFINE_bool("crop_only", False, "Write the face crop instead of the whole photo.")
-flags.DEFINE_float("fps", 25.0, "Output frame rate (with --video: the video's own).", lower_bound=1.0)
-flags.DEFINE_integer("size", None, "Output height in pixels (default: the photo's).", lower_bound=16)
-flags.DEFINE_integer("batch", 16, "Frames per generator call.", lower_bound=1)
-flags.DEFINE_integer("face_index", None, "Which face of the photo: 0 = the highest detection score.", lower_bound=0)
-flags.DEFINE_list("face_box", None, "Which face of the photo: the one inside x0,y0,x1,y1 (pixels).")
+flags.DEFINE_float("fps", 25.0, "Output frame rate, {:g}..{:g} (with --video: the video's own)."
+                   .format(*generation.FPS_RANGE))
+flags.DEFINE_integer("size", None, "Output height in pixels, {}..{}, for frames of at most {:,} pixels (default: "
+                     "the photo's, at most {} on its longer side).".format(
+                         *generation.SIZE_RANGE, generation.MAX_FRAME_PIXELS, generation.MAX_SIDE))
+flags.DEFINE_integer("batch", 16, "Frames per generator call, {}..{} (more: faster, more accelerator memory)."
+                     .format(*generation.BATCH_RANGE))
+flags.DEFINE_integer("face_index", None, "Which face of the photo: 0 = the highest detection score (0 or more).")
+flags.DEFINE_list("face_box", None, "Which face of the photo: the one inside x0,y0,x1,y1 (pixels, x0 < x1, y0 < y1).")
 flags.DEFINE_bool("compilation_cache", True, "Keep compiled programs and detected faces in $THFLAX_CACHE_DIR "
                   "(default ~/.cache/thflax) so later runs start faster.")
 flags.DEFINE_bool("timings", False, "Print the seconds each step took, and what the caches did.")
@@ -187,9 +202,8 @@ def _job_kwargs(row: dict[str, str] | None, base: str) -> dict:
     if row is None:
         raise InputError("more values than the header has columns")
 
-    def path(name: str) -> str | None:
-        value = row.get(name) or ""
-        return os.path.join(base, os.path.expanduser(value)) if value else None
+    paths = _row_paths(row, base)
+    path = paths.get
 
     def integer(name: str, default: int | None) -> int | None:
         value = row.get(name) or ""
@@ -216,14 +230,75 @@ def _job_kwargs(row: dict[str, str] | None, base: str) -> dict:
     if still not in _TRUE | _FALSE:
         raise InputError(f"still must be 1/0, true/false or yes/no, not {row['still']!r}")
     face_index = integer("face_index", FLAGS.face_index)
-    if face_index is not None and face_index < 0:
-        raise InputError(f"face_index must be 0 or more, not {face_index}")
     kwargs = dict(image=image, video=video, audio=audio, out=out,
                   still=still in _TRUE if still else FLAGS.still, face_index=face_index)
     if text is not None:
         kwargs.update(text=text, voice=row.get("voice") or FLAGS.voice, rate=integer("rate", FLAGS.rate),
                       pitch=integer("pitch", FLAGS.pitch))
+    # The row's numbers against generation's ranges now, before any model is loaded.
+    generation.check_options(**{k: kwargs[k] for k in ("face_index", "rate", "pitch") if k in kwargs}, prefix="")
     return kwargs
+
+
+#: The columns that name files: the ones a row reads, and the one it writes.
+_INPUT_COLUMNS, _OUTPUT_COLUMN = ("image", "video", "audio"), "out"
+
+
+def _row_paths(row: dict[str, str], base: str) -> dict[str, str]:
+    """The files a row names, by column (relative paths from the CSV's folder `base`)."""
+    return {c: os.path.join(base, os.path.expanduser(row[c])) for c in (*_INPUT_COLUMNS, _OUTPUT_COLUMN)
+            if row.get(c)}
+
+
+def _file_keys(path: str) -> set:
+    """What identifies the file at `path`: its real path (./x, d/../x and symlinks resolved; so a file yet to
+    be written compares too) and, when it exists, its device and inode (hard links: os.path.samefile's test)."""
+    keys: set = {os.path.realpath(path)}
+    try:
+        st = os.stat(path)
+        keys.add((st.st_dev, st.st_ino))
+    except OSError:
+        pass
+    return keys
+
+
+def _check_job_paths(rows: list[tuple[int, int, dict[str, str] | None]], base: str, name: str) -> None:
+    """InputError (one line naming the rows and the path) when an out of the jobs file is a file any row
+    reads (its own row's included) or another row's out too.
+
+    Checked for the whole file before anything is written: row by row, an earlier row would already have
+    overwritten a later row's input (or the later row would dub the new video instead of the user's).
+    Rows that are bad otherwise count too: they name the user's files all the same (only a row with more
+    values than columns names nothing for certain, and is reported as bad).
+    """
+    named = [(number, line, row, _row_paths(row, base)) for number, line, row in rows if row is not None]
+    owners: dict = {}  # file key -> (row number, line, column, path as written) of every row naming it
+    for number, line, row, paths in named:
+        for column, path in paths.items():
+            for key in _file_keys(path):
+                owners.setdefault(key, []).append((number, line, column, row[column]))
+    clashes = []
+    for number, line, row, paths in named:
+        if _OUTPUT_COLUMN not in paths:
+            continue
+        seen = set()
+        for key in _file_keys(paths[_OUTPUT_COLUMN]):
+            for other in owners[key]:
+                if other[:3] in seen or other[:3] == (number, line, _OUTPUT_COLUMN):
+                    continue
+                seen.add(other[:3])
+                # An out named twice is one clash, reported at its first row.
+                if other[2] != _OUTPUT_COLUMN or other[0] > number:
+                    clashes.append(((number, line, row[_OUTPUT_COLUMN]), other))
+    if not clashes:
+        return
+    (number, line, out), (other, other_line, column, as_written) = clashes[0]
+    where = "its own" if other == number else f"row {other} (line {other_line})'s"
+    what = (f"also row {other} (line {other_line})'s out" if column == _OUTPUT_COLUMN
+            else f"{where} {column} input{'' if as_written == out else ' ' + as_written}; writing it would destroy "
+                 "that input")
+    more = f" (and {len(clashes) - 1} more such clash{'es' if len(clashes) > 2 else ''})" if len(clashes) > 1 else ""
+    raise InputError(f"{name}: row {number} (line {line})'s out {out} is {what}{more}; nothing was written")
 
 
 def _run_jobs(generation, common: dict, config) -> int:
@@ -231,18 +306,25 @@ def _run_jobs(generation, common: dict, config) -> int:
     rows = _read_jobs(FLAGS.jobs)
     base = os.path.dirname(os.path.abspath(FLAGS.jobs))
     name = os.path.basename(FLAGS.jobs)
-    models = generation.load_models(FLAGS.checkpoint, config)
-    written, outs = 0, {}
-    for number, line, row in rows:
+    _check_job_paths(rows, base, name)  # the whole file, before the models load and anything is written
+
+    def report(number: int, line: int, e: InputError) -> None:
+        print(f"error: {name} row {number} (line {line}): {' '.join(str(e).split())}", file=sys.stderr, flush=True)
+
+    jobs = []
+    for number, line, row in rows:  # every row's values checked (and reported) before the slow model load
         try:
-            kwargs = _job_kwargs(row, base)
-            real = os.path.realpath(kwargs["out"])
-            if real in outs:
-                raise InputError(f"out {kwargs['out']} is also row {outs[real]}'s output")
-            outs[real] = number
+            jobs.append((number, line, _job_kwargs(row, base)))
+        except InputError as e:
+            report(number, line, e)
+    # No good row: nothing to load the models for.
+    models = generation.load_models(FLAGS.checkpoint, config) if jobs else None
+    written = 0
+    for number, line, kwargs in jobs:
+        try:
             summary = generation.generate(FLAGS.checkpoint, models=models, **common, **kwargs)
         except InputError as e:
-            print(f"error: {name} row {number} (line {line}): {' '.join(str(e).split())}", file=sys.stderr, flush=True)
+            report(number, line, e)
             continue
         written += 1
         print(f"row {number}: wrote {summary['out']} ({summary['frames']} frames, {summary['seconds']:.2f} s)",
@@ -258,7 +340,9 @@ def main(argv) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     _check_flags()
     face_box = _face_box()
-    from thflax import generation
+    # Every numeric flag against its range before any work (jobs rows are checked in _job_kwargs).
+    generation.check_options(fps=FLAGS.fps, size=FLAGS.size, batch=FLAGS.batch, rate=FLAGS.rate, pitch=FLAGS.pitch,
+                             face_index=FLAGS.face_index, face_box=face_box, prefix="--")
 
     if FLAGS.compilation_cache:
         generation.enable_caches()  # before any JAX work

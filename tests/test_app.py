@@ -265,3 +265,18 @@ def test_requests_without_a_photo_or_speech_are_refused(tmp_path):
         app.make_video(None, "unused", str(tmp_path), "face.png", None, "Hello", source="")
     err = InputError("no face found in /tmp/gradio/abc/face.png\n(try another photo)")
     assert app._one_line(err, {"/tmp/gradio/abc/face.png": "face.png"}) == "no face found in face.png (try another photo)"
+
+
+@pytest.mark.parametrize("rate,pitch,message", [
+    (1e9, 50, "speech rate 1000000000 is out of range (80..450 words per minute)"),
+    (float("nan"), 50, "speech rate must be a whole number (80..450 words per minute), not nan"),
+    (175.5, 50, "speech rate must be a whole number"),
+    (175.0, -5.0, "speech pitch -5 is out of range (0..100)"),
+])
+def test_forged_rate_or_pitch_is_refused_in_one_line(tmp_path, rate, pitch, message):
+    """The page's sliders bound rate and pitch, but a request can send any number: generation's ranges
+    refuse it with one line (an InputError, which the page shows) before the photo or a model is used."""
+    with pytest.raises(InputError) as e:
+        app.make_video(None, "unused", str(tmp_path), "missing.png", None, "Hello", rate=rate, pitch=pitch)
+    assert message in str(e.value) and "\n" not in str(e.value)
+    assert os.listdir(tmp_path) == []

@@ -140,6 +140,163 @@ def test_cli_bad_jobs_file_is_one_line(tmp_path, csv_text, message):
     assert r.returncode == 2 and "drop --out" in r.stderr
 
 
+@pytest.mark.parametrize("flag,value,message", [
+    ("--fps", "nan", "--fps nan is out of range (1..120 frames per second)"),
+    ("--fps", "1e9", "--fps 1e+09 is out of range (1..120 frames per second)"),
+    ("--fps", "inf", "--fps inf is out of range"),
+    ("--fps", "0", "--fps 0 is out of range"),
+    ("--size", "100000", "--size 100000 is out of range (16..4096 pixels)"),
+    ("--size", "8", "--size 8 is out of range"),
+    ("--batch", "0", "--batch 0 is out of range (1..256 frames)"),
+    ("--batch", "1000000", "--batch 1000000 is out of range"),
+    ("--rate", "5000", "--rate 5000 is out of range (80..450 words per minute)"),
+    ("--pitch", "-1", "--pitch -1 is out of range (0..100)"),
+    ("--face_index", "-1", "--face_index -1 is out of range (0 or more)"),
+    ("--face_box", "50,50,10,10", "--face_box must be four pixel numbers x0,y0,x1,y1 with x0 < x1 and y0 < y1"),
+])
+def test_cli_numeric_flag_out_of_range_is_one_line_before_any_work(photo, tmp_path, flag, value, message):
+    """Each numeric flag has a range, checked before the photo, the speech or the models are touched: the
+    checkpoint does not exist, so a check made any later would report that instead."""
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    speech = tmp_path / "speech.wav"
+    sf.write(speech, np.random.default_rng(0).normal(0, 0.1, 16000).astype(np.float32), 16000)
+    out = tmp_path / "o.mp4"
+    r = _generate("--checkpoint", "no-checkpoint", "--image", photo, "--audio", str(speech), "--out", str(out),
+                  f"{flag}={value}", env={"TMPDIR": str(temp)})
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-2000:]
+    errors = _errors(r)
+    assert r.stderr.strip().splitlines() == errors and len(errors) == 1 and message in errors[0], r.stderr[-2000:]
+    assert sorted(os.listdir(tmp_path)) == ["speech.wav", "tmp"] and list(temp.iterdir()) == []
+
+
+def test_generate_refuses_numbers_out_of_range_before_reading_anything(tmp_path):
+    """The library's one check (generation.check_options): InputError with one line, raised before the
+    inputs are read (they do not exist here) or anything is written."""
+    from thflax import generation
+    from thflax.errors import InputError
+
+    out = tmp_path / "o.mp4"
+    bad = [(dict(fps=float("nan")), "fps nan is out of range"), (dict(fps=1e9), "fps 1e+09 is out of range"),
+           (dict(fps="25"), "fps must be a number"), (dict(size=100000), "size 100000 is out of range"),
+           (dict(size=512.0), "size must be a whole number"), (dict(batch=True), "batch must be a whole number"),
+           (dict(batch=10**9), "batch 1000000000 is out of range"), (dict(face_index=-3), "face_index -3"),
+           (dict(face_box=(1, 2, 3)), "face_box must be four"),
+           (dict(face_box=(0, 0, float("inf"), 9)), "face_box must be four"),
+           (dict(text="hi", rate=float("nan")), "speech rate must be a whole number"),
+           (dict(text="hi", pitch=10**6), "speech pitch 1000000 is out of range")]
+    for kwargs, message in bad:
+        audio = None if "text" in kwargs else "missing.wav"
+        with pytest.raises(InputError, match=re.escape(message)) as e:
+            generation.generate("no-checkpoint", "missing.png", audio, str(out), **kwargs)
+        assert "\n" not in str(e.value)
+    assert os.listdir(tmp_path) == []
+    # In range, the same call gets as far as the missing photo: the check refuses nothing it should take.
+    with pytest.raises(InputError, match="image file not found"):
+        generation.generate("no-checkpoint", "missing.png", "missing.wav", str(out), fps=120.0, size=4096, batch=256,
+                            face_index=0)
+
+
+def test_size_that_would_make_huge_frames_is_refused(photo, tmp_path):
+    """--size sets the height; a wide photo at a large size would make frames of hundreds of millions of
+    pixels (width follows the aspect ratio), so the frame's area is bounded too."""
+    from thflax import generation
+    from thflax.errors import InputError
+
+    wide = np.full((512, 2560, 3), 255, np.uint8)
+    wide[:, :512] = cv2.imread(photo)
+    path = str(tmp_path / "wide.png")
+    cv2.imwrite(path, wide)
+    with pytest.raises(InputError, match=r"size 4096 makes 20480x4096 frames .* more than 33,554,432 pixels"):
+        generation.generate("no-checkpoint", path, "missing.wav", str(tmp_path / "o.mp4"), size=4096)
+    assert os.listdir(tmp_path) == ["wide.png"]
+
+
+def test_jobs_rows_with_numbers_out_of_range_are_named_before_the_models_load(photo, tmp_path):
+    """A jobs row's rate, pitch and face_index get the flags' ranges; with no good row no model is loaded
+    (the checkpoint does not exist, and is never reported)."""
+    (tmp_path / "jobs.csv").write_text(
+        "image,text,out,rate,pitch,face_index\n"
+        f"{photo},Hello,a.mp4,5000,,\n"
+        f"{photo},Hello,b.mp4,,101,\n"
+        f"{photo},Hello,c.mp4,,,-2\n")
+    r = _generate("--checkpoint", "no-checkpoint", "--jobs", str(tmp_path / "jobs.csv"))
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-2000:]
+    assert _errors(r) == [
+        "error: jobs.csv row 1 (line 2): rate 5000 is out of range (80..450 words per minute)",
+        "error: jobs.csv row 2 (line 3): pitch 101 is out of range (0..100)",
+        "error: jobs.csv row 3 (line 4): face_index -2 is out of range (0 or more)"], r.stderr[-2000:]
+    assert r.stdout.strip().splitlines()[-1] == "0 of 3 videos written"
+    assert os.listdir(tmp_path) == ["jobs.csv"]
+
+
+def _jobs_folder(tmp_path: pathlib.Path, photo: str) -> pathlib.Path:
+    """A folder with a photo, a speech file and a video the user cares about (victim.mp4)."""
+    folder = tmp_path / "batch"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "face.png").write_bytes(pathlib.Path(photo).read_bytes())
+    sf.write(folder / "speech.wav", np.random.default_rng(0).normal(0, 0.1, 16000).astype(np.float32), 16000)
+    (folder / "victim.mp4").write_bytes(b"the user's own video" * 100)
+    return folder
+
+
+@pytest.mark.parametrize("rows,message", [
+    # The issue's case: row 1 would overwrite victim.mp4, then row 2 would dub row 1's output.
+    ("face.png,,speech.wav,victim.mp4\n,victim.mp4,speech.wav,r2.mp4\n",
+     "row 1 (line 2)'s out victim.mp4 is row 2 (line 3)'s video input; writing it would destroy that input"),
+    # The same file spelled differently, through a symlink and through a hard link.
+    ("face.png,,speech.wav,./victim.mp4\n,sub/../victim.mp4,speech.wav,r2.mp4\n",
+     "row 1 (line 2)'s out ./victim.mp4 is row 2 (line 3)'s video input sub/../victim.mp4"),
+    ("face.png,,speech.wav,link.mp4\n,victim.mp4,speech.wav,r2.mp4\n",
+     "row 1 (line 2)'s out link.mp4 is row 2 (line 3)'s video input victim.mp4"),
+    ("face.png,,speech.wav,hard.mp4\n,victim.mp4,speech.wav,r2.mp4\n",
+     "row 1 (line 2)'s out hard.mp4 is row 2 (line 3)'s video input victim.mp4"),
+    # An out that a later row reads before it exists (row 2 would dub row 1's new video).
+    ("face.png,,speech.wav,new.mp4\n,new.mp4,speech.wav,r2.mp4\n",
+     "row 1 (line 2)'s out new.mp4 is row 2 (line 3)'s video input"),
+    # Its own row's input, an earlier row's input, and an image or audio input.
+    ("face.png,,speech.wav,r1.mp4\nface.png,,victim.mp4,victim.mp4\n",
+     "row 2 (line 3)'s out victim.mp4 is its own audio input"),
+    ("face.png,,victim.mp4,r1.mp4\nface.png,,speech.wav,victim.mp4\n",
+     "row 2 (line 3)'s out victim.mp4 is row 1 (line 2)'s audio input"),
+    # Two rows writing one file (the second would replace the first's video), and a bad row's input.
+    ("face.png,,speech.wav,same.mp4\nface.png,,speech.wav,sub/../same.mp4\n",
+     "row 1 (line 2)'s out same.mp4 is also row 2 (line 3)'s out"),
+    ("missing.png,victim.mp4,speech.wav,r1.mp4\nface.png,,speech.wav,victim.mp4\n",
+     "row 2 (line 3)'s out victim.mp4 is row 1 (line 2)'s video input"),
+])
+def test_jobs_output_that_is_any_rows_input_is_refused_before_anything_is_written(photo, tmp_path, rows, message):
+    """An out that is a file any row reads (or another row's out) refuses the whole jobs file, before the
+    models load: one line naming the rows and the path, exit status 2, victim.mp4 unchanged, no new file."""
+    folder = _jobs_folder(tmp_path, photo)
+    os.symlink("victim.mp4", folder / "link.mp4")
+    os.link(folder / "victim.mp4", folder / "hard.mp4")
+    (folder / "jobs.csv").write_text("image,video,audio,out\n" + rows)
+    before = {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    r = _generate("--checkpoint", "no-checkpoint", "--jobs", str(folder / "jobs.csv"), env={"TMPDIR": str(temp)})
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-2000:]
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: jobs.csv: {message}"), r.stderr[-2000:]
+    assert lines[0].endswith("; nothing was written")
+    assert r.stdout == ""
+    assert {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()} == before
+    assert sorted(p.name for p in folder.iterdir()) == sorted([*before, "sub"]) and list(temp.iterdir()) == []
+
+
+def test_jobs_without_clashes_go_on_to_the_models(photo, tmp_path):
+    """The clash check refuses nothing it should take: distinct outs beside the same inputs (and an out in a
+    sub-folder named like an input) get as far as loading the (here missing) checkpoint."""
+    folder = _jobs_folder(tmp_path, photo)
+    (folder / "jobs.csv").write_text("image,video,audio,out\n"
+                                     "face.png,,speech.wav,r1.mp4\n"
+                                     ",victim.mp4,speech.wav,sub/victim.mp4\n"
+                                     "face.png,,speech.wav,./r3.mp4\n")
+    r = _generate("--checkpoint", "no-checkpoint", "--jobs", str(folder / "jobs.csv"))
+    assert r.returncode == 2 and _errors(r) == ["error: checkpoint folder not found: no-checkpoint"], r.stderr[-2000:]
+
+
 # --- with a trained model -----------------------------------------------------------------------
 
 

@@ -96,10 +96,18 @@ def make_video(models: Any, checkpoint: str, out_dir: str, photo: str | None, au
         except OSError:
             pass
     out = os.path.join(out_dir, f"talking-{uuid.uuid4().hex[:8]}.mp4")
-    speech = dict(audio=audio) if audio else dict(text=text, voice=voice, rate=int(rate), pitch=int(pitch))
+    # The sliders' numbers go to generation as they are (whole floats as ints): generation checks their
+    # ranges (check_options), so a forged request's nan or 1e9 is refused in one line like any bad input.
+    speech = dict(audio=audio) if audio else dict(text=text, voice=voice, rate=_whole(rate), pitch=_whole(pitch))
     face = dict(video=source) if source is not None else dict(image=photo, still=bool(still))
     summary = generation.generate(checkpoint, out=out, models=models, progress=report or False, **face, **speech)
     return out, summary
+
+
+def _whole(value: Any) -> Any:
+    """A number the page sent as a float (Gradio's sliders do) as an int when it is whole; anything else
+    unchanged, for `generation.check_options` to refuse."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
 def _lenient(preprocess: Callable[[Any], Any]) -> Callable[[Any], Any]:

@@ -30,6 +30,8 @@ import functools
 import hashlib
 import json
 import logging
+import math
+import numbers
 import os
 import tempfile
 import time
@@ -42,8 +44,8 @@ from thflax import files
 from thflax.errors import InputError
 from thflax.inference import Models, load_models, predict_landmarks, render_frames
 
-__all__ = ["Models", "Reference", "cache_dir", "detect_face", "enable_caches", "generate", "load_models",
-           "predict_landmarks", "prepare_reference", "render_frames", "speak_to_wav"]
+__all__ = ["Models", "Reference", "cache_dir", "check_options", "detect_face", "enable_caches", "generate",
+           "load_models", "predict_landmarks", "prepare_reference", "render_frames", "speak_to_wav"]
 
 _log = logging.getLogger(__name__)
 
@@ -71,6 +73,18 @@ DEFAULT_PITCH = 50
 RATE_RANGE = (80, 450)
 PITCH_RANGE = (0, 100)
 SPEECH_PADDING = (0.3, 0.4)
+
+#: Ranges of generate's numeric options (inclusive), checked by `check_options` for the library, generate.py's
+#: flags, a jobs file's rows and the web page alike. Frame rates above 120 and heights above 4096 pixels
+#: are no talking-head video; unbounded, they allocate the whole audio's frames (`--fps 1e9`) or frames
+#: of tens of GB (`--size 100000`) before failing. `batch` frames go through the generator at once (the
+#: last batch is padded to it), so it bounds the accelerator's memory.
+FPS_RANGE = (1.0, 120.0)
+SIZE_RANGE = (16, 4096)
+BATCH_RANGE = (1, 256)
+#: The most pixels an output frame may have (a 4096-high frame with the landmark panel beside it): with
+#: `size`, a very wide photo or video would otherwise make frames far wider than `size` is high.
+MAX_FRAME_PIXELS = 4096 * 8192
 
 # --- start-up caches ------------------------------------------------------------------------------
 
@@ -364,16 +378,71 @@ def _paste(image: np.ndarray, crop_img: np.ndarray, box: Any) -> np.ndarray:
 # --- speech ---------------------------------------------------------------------------------------
 
 
+def _check_number(name: str, value: Any, bounds: tuple[float, float] | None, whole: bool, unit: str = "") -> None:
+    """InputError (one line) unless `value` is a finite number (whole when `whole`; never a bool) within
+    `bounds` (inclusive; None: 0 or more). NaN compares false with everything, so finiteness is tested
+    on its own."""
+    where = f"{bounds[0]:g}..{bounds[1]:g}{unit}" if bounds else "0 or more"
+    if not isinstance(value, numbers.Integral if whole else numbers.Real) or isinstance(value, bool):
+        raise InputError(f"{name} must be {'a whole number' if whole else 'a number'} ({where}), not {value!r}")
+    shown = f"{value:g}" if isinstance(value, float) else str(value)
+    if not math.isfinite(value) or not (bounds[0] <= value <= bounds[1] if bounds else value >= 0):
+        raise InputError(f"{name} {shown} is out of range ({where})")
+
+
+def check_options(*, fps: float | None = None, size: int | None = None, batch: int = 16, rate: int = DEFAULT_RATE,
+                  pitch: int = DEFAULT_PITCH, face_index: int | None = None,
+                  face_box: tuple[int, int, int, int] | None = None, prefix: str | None = None) -> None:
+    """Raises InputError (one line) for a numeric option of `generate` that is not a number or out of
+    its range (`FPS_RANGE`, `SIZE_RANGE`, `BATCH_RANGE`, `RATE_RANGE`, `PITCH_RANGE`; face_index 0 or
+    more; face_box four finite pixel numbers x0 < x1, y0 < y1).
+
+    The one place these are checked: `generate` calls it first, and generate.py calls it for its flags
+    and every jobs row before any model is loaded, so a bad value costs no work and writes nothing.
+    `prefix` names the options as the caller's user wrote them: "--" for flags (--fps), "" for a jobs
+    file's columns (rate); None for the library's names (fps, speech rate).
+    """
+
+    def name(option: str, plain: str) -> str:
+        return plain if prefix is None else prefix + option
+
+    if fps is not None:
+        _check_number(name("fps", "fps"), fps, FPS_RANGE, whole=False, unit=" frames per second")
+    if size is not None:
+        _check_number(name("size", "size"), size, SIZE_RANGE, whole=True, unit=" pixels")
+    _check_number(name("batch", "batch"), batch, BATCH_RANGE, whole=True, unit=" frames")
+    _check_number(name("rate", "speech rate"), rate, RATE_RANGE, whole=True, unit=" words per minute")
+    _check_number(name("pitch", "speech pitch"), pitch, PITCH_RANGE, whole=True)
+    if face_index is not None:
+        _check_number(name("face_index", "face_index"), face_index, None, whole=True)
+    if face_box is not None:
+        box = tuple(face_box) if isinstance(face_box, (tuple, list)) else ()
+        if (len(box) != 4 or not all(isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
+                                     for v in box) or not (box[0] < box[2] and box[1] < box[3])):
+            raise InputError(f"{name('face_box', 'face_box')} must be four pixel numbers x0,y0,x1,y1 with x0 < x1 "
+                             f"and y0 < y1, not {face_box!r}")
+
+
+def _check_frame(height: int, width: int, size: int | None, crop_only: bool, landmarks_video: bool) -> None:
+    """InputError unless the output frames made from a `height` x `width` picture fit `MAX_FRAME_PIXELS`
+    (only `size` can make them large: without it pictures are read at most `MAX_SIDE` pixels)."""
+    if size is None:
+        return
+    out_w = size if crop_only else int(round(width * size / max(height, 1) / 2)) * 2
+    out_w += size if landmarks_video else 0
+    if size * out_w > MAX_FRAME_PIXELS:
+        raise InputError(f"size {size} makes {out_w}x{size} frames from the {width}x{height} picture: more than "
+                         f"{MAX_FRAME_PIXELS:,} pixels (give a smaller size)")
+
+
 def _check_speech_options(text: Any, voice: str, rate: int, pitch: int) -> None:
     """Raises InputError for text-to-speech arguments eSpeak NG cannot use (before any slow work)."""
     if not isinstance(text, str) or not text.strip():
         raise InputError("the text to speak is empty")
     if not isinstance(voice, str) or not voice.strip():
         raise InputError("no voice given for the text")
-    if not RATE_RANGE[0] <= rate <= RATE_RANGE[1]:
-        raise InputError(f"speech rate {rate} is out of range ({RATE_RANGE[0]}..{RATE_RANGE[1]} words per minute)")
-    if not PITCH_RANGE[0] <= pitch <= PITCH_RANGE[1]:
-        raise InputError(f"speech pitch {pitch} is out of range ({PITCH_RANGE[0]}..{PITCH_RANGE[1]})")
+    _check_number("speech rate", rate, RATE_RANGE, whole=True, unit=" words per minute")
+    _check_number("speech pitch", pitch, PITCH_RANGE, whole=True)
 
 
 def speak_to_wav(text: str, path: str, voice: str = DEFAULT_VOICE, rate: int = DEFAULT_RATE,
@@ -440,19 +509,23 @@ def generate(checkpoint: str, image: str | None = None, audio: str | None = None
         the video); `face_index`/`face_box` are for photos (the video's face is tracked).
       out: output .mp4 path (written atomically).
       text: words to speak instead of `audio` (exactly one of them): synthesised offline with eSpeak NG
-        (`speak_to_wav`) in `voice` at `rate` words/min and base `pitch` 0..100; the video's audio
+        (`speak_to_wav`) in `voice` at `rate` words/min (80..450) and base `pitch` 0..100; the video's audio
         track is that speech. The temporary wav is deleted however generation ends.
       still: keep the head still (template head points), animate the lips only.
       landmarks_video: put the predicted landmark sketch beside each frame.
       crop_only: write the generated face crop instead of pasting it back into the photo.
-      fps: output frame rate (MFCC windows are centred on these frames); default 25 for a photo. With a
-        video the output has the video's rate, and a different `fps` is refused.
-      size: output height in pixels (width follows the aspect ratio); default: the photo's, at most
-        `MAX_SIDE` on the longer side.
+      fps: output frame rate, 1..120 (MFCC windows are centred on these frames); default 25 for a photo.
+        With a video the output has the video's rate, and a different `fps` is refused.
+      size: output height in pixels, 16..4096 (width follows the aspect ratio; a frame may have at most
+        `MAX_FRAME_PIXELS`); default: the photo's, at most `MAX_SIDE` on the longer side.
+      batch: frames per generator call, 1..256 (bounds the accelerator's memory).
       progress: a tqdm bar on stderr (True), none (False), or a function called with (frames written,
         total frames) after each frame, e.g. to drive a web page's progress bar (`thflax.app`).
       models: loaded models to reuse (many videos, one load and one compilation).
       face_index, face_box: which face of the photo (see `detect_face`); default the highest-scoring.
+
+    Raises InputError (one line) for a bad input, a numeric option out of range (`check_options`, checked
+    before anything is read or written) or an output that cannot be written.
     """
     if out is None:
         raise InputError("no output path given")
@@ -464,10 +537,10 @@ def generate(checkpoint: str, image: str | None = None, audio: str | None = None
                          else "give audio or text to speak")
     if video is not None and (face_index is not None or face_box is not None):
         raise InputError("face_index and face_box choose a face in a photo; a video's face is tracked")
+    # Every numeric option first (one place, see check_options): a bad value costs no work, writes nothing.
+    check_options(fps=fps, size=size, batch=batch, rate=rate, pitch=pitch, face_index=face_index, face_box=face_box)
     if text is not None:
         _check_speech_options(text, voice, rate, pitch)
-    if (fps is not None and fps <= 0) or (size is not None and size < 16) or batch < 1:
-        raise InputError("fps must be positive, size at least 16 and batch at least 1")
     from thflax import audio as audio_lib
     from thflax import video as video_lib
 
@@ -477,11 +550,13 @@ def generate(checkpoint: str, image: str | None = None, audio: str | None = None
     if video is None:
         fps = 25.0 if fps is None else fps
         face = detect_face(image, face_index=face_index, face_box=face_box, size=size)
+        _check_frame(*face[0].shape[:2], size, crop_only, landmarks_video)
         clock.mark("detect")
     else:
         from thflax import dubbing
 
-        source_fps = dubbing.probe(video)[0]
+        source_fps, width, height = dubbing.probe(video)
+        _check_frame(height, width, size, crop_only, landmarks_video)
         if fps is not None and abs(fps - source_fps) > 1e-3:
             raise InputError(f"fps {fps:g} differs from the frame rate of {video} ({source_fps:g}): a dubbed "
                              "video keeps its own rate (leave fps out)")
