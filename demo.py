@@ -122,7 +122,7 @@ def main(argv) -> int:
           f"build report: {reports}  ({time.time() - t0:.0f} s)")
 
     # 2. Training.
-    from thflax import tasks, trainer
+    from thflax.training import tasks, trainer
 
     for stage in tasks.stage_names("all"):
         _say(f"2/4 training {stage.upper()} ({config[stage].num_steps} steps) -> {workdir}/{stage}")
@@ -133,10 +133,11 @@ def main(argv) -> int:
 
     # 3. Evaluation.
     _say(f"3/4 end-to-end evaluation on {FLAGS.eval_utterances} held-out utterances")
-    from thflax import evaluation, generation, inference, params
+    from thflax.measures import evaluation
+    from thflax.inference import generation, networks, params
 
     t0 = time.time()
-    models = inference.load_models(workdir)
+    models = networks.load_models(workdir)
     _, table, paths = evaluation.run_table([("thflax (Full)", models)],
                                            pipeline.utterances(config, "test", builder=builder),
                                            os.path.join(workdir, "eval"), FLAGS.eval_utterances)
@@ -144,8 +145,9 @@ def main(argv) -> int:
     print(f"({time.time() - t0:.0f} s)")
 
     # 4. Generation: a person never seen in training says a sentence that is not in the corpus.
-    from thflax import video
-    from thflax.synthetic import grammar, speech
+    from thflax.io import video
+    from thflax.synthetic import grammar
+    from thflax.io import speech
 
     words, uid = unseen_sentence(corpus_dir)
     text = grammar.spoken_text(words)
@@ -167,7 +169,7 @@ def main(argv) -> int:
     still = os.path.join(workdir, "talking_head_frames.png")
     video.write_image(still, frame_strip([video.read_image(photo)] + [clip[i] for i in picks]))
     print(f"{summary_gen['frames']} frames in {time.time() - t0:.0f} s")
-    from thflax import face_measures
+    from thflax.measures import face_measures
 
     m = face_measures.measure_video(photo, out, wav)
     print("measured with dlib on the video (goal in brackets): " + ", ".join(

@@ -9,7 +9,7 @@ checkpoint match that file, and overrides such as --config.data.data_dir=DIR or
 --config.data.name=grid/crop256 change it. Rows "Reference frame (copied)" and "Template landmarks
 (no speech)" are added as floors and "Real video (ceiling)" as the lip-sync ceiling (--notrivial_rows
 drops them). Writes table2.md, summary.json and per_utterance.json to --out_dir and prints the
-table. Protocol: see thflax/evaluation.py: each utterance's first frame, framed on its own, and its
+table. Protocol: see thflax/measures/evaluation.py: each utterance's first frame, framed on its own, and its
 unsmoothed landmarks are the reference, as generation takes a photo. The numbers reported are on
 `test` (the default), which nothing during training reads; `--split=validation` is for tuning.
 """
@@ -39,12 +39,13 @@ flags.mark_flags_as_required(["checkpoint"])
 def main(argv) -> int:
     del argv
     from input_pipeline import pipeline
-    from thflax import evaluation, inference
+    from thflax.measures import evaluation
+    from thflax.inference import networks
 
     specs = [s.rpartition("=") for s in FLAGS.checkpoint]
     specs = [(name or os.path.basename(os.path.normpath(path)), path) for name, _, path in specs]
     config = cli.checkpoint_config(specs[0][1])
-    models = [(name, inference.load_models(path, config if (i == 0 or cli.config_given()) else None))
+    models = [(name, networks.load_models(path, config if (i == 0 or cli.config_given()) else None))
               for i, (name, path) in enumerate(specs)]
     utts = pipeline.utterances(config, FLAGS.split)
     out_dir = FLAGS.out_dir or os.path.join(specs[0][1], "eval")

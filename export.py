@@ -4,7 +4,7 @@
     python generate.py --checkpoint runs/demo_export --image face.jpg --audio speech.wav --out talking.mp4
 
 The bundle holds the config, the STL net's parameters and statistics and the generator's parameters,
-with a checksum that generation verifies (`thflax/params.py`).
+with a checksum that generation verifies (`thflax/inference/params.py`).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ flags.mark_flags_as_required(["workdir", "out"])
 
 def main(argv) -> int:
     del argv
-    from thflax import params
+    from thflax.inference import params
 
     info = params.export(FLAGS.workdir, FLAGS.out, overwrite=FLAGS.overwrite)
     print(f"wrote {os.path.abspath(FLAGS.out)} ({info['bytes'] / 2**20:.1f} MiB of parameters)")

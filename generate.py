@@ -79,7 +79,8 @@ import csv  # noqa: E402
 
 from absl import flags  # noqa: E402
 
-from thflax import cli, generation  # noqa: E402
+from thflax import cli  # noqa: E402
+from thflax.inference import generation
 from thflax.errors import InputError  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -153,7 +154,7 @@ def _check_flags() -> None:
 
 
 def _print_timings(summary: dict, prefix: str = "") -> None:
-    from thflax import generation
+    from thflax.inference import generation
 
     steps = " ".join(f"{k}={v:.2f}" for k, v in summary.get("timings", {}).items())
     stats = " ".join(f"{k}={v}" for k, v in generation.cache_stats.items())

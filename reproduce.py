@@ -30,12 +30,12 @@ once into <workdir>/tfds, is the same), each into <workdir>/seed<i>/ (that run's
 summary.json, per_utterance.json, timing.json); <workdir>/table2.md then has mean ± std (ddof=1) per
 cell and an Orderings section stating, for each of the paper's claims (Full best on LMD / SSIM / PSNR;
 Full vs w/o Splitnet, vs w/o Attention, vs Baseline; every model row vs the two floors), whether it
-holds beyond the seed-to-seed spread (`thflax.evaluation.ORDERING_RULE`: paired per seed) or lies
+holds beyond the seed-to-seed spread (`thflax.measures.evaluation.ORDERING_RULE`: paired per seed) or lies
 within it; summary.json has per row and metric the mean, std and per-seed values, plus the orderings;
 timing.json each seed's and the total time.
 
 Splits: training-time metrics read `validation` (config.data.eval_split; input_pipeline.pipeline
-refuses `test` there), the table is computed on `test` alone with thflax/evaluation.py's protocol
+refuses `test` there), the table is computed on `test` alone with thflax/measures/evaluation.py's protocol
 (reference = first frame framed on its own + its unsmoothed landmarks, as generation does).
 """
 
@@ -88,7 +88,9 @@ def train_and_evaluate(workdir: str, configs: dict, builder, timing: dict[str, f
     the rows and evaluates every row on `test`: run_table's (summary, markdown table, paths). Adds each
     step's seconds to `timing`."""
     from input_pipeline import pipeline
-    from thflax import evaluation, inference, tasks, trainer
+    from thflax.measures import evaluation
+    from thflax.inference import networks
+    from thflax.training import tasks, trainer
 
     stage_dirs = {}
     for _, mod in ROWS:
@@ -111,7 +113,7 @@ def train_and_evaluate(workdir: str, configs: dict, builder, timing: dict[str, f
 
     print("== evaluating", flush=True)
     t0 = time.time()
-    models = [(name, inference.load_models(os.path.join(workdir, mod), configs[mod])) for name, mod in ROWS]
+    models = [(name, networks.load_models(os.path.join(workdir, mod), configs[mod])) for name, mod in ROWS]
     test = pipeline.utterances(configs["full"], pipeline.TEST_SPLIT, builder=builder)
     result = evaluation.run_table(models, test, workdir, FLAGS.max_utterances, template_models=models[-1][1])
     timing["evaluation"] = time.time() - t0
@@ -131,7 +133,7 @@ def _write_timing(workdir: str, timing: dict) -> None:
 def main(argv) -> int:
     del argv
     from input_pipeline import pipeline
-    from thflax import evaluation
+    from thflax.measures import evaluation
 
     workdir = os.path.abspath(FLAGS.workdir)
     os.makedirs(workdir, exist_ok=True)

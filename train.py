@@ -33,7 +33,7 @@ flags.mark_flags_as_required(["workdir"])
 def train_and_evaluate(config, workdir: str) -> None:
     """Trains the stages `config.stage` names, in order, on the dataset `config.data` names."""
     from input_pipeline import pipeline
-    from thflax import tasks, trainer
+    from thflax.training import tasks, trainer
 
     # Tasks first: a config mistake fails before the (slow) dataset preparation.
     stage_tasks = [tasks.get_task(config, stage) for stage in tasks.stage_names(config.stage)]
@@ -51,7 +51,7 @@ def main(argv):
         # the XLA backend before initialize().
         jax.config.update("jax_cpu_collectives_implementation", "gloo")
         jax.distributed.initialize(FLAGS.coordinator, FLAGS.num_processes, FLAGS.process_id)
-    from thflax import trainer
+    from thflax.training import trainer
 
     logging.info("JAX %s, %d processes, %d devices (%d local): %s", jax.__version__, jax.process_count(),
                  jax.device_count(), jax.local_device_count(), jax.devices()[0].platform)

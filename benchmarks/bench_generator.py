@@ -30,10 +30,10 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from thflax.flops import lowered_flops
+from thflax.models.flops import lowered_flops
 from thflax.testing import median_seconds  # noqa: E402
 from thflax.models import ltv  # noqa: E402
-from thflax.sketch import draw_sketch  # noqa: E402
+from thflax.face.sketch import draw_sketch  # noqa: E402
 
 
 def parse_config(spec: str) -> tuple[str, dict]:

@@ -54,7 +54,7 @@ def train_tiny(root: str) -> str:
 
 def checkpoints(args, root: str) -> list[tuple[str, str]]:
     """[(kind, path)]: the export bundle and the training workdir to measure."""
-    from thflax import params
+    from thflax.inference import params
 
     path = args.checkpoint or (DEMO_EXPORT if params.is_export(DEMO_EXPORT) else train_tiny(root))
     if params.is_export(path):
@@ -79,7 +79,7 @@ def make_inputs(root: str, seconds: float) -> dict[str, str]:
     import skimage.data
     import soundfile as sf
 
-    from thflax.synthetic import speech
+    from thflax.io import speech
 
     face = skimage.data.astronaut()
     photo, mirrored = os.path.join(root, "photo.png"), os.path.join(root, "mirrored.png")

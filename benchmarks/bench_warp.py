@@ -1,10 +1,10 @@
-"""Landmark warp speed benchmark (`thflax.warp`): ms/frame of the TPS flow and of the bilinear warp.
+"""Landmark warp speed benchmark (`thflax.face.warp`): ms/frame of the TPS flow and of the bilinear warp.
 
 Prints a markdown table with, per (resolution, batch):
   * JIT compile time (lower + compile) of tps_flow + warp, reported separately;
   * ms/frame of `tps_flow` alone, of the bilinear warp written two ways (row gathers from a flat
     [B·H·W, C] array, and `jax.scipy.ndimage.map_coordinates(order=1)` vmapped over batch and channels;
-    `thflax.warp.warp` is one of them, `thflax.warp.SAMPLER`), and of tps_flow + warp in one jitted call
+    `thflax.face.warp.warp` is one of them, `thflax.face.warp.SAMPLER`), and of tps_flow + warp in one jitted call
     (the per-frame cost in a warp generator); medians over `--repeats` timed calls after a warm-up, with
     `block_until_ready`;
   * the flow's grid error: max and 99th percentile distance, in pixels, between the flow evaluated every
@@ -37,7 +37,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from thflax import warp as W  # noqa: E402
+from thflax.face import warp as W  # noqa: E402
 from thflax.testing import face_landmarks, median_seconds  # noqa: E402
 
 
@@ -164,7 +164,7 @@ def main(argv=None):
 
     dev = jax.devices()[0]
     print(f"<!-- jax {jax.__version__}, backend {jax.default_backend()}, device {dev.device_kind}, "
-          f"{len(os.sched_getaffinity(0))} usable CPUs, median of {args.repeats} runs; thflax.warp.warp "
+          f"{len(os.sched_getaffinity(0))} usable CPUs, median of {args.repeats} runs; thflax.face.warp.warp "
           f"is the {W.SAMPLER!r} sampler -->")
     print("| res | batch | grid | compile s (flow+warp) | ms/frame tps_flow | ms/frame warp (row gathers) "
           "| ms/frame warp (map_coordinates) | ms/frame tps_flow+warp | grid error px max / p99 |")

@@ -94,7 +94,7 @@ def on_cpu_flops(fn, *args) -> float:
     """
     import jax
 
-    from thflax.flops import lowered_flops
+    from thflax.models.flops import lowered_flops
 
     cpu = jax.devices("cpu")[0]
     return lowered_flops(jax.jit(fn).lower(*jax.device_put(args, cpu)))
@@ -105,8 +105,8 @@ def cpu_step_flops(task, state, batch: dict) -> float:
     device (see `on_cpu_flops`)."""
     import jax
 
-    from thflax import parallel
-    from thflax.flops import lowered_flops
+    from thflax.training import parallel
+    from thflax.models.flops import lowered_flops
 
     mesh = parallel.make_mesh(jax.devices("cpu")[:1])
     cpu_state = jax.device_put(state, parallel.replicated(mesh))
@@ -120,10 +120,10 @@ def compile_train(cfg, stage: str, batch: dict, force_cpu_flops: bool = False):
     FLOPs are those of the whole global batch (all devices together)."""
     import jax
 
-    from thflax.flops import lowered_flops
+    from thflax.models.flops import lowered_flops
 
-    from thflax import parallel
-    from thflax.tasks import get_task
+    from thflax.training import parallel
+    from thflax.training.tasks import get_task
 
     task = get_task(cfg, stage)
     mesh = parallel.make_mesh()
@@ -214,7 +214,7 @@ def gen_fns(preset: str, size: int, batch: int, dtype):
     import jax.numpy as jnp
 
     from thflax.models import ltv
-    from thflax.sketch import draw_sketch
+    from thflax.face.sketch import draw_sketch
 
     model = ltv.make_generator(preset, dtype=dtype)
     rng = np.random.default_rng(0)
@@ -240,7 +240,7 @@ def section_generator(a, ctx) -> None:
     SECTION = "generator"
     import jax.numpy as jnp
 
-    from thflax.flops import lowered_flops
+    from thflax.models.flops import lowered_flops
 
     for spec in a.gen:
         if elapsed() > a.deadline[SECTION]:
@@ -290,7 +290,7 @@ def section_e2e(a, ctx) -> None:
     import jax
 
     from configs import default
-    from thflax import inference
+    from thflax.inference import networks
     from thflax.models import build
     from thflax.testing import face_landmarks
 
@@ -302,7 +302,7 @@ def section_e2e(a, ctx) -> None:
         cfg = default.get_config()
         cfg.ltv.generator = preset
         cfg.ltv.image_size = size
-        models = inference.Models(cfg, build.build_stl(cfg), build.init_stl(cfg, jax.random.PRNGKey(0)),
+        models = networks.Models(cfg, build.build_stl(cfg), build.init_stl(cfg, jax.random.PRNGKey(0)),
                                   build.build_generator(cfg), build.init_generator(cfg, jax.random.PRNGKey(1)))
         rng = np.random.default_rng(0)
         frames = int(a.e2e_seconds * 25)
@@ -312,7 +312,7 @@ def section_e2e(a, ctx) -> None:
 
         def run(w):
             n = 0
-            for _ in inference.render_frames(models, ref, template, inference.predict_landmarks(models, w, template),
+            for _ in networks.render_frames(models, ref, template, networks.predict_landmarks(models, w, template),
                                              batch=batch):
                 n += 1
             return n

@@ -5,8 +5,8 @@
         [--voice VOICE --rate WORDS_PER_MIN --pitch 0..100] [--text "..."]
 
 For each photo, the sentence --text is spoken offline with eSpeak NG, the video is generated from the
-whole photo (`thflax.generation.generate`) and measured against the photo and the speech
-(`thflax.face_measures.measure_video`, dlib only):
+whole photo (`thflax.inference.generation.generate`) and measured against the photo and the speech
+(`thflax.measures.face_measures.measure_video`, dlib only):
   identity distance   dlib face descriptor distance photo vs frames, median (goal < 0.6, dlib's
                       same-person threshold);
   lip-sync r, offset  Pearson r of the mouth opening with the speech energy at the best shift within
@@ -24,7 +24,7 @@ clips (the copied-photo row shows how much).
 Default photos: those of the identity the many-person corpus holds out of training ("biden", from
 `thflax.synthetic.portraits.builtin_portraits`, fetched with pip on first use). Default speech: a
 voice, rate and pitch the synthetic corpus never uses — its speakers draw from
-`thflax.synthetic.speech.VOICES` at 130..210 words per minute and pitch 26..74; the default here is
+`thflax.io.speech.VOICES` at 130..210 words per minute and pitch 26..74; the default here is
 the Welsh-English voice en-gb-x-gbcwmd at 125 words per minute and pitch 80.
 
 Writes to --out_dir: NAME.mp4 (the generated video of each photo), NAME.json (its measures and the
@@ -60,7 +60,7 @@ flags.DEFINE_list("photos", None, f"Photos to animate (comma-separated). Default
 flags.DEFINE_string("out_dir", None, "Where to write the videos, NAME.json and identity.md.")
 flags.DEFINE_string("text", DEFAULT_TEXT, "The sentence to speak.")
 flags.DEFINE_string("voice", DEFAULT_VOICE, "eSpeak NG voice. The default (Welsh English) is not among the "
-                    "training corpus's voices (thflax.synthetic.speech.VOICES).")
+                    "training corpus's voices (thflax.io.speech.VOICES).")
 flags.DEFINE_integer("rate", DEFAULT_RATE, f"Words per minute (80..450). The default is below the corpus's "
                      f"{TRAIN_RATES[0]}..{TRAIN_RATES[1]}.")
 flags.DEFINE_integer("pitch", DEFAULT_PITCH, f"Base pitch (0..100). The default is above the corpus's "
@@ -95,7 +95,7 @@ def default_photos() -> list[str]:
 
 def speech_seen_in_training(voice: str, rate: int, pitch: int) -> list[str]:
     """Which of voice, rate and pitch the synthetic corpus also uses (empty: all new)."""
-    from thflax.synthetic import speech
+    from thflax.io import speech
 
     seen = []
     if voice.split("+")[0].lower() in {v.split("+")[0] for v in speech.VOICES}:
@@ -131,7 +131,7 @@ def _cell(value, fmt: str) -> str:
 
 def markdown_table(rows: list[tuple[str, str, dict]]) -> str:
     """Rows (photo, video kind, measures) as a markdown table with a 'goals met' column."""
-    from thflax import face_measures
+    from thflax.measures import face_measures
 
     lines = ["| photo | video | " + " | ".join(h for h, _, _ in COLUMNS) + " | frames with face | goals met |",
              "|---|---|" + "---:|" * (len(COLUMNS) + 2)]
@@ -148,7 +148,7 @@ def still_video(photo_path: str, like_video: str, audio_path: str, out: str) -> 
     """A still video of the photo, at `like_video`'s size, frame rate and length, with the speech."""
     import cv2
 
-    from thflax import video
+    from thflax.io import video
 
     fps, n, w, h = video.video_info(like_video)
     image = cv2.resize(video.read_image(photo_path), (w, h), interpolation=cv2.INTER_AREA)
@@ -159,7 +159,9 @@ def main(argv) -> int:
     del argv
     import tempfile
 
-    from thflax import evaluation, face_measures, generation, video
+    from thflax.measures import evaluation, face_measures
+    from thflax.inference import generation
+    from thflax.io import video
 
     photos = FLAGS.photos or default_photos()
     # Every photo readable and with a face before any slow work; the faces are measured against.

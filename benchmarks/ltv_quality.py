@@ -59,7 +59,7 @@ def main(argv=None) -> int:
     import importlib
 
     from input_pipeline import pipeline
-    from thflax import parallel, tasks, trainer
+    from thflax.training import parallel, tasks, trainer
     from thflax.models import ltv
 
     def config(variant, steps, seed=0):
@@ -123,7 +123,7 @@ def main(argv=None) -> int:
     if a.workdir:
         import jax
 
-        from thflax import params
+        from thflax.inference import params
 
         gen_vars, c = params.load_params(a.workdir, "ltv")
         if a.data_dir:

@@ -80,9 +80,9 @@ def train_rate(cfg, stage: str, batch: dict, steps: int = 10) -> tuple[float, fl
     """(steps/s, compile seconds, FLOPs per step) of one stage's data-parallel train step."""
     import jax
 
-    from thflax import parallel
-    from thflax.flops import lowered_flops
-    from thflax.tasks import get_task
+    from thflax.training import parallel
+    from thflax.models.flops import lowered_flops
+    from thflax.training.tasks import get_task
 
     task = get_task(cfg, stage)
     mesh = parallel.make_mesh()
@@ -182,11 +182,11 @@ import json, os, resource, sys, time
 sys.path.insert(0, %(root)r)
 import numpy as np, soundfile as sf, jax, cv2, skimage.data
 from configs import default
-from thflax import generation, inference
+from thflax.inference import generation, networks
 from thflax.models import build
 cfg = default.get_config()
 cfg.ltv.image_size = %(size)d
-models = inference.Models(cfg, build.build_stl(cfg), build.init_stl(cfg, jax.random.PRNGKey(0)),
+models = networks.Models(cfg, build.build_stl(cfg), build.init_stl(cfg, jax.random.PRNGKey(0)),
                           build.build_generator(cfg), build.init_generator(cfg, jax.random.PRNGKey(1)))
 tmp = %(tmp)r
 photo = os.path.join(tmp, "astronaut.png")
@@ -241,8 +241,8 @@ def section_data(args) -> None:
 
     from configs import cpu
     from input_pipeline import pipeline
-    from thflax import crop, landmarks
-    from thflax.tasks import get_task
+    from thflax.face import crop, landmarks
+    from thflax.training.tasks import get_task
     from thflax.testing import random_ltv_batch, random_stl_batch
 
     # landmarking: 256x256 frames of the real photo panning/zooming, tracked on one core.

@@ -70,8 +70,8 @@ def get_config() -> ConfigDict:
     c.ltv.mask_weight = 0.0  # extra: L1 on the attention mask, off in the paper config
     c.ltv.fm_weight = 0.0  # extra: discriminator feature matching (pix2pixHD), off in the paper config
     c.ltv.mouth_weight = 0.0  # extra: L1 inside the target's lips (where a warp cannot show the open mouth)
-    c.ltv.perceptual_weight = 0.0  # extra: distance in a face network trained here (thflax/perceptual.py)
-    c.ltv.perceptual_net = ""  # that network's file (python -m thflax.perceptual --out FILE)
+    c.ltv.perceptual_weight = 0.0  # extra: distance in a face network trained here (thflax/training/perceptual.py)
+    c.ltv.perceptual_net = ""  # that network's file (python -m thflax.training.perceptual --out FILE)
     c.ltv.pairs_per_example = 4
     c.ltv.batch_size = 16
     c.ltv.eval_batch_size = 16

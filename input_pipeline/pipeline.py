@@ -12,7 +12,7 @@ reproduce.py read (`utterances`), so nothing tuned during training has seen a te
 
 Batches (leading dim = per-host batch, divisible by the local device count):
 
-  what the stage's task makes of each example (`thflax.tasks.Task.elements`; e.g. STL clips, LTV
+  what the stage's task makes of each example (`thflax.training.tasks.Task.elements`; e.g. STL clips, LTV
   frame pairs), batched. The pipeline itself knows no stage.
 """
 
@@ -140,7 +140,7 @@ def _read(builder, split):
 
 def train_dataset(config, task, builder=None, *, process_index=None, process_count=None, start_step: int = 0,
                   num_devices: int | None = None) -> tf.data.Dataset:
-    """Infinite, deterministic training batches of `task` (a `thflax.tasks.Task`) on this host, from `start_step`.
+    """Infinite, deterministic training batches of `task` (a `thflax.training.tasks.Task`) on this host, from `start_step`.
 
     The batch size is `config.<task.name>.batch_size`, global over all hosts.
     """
@@ -211,7 +211,7 @@ def as_numpy(ds: tf.data.Dataset):
 
 
 class StageData:
-    """The datasets of one training stage, as `thflax.trainer.train_stage` consumes them.
+    """The datasets of one training stage, as `thflax.training.trainer.train_stage` consumes them.
 
     Training batches are made on demand from a start step (the trainer knows it only after restoring
     a checkpoint); the held-out batches are fixed. Both splits are checked here, before any work:

@@ -17,7 +17,7 @@ over all kept frames): training samples clips, templates and reference frames an
 utterance, so no frame is "the reference", and a box that holds the face in every frame keeps the
 head motion the model must learn inside the crop. `validation`/`test` examples are framed as
 generation frames a photo: the box from frame 0's raw landmarks alone (`crop.clip_box` of one frame,
-as `thflax.generation.prepare_reference`), so neither the reference crop nor the template encodes the
+as `thflax.inference.generation.prepare_reference`), so neither the reference crop nor the template encodes the
 clip's future head motion.
 
 Nothing is silently misaligned: every trim keeps the absolute frame index (`start_frame`) so MFCC
@@ -36,8 +36,8 @@ from typing import Any
 
 import numpy as np
 
-from thflax import audio as audio_lib
-from thflax import crop as crop_lib
+from thflax.io import audio as audio_lib
+from thflax.face import crop as crop_lib
 from thflax.errors import InputError
 
 SKIP, TRIM, OK = "skipped", "trimmed", "ok"
@@ -135,7 +135,7 @@ def _resample_indices(num_frames: int, src_fps: float, dst_fps: float) -> np.nda
 
 
 def _load_frames(item: Item, fps: float) -> tuple[np.ndarray, float]:
-    from thflax import video as video_lib
+    from thflax.io import video as video_lib
 
     frames, src_fps = video_lib.read_video(item.video_path)
     if abs(src_fps - fps) > 1e-3:
@@ -152,7 +152,7 @@ def process_item(item: Item, cfg: PrepConfig, cache_dir: str | None = None) -> t
       unsmoothed, normalised crop coordinates), frames [T, S, S, 3] uint8, audio [T·sr/fps] int16,
       crop_box (`crop_clip`, framed as `cfg.box` says), and metadata.
     """
-    from thflax import landmarks as lm_lib
+    from thflax.face import landmarks as lm_lib
 
     try:
         frames, src_fps = _load_frames(item, cfg.fps)
@@ -230,12 +230,12 @@ def crop_clip(frames: np.ndarray, landmarks: np.ndarray, cfg: PrepConfig) -> dic
       normalised crop coordinates; crop_box [3] float32 (x0, y0, side) in frame pixels. With
       BOX_REFERENCE, crop_box, frames[0] and landmarks_raw[0] depend on frame 0 alone.
     """
-    from thflax import landmarks as lm_lib
+    from thflax.face import landmarks as lm_lib
 
     raw = np.asarray(landmarks, np.float32)
     smoothed = lm_lib.smooth(raw, cfg.smooth_window)
     if cfg.box == BOX_REFERENCE:
-        # As thflax.generation.prepare_reference frames a photo: the same function on one face's landmarks.
+        # As thflax.inference.generation.prepare_reference frames a photo: the same function on one face's landmarks.
         box = crop_lib.clip_box(raw[0], cfg.margin, cfg.lift)
     elif cfg.box == BOX_CLIP:
         box = crop_lib.clip_box(smoothed, cfg.margin, cfg.lift)

@@ -31,7 +31,7 @@ def optimized():
 def train(config, workdir: str, stage: str):
     """Trains one stage on `config.data` as train.py does: (task, final state)."""
     from input_pipeline import pipeline
-    from thflax import tasks, trainer
+    from thflax.training import tasks, trainer
 
     task = tasks.get_task(config, stage)
     return task, trainer.train_stage(config, workdir, task, pipeline.StageData(config, task))
@@ -39,7 +39,7 @@ def train(config, workdir: str, stage: str):
 
 def train_all(config, workdir: str) -> None:
     """Trains every stage of `config` into `workdir`."""
-    from thflax import tasks
+    from thflax.training import tasks
 
     for stage in tasks.stage_names("all"):
         train(config, workdir, stage)

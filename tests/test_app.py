@@ -23,7 +23,7 @@ import urllib.request
 
 import pytest
 
-from thflax import app
+from thflax.inference import app
 from thflax.errors import InputError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from thflax import audio
+from thflax.io import audio
 from thflax.errors import AudioError
 
 
@@ -57,7 +57,7 @@ def test_load_audio_resamples_any_rate(tmp_path, fmt, sr):
 
 
 def test_load_audio_from_video_container(tmp_path):
-    from thflax import video
+    from thflax.io import video
 
     wav = tmp_path / "s.wav"
     sf.write(wav, _tone(1.0), 16000)

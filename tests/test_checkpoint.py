@@ -11,9 +11,9 @@ import numpy as np
 import optax
 import pytest
 
-from thflax import checkpoint
+from thflax.io import checkpoint
 from thflax.errors import CheckpointError
-from thflax.train_state import TrainState
+from thflax.training.train_state import TrainState
 
 STEPS = (1, 2, 3)
 

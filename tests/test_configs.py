@@ -12,7 +12,8 @@ import pytest
 
 import configs
 from configs import default
-from thflax import cli, params
+from thflax import cli
+from thflax.inference import params
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NAMES = sorted(m.name for m in pkgutil.iter_modules(configs.__path__))

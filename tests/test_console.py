@@ -43,7 +43,7 @@ import jax, jax.numpy as jnp
 import numpy as np
 import soundfile
 jax.jit(lambda x: x * 2)(jnp.ones(4)).block_until_ready()  # JAX's threads and its at-fork hook exist
-from thflax import video
+from thflax.io import video
 soundfile.write(sys.argv[1] + ".wav", np.zeros(8000, np.float32), 16000)
 video.write_video(sys.argv[1] + ".mp4", [np.full((32, 48, 3), i, np.uint8) for i in range(5)],
                   audio_path=sys.argv[1] + ".wav")  # ffmpeg encoder, then ffmpeg muxing the audio
@@ -94,7 +94,7 @@ SITE = os.path.join(os.sep, "env", "lib", "python3.11", "site-packages")
     (os.path.join(ROOT, "thflax", "trainer.py"), logging.WARNING, "stl: skipped checkpoint step 8: damaged", True),
     (os.path.join(ROOT, "thflax", "trainer.py"), logging.INFO, "Resumed stl from step 8", True),
     (os.path.join(ROOT, "train.py"), logging.INFO, "JAX 0.10, 1 processes", True),
-    (f"{SITE}/thflax/generation.py", logging.WARNING, "2 faces in face.jpg: using the largest", True),
+    (f"{SITE}/thflax/inference/generation.py", logging.WARNING, "2 faces in face.jpg: using the largest", True),
     (f"{SITE}/jax/_src/xla_bridge.py", logging.WARNING, "An NVIDIA GPU may be present on this machine", True),
     (f"{SITE}/orbax/checkpoint/checkpoint_manager.py", logging.ERROR, "read_only=True", True),
 ])
@@ -205,7 +205,7 @@ def _strict_loads(text: str):
 
 
 def test_evaluation_json_writes_null_for_undefined_metrics(tmp_path):
-    from thflax import evaluation
+    from thflax.measures import evaluation
 
     results = {"Reference frame (copied)": [
         {"utterance": "s1/a", "frames": 10, "ssim": np.float32(0.5), "psnr": 20.0, "lmd": float("nan"),
@@ -228,7 +228,7 @@ def test_evaluation_json_writes_null_for_undefined_metrics(tmp_path):
 def test_evaluation_json_on_a_real_utterance_is_strict(tiny_config, tmp_path):
     """The copied-reference floor on one held-out utterance: no STL, so `lmd_stl` is undefined (null)."""
     from input_pipeline import pipeline
-    from thflax import evaluation
+    from thflax.measures import evaluation
 
     rows = [evaluation.Row("Reference frame (copied)", kind="reference")]
     results = evaluation.evaluate(rows, pipeline.utterances(tiny_config, "test"), max_utterances=1, progress=False)

@@ -1,6 +1,6 @@
 """Preparing a dataset from bad folders fails with one line, and keeps the reasons.
 
-No synthetic corpus: the bad videos are random noise (no face) written with `thflax.video`, a file of
+No synthetic corpus: the bad videos are random noise (no face) written with `thflax.io.video`, a file of
 garbage bytes (unreadable), and videos without an audio track, each 30 frames of 64x64.
 """
 
@@ -28,7 +28,7 @@ SR = 16000
 
 
 def _noise_video(path, seed: int) -> None:
-    from thflax import video
+    from thflax.io import video
 
     frames = np.random.default_rng(seed).integers(0, 255, (30, 64, 64, 3), dtype=np.uint8)
     video.write_video(str(path), frames, 25)

@@ -42,7 +42,7 @@ def _shift(i: int) -> tuple[float, float]:
 @pytest.fixture(scope="module")
 def source(tmp_path_factory) -> dict:
     """1 s at 25 fps of a 320x320 talking-head-sized photo moving around, and its decoded frames."""
-    from thflax import video
+    from thflax.io import video
 
     d = tmp_path_factory.mktemp("dub_inputs")
     still = skimage.data.astronaut()[0:320, 60:380]
@@ -61,7 +61,7 @@ def source(tmp_path_factory) -> dict:
 
 @pytest.fixture(scope="module")
 def speech_wav(source) -> str:
-    from thflax import generation
+    from thflax.inference import generation
 
     path = str(source["dir"] / "speech.wav")
     seconds = generation.speak_to_wav(SENTENCE, path)
@@ -94,7 +94,7 @@ def _region(points: np.ndarray, pad: int = 4) -> tuple[slice, slice]:
 
 
 def test_pingpong_indices_play_forward_and_backward_without_jumps():
-    from thflax.dubbing import pingpong_indices
+    from thflax.inference.dubbing import pingpong_indices
 
     assert pingpong_indices(10, 4).tolist() == [0, 1, 2, 3, 2, 1, 0, 1, 2, 3]
     assert pingpong_indices(3, 25).tolist() == [0, 1, 2]  # shorter audio: cut
@@ -109,7 +109,7 @@ def _similarity(points: np.ndarray, scale: float, angle: float, shift) -> np.nda
 
 
 def test_replace_mouth_maps_the_speech_displacement_through_the_frame_similarity():
-    from thflax import dubbing
+    from thflax.inference import dubbing
 
     rng = np.random.default_rng(0)
     template = rng.uniform(0.25, 0.75, (68, 2))
@@ -139,7 +139,8 @@ def test_replace_mouth_maps_the_speech_displacement_through_the_frame_similarity
 
 
 def test_frame_boxes_put_the_face_where_the_reference_crop_has_it():
-    from thflax import crop, dubbing
+    from thflax.face import crop
+    from thflax.inference import dubbing
 
     rng = np.random.default_rng(1)
     template = rng.uniform(0.25, 0.75, (68, 2))
@@ -151,7 +152,7 @@ def test_frame_boxes_put_the_face_where_the_reference_crop_has_it():
 
 
 def test_missing_faces_are_filled_and_the_reference_is_the_most_closed_mouth():
-    from thflax import dubbing
+    from thflax.inference import dubbing
 
     base = np.random.default_rng(2).uniform(0, 100, (68, 2)).astype(np.float32)
     lm = np.repeat(base[None], 20, 0) + np.arange(20, dtype=np.float32)[:, None, None]
@@ -183,7 +184,7 @@ def test_missing_faces_are_filled_and_the_reference_is_the_most_closed_mouth():
 
 
 def test_frames_stream_pingpong_by_seeking_and_survive_a_bad_seek(source, monkeypatch, caplog):
-    from thflax import dubbing
+    from thflax.inference import dubbing
 
     decoded = source["frames"]
     thumbs = np.stack([dubbing._thumb(f) for f in decoded])
@@ -201,7 +202,7 @@ def test_frames_stream_pingpong_by_seeking_and_survive_a_bad_seek(source, monkey
         return decode(self, start + 1 if seek and start else start, count, seek)
 
     monkeypatch.setattr(dubbing.SourceVideo, "_decode", late)
-    with caplog.at_level("INFO", logger="thflax.dubbing"):
+    with caplog.at_level("INFO", logger="thflax.inference.dubbing"):
         frames = list(src.frames(idx[20:40]))
     assert [_number(f) for f in frames] == idx[20:40].tolist()
     for f, j in zip(frames, idx[20:40]):
@@ -210,7 +211,8 @@ def test_frames_stream_pingpong_by_seeking_and_survive_a_bad_seek(source, monkey
 
 
 def test_tracking_follows_the_head_and_the_composite_changes_only_the_lower_face(source):
-    from thflax import crop, dubbing
+    from thflax.face import crop
+    from thflax.inference import dubbing
 
     src = dubbing.SourceVideo.track(source["path"])
     assert src.num_frames == NUM_SOURCE and src.detected.all() and src.face.all()
@@ -240,7 +242,7 @@ def test_tracking_follows_the_head_and_the_composite_changes_only_the_lower_face
 
 @pytest.fixture(scope="module")
 def bad_inputs(source) -> dict:
-    from thflax import video
+    from thflax.io import video
 
     d = source["dir"]
     photo = str(d / "photo.png")
@@ -266,7 +268,7 @@ def bad_inputs(source) -> dict:
     ("face_index", "face_index"),
 ])
 def test_bad_video_inputs_raise_one_line_and_write_nothing(source, bad_inputs, speech_wav, tmp_path, case, message):
-    from thflax import generation
+    from thflax.inference import generation
     from thflax.errors import InputError
 
     out = str(tmp_path / "out.mp4")
@@ -313,7 +315,8 @@ def test_cli_bad_video_is_one_line_exit_2_and_no_file(source, bad_inputs, speech
 
 @pytest.mark.cli
 def test_cli_dubs_the_video_pingpong_keeping_its_pixels(tiny_workdir, source, speech_wav, tmp_path):
-    from thflax import audio, dubbing, video
+    from thflax.io import audio, video
+    from thflax.inference import dubbing
 
     out = str(tmp_path / "dubbed.mp4")
     r = _generate("--checkpoint", tiny_workdir, "--video", source["path"], "--audio", speech_wav, "--out", out)
@@ -338,7 +341,7 @@ def test_cli_dubs_the_video_pingpong_keeping_its_pixels(tiny_workdir, source, sp
 
 @pytest.mark.cli
 def test_cli_jobs_take_a_video_column_and_cut_the_video(tiny_workdir, source, bad_inputs, tmp_path):
-    from thflax import audio, video
+    from thflax.io import audio, video
 
     t = np.arange(int(0.6 * 16000)) / 16000
     tone = (0.3 * np.sin(2 * np.pi * 180 * t) * (0.6 + 0.4 * np.sin(2 * np.pi * 3 * t))).astype(np.float32)

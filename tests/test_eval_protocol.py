@@ -86,7 +86,8 @@ def test_train_crop_box_uses_the_whole_clip():
 
 
 def test_eval_reference_is_what_generation_makes_of_frame_0_as_a_photo():
-    from thflax import evaluation, generation
+    from thflax.measures import evaluation
+    from thflax.inference import generation
 
     frames, lm = _clip(1)
     out = preprocess.crop_clip(frames, lm, _prep(preprocess.BOX_REFERENCE))
@@ -203,7 +204,8 @@ def test_training_reads_train_and_validation_only(caplog):
 
 def test_tiny_dataset_splits_and_framing(tiny_config):
     from input_pipeline import pipeline
-    from thflax import evaluation, tasks
+    from thflax.measures import evaluation
+    from thflax.training import tasks
 
     data = pipeline.StageData(tiny_config, tasks.get_task(tiny_config, "stl"))
     b = data.builder
@@ -265,7 +267,7 @@ def _synced(lag: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 
 @pytest.mark.parametrize("lag", [2, -3, 0])
 def test_lip_sync_figures_find_a_known_offset(lag):
-    from thflax import evaluation
+    from thflax.measures import evaluation
 
     lm, audio = _synced(lag)
     got = evaluation.lip_sync_figures(lm, audio, FPS, SR)
@@ -281,7 +283,7 @@ def test_lip_sync_figures_find_a_known_offset(lag):
 
 
 def test_lip_sync_figures_leave_out_frame_0_and_are_undefined_for_a_still_mouth():
-    from thflax import evaluation
+    from thflax.measures import evaluation
 
     lm, audio = _synced(0)
     wide = lm.copy()
@@ -306,7 +308,7 @@ class _StubLandmarker:
 
 
 def test_rows_carry_lip_sync_into_the_table_with_the_real_video_as_ceiling():
-    from thflax import evaluation
+    from thflax.measures import evaluation
 
     true_lm, audio = _synced(0)
     frames = np.random.default_rng(0).integers(0, 255, (T_SYNC, 32, 32, 3), dtype=np.uint8)
@@ -329,7 +331,7 @@ def test_rows_carry_lip_sync_into_the_table_with_the_real_video_as_ceiling():
 
 
 def test_summary_takes_the_median_offset_and_skips_undefined_sync():
-    from thflax import evaluation
+    from thflax.measures import evaluation
 
     nan = float("nan")
     utts = [{"sync_r": 0.6, "sync_offset": 1, "sync_r0": 0.5}, {"sync_r": 0.4, "sync_offset": 5, "sync_r0": 0.1},

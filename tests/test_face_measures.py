@@ -1,4 +1,4 @@
-"""Identity, lip-sync and sharpness measures of generated videos (thflax.face_measures) and the
+"""Identity, lip-sync and sharpness measures of generated videos (thflax.measures.face_measures) and the
 benchmark that prints them (benchmarks/identity.py).
 
 Tests that need face_recognition's photos (fetched with pip on first use) skip when they cannot be
@@ -19,7 +19,7 @@ import pytest
 import skimage.data
 import soundfile as sf
 
-from thflax import face_measures as fm
+from thflax.measures import face_measures as fm
 from thflax.errors import InputError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -180,8 +180,9 @@ def test_sharpness_ratio_of_a_photo_itself_and_blurred(astronaut, astronaut_land
 def test_measure_video_of_a_rendered_talking_astronaut(tmp_path, astronaut):
     """A video rendered from the astronaut photo with eSpeak speech (mouth driven by its phonemes):
     every measure is defined and the goals a real talking head reaches are met."""
-    from thflax import video
-    from thflax.synthetic import face, speech
+    from thflax.io import video
+    from thflax.synthetic import face
+    from thflax.io import speech
 
     utt = speech.synthesize("Bin blue at F two now, please.", "en-us", 160, 50,
                             leading_silence=0.3, trailing_silence=0.3)

@@ -14,7 +14,8 @@ import pytest
 import skimage.data
 import soundfile as sf
 
-from thflax import audio, files, landmarks, video
+from thflax.io import audio, files, video
+from thflax.face import landmarks
 from thflax.errors import AudioError, ImageError, InputError, NoFaceError, OutputError, VideoError
 
 # Real faces in the two-face photo below: the astronaut at full size, and a 0.8-scaled copy.
@@ -111,7 +112,7 @@ def test_two_faces_listed_by_score_and_false_box_loses(landmarker, two_faces):
 
 
 def test_default_choice_is_best_face_and_warns_once(landmarker, two_faces, caplog):
-    caplog.set_level(logging.INFO, logger="thflax.landmarks")
+    caplog.set_level(logging.INFO, logger="thflax.face.landmarks")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         choice = landmarker.choose_face(two_faces, name="group.jpg")
@@ -135,7 +136,7 @@ def test_face_index_and_face_box_choose_another(landmarker, two_faces, caplog):
     assert other.index == 1 and other.box == faces[1][0]
     assert _inside(other.landmarks[30], faces[1][0])
     assert not _inside(other.landmarks[30], faces[0][0])
-    caplog.set_level(logging.INFO, logger="thflax.landmarks")
+    caplog.set_level(logging.INFO, logger="thflax.face.landmarks")
     for region, face in ((LEFT, LEFT), (RIGHT, RIGHT), ((0, 0, 512, 300), LEFT), ((520, 100, 900, 300), RIGHT)):
         caplog.clear()
         lm = landmarker.image_landmarks(two_faces, face_box=region)
@@ -472,7 +473,7 @@ def test_perceptual_cli_refuses_a_bad_output_before_training(tmp_path):
     import sys
 
     for out, cause in ((tmp_path / "missing" / "net.msgpack", "does not exist"), (tmp_path, "is a directory")):
-        r = subprocess.run([sys.executable, "-m", "thflax.perceptual", "--out", str(out)],
+        r = subprocess.run([sys.executable, "-m", "thflax.training.perceptual", "--out", str(out)],
                            capture_output=True, text=True, timeout=300)
         assert r.returncode == 2, r.stderr[-2000:]
         assert cause in r.stderr and "Traceback" not in r.stderr

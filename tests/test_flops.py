@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from benchmarks import trace_summary
-from thflax.flops import lowered_flops
+from thflax.models.flops import lowered_flops
 
 
 def _conv(x, w):

@@ -57,8 +57,8 @@ def _envelope(x: np.ndarray, hop: int = 320) -> np.ndarray:
 
 
 def test_numpy_mfcc_matches_the_training_features():
-    from thflax import audio
-    from thflax.synthetic import speech
+    from thflax.io import audio
+    from thflax.io import speech
 
     utt = speech.synthesize(SENTENCE, leading_silence=0.2, trailing_silence=0.3)
     noise = np.random.default_rng(0).normal(0, 0.1, 12345).astype(np.float32)
@@ -70,7 +70,7 @@ def test_numpy_mfcc_matches_the_training_features():
 
 
 def test_speak_to_wav_and_its_errors(tmp_path):
-    from thflax import generation
+    from thflax.inference import generation
     from thflax.errors import InputError
 
     wav = tmp_path / "speech.wav"
@@ -87,7 +87,7 @@ def test_speak_to_wav_and_its_errors(tmp_path):
 
 
 def test_generate_takes_audio_or_text(photo, tmp_path):
-    from thflax import generation
+    from thflax.inference import generation
     from thflax.errors import InputError
 
     out = str(tmp_path / "o.mp4")
@@ -173,7 +173,7 @@ def test_cli_numeric_flag_out_of_range_is_one_line_before_any_work(photo, tmp_pa
 def test_generate_refuses_numbers_out_of_range_before_reading_anything(tmp_path):
     """The library's one check (generation.check_options): InputError with one line, raised before the
     inputs are read (they do not exist here) or anything is written."""
-    from thflax import generation
+    from thflax.inference import generation
     from thflax.errors import InputError
 
     out = tmp_path / "o.mp4"
@@ -200,7 +200,7 @@ def test_generate_refuses_numbers_out_of_range_before_reading_anything(tmp_path)
 def test_size_that_would_make_huge_frames_is_refused(photo, tmp_path):
     """--size sets the height; a wide photo at a large size would make frames of hundreds of millions of
     pixels (width follows the aspect ratio), so the frame's area is bounded too."""
-    from thflax import generation
+    from thflax.inference import generation
     from thflax.errors import InputError
 
     wide = np.full((512, 2560, 3), 255, np.uint8)
@@ -302,7 +302,8 @@ def test_jobs_without_clashes_go_on_to_the_models(photo, tmp_path):
 
 @pytest.mark.cli
 def test_cli_text_makes_a_video_with_the_synthesised_speech(gen_workdir, photo, tmp_path):
-    from thflax import audio, generation, video
+    from thflax.io import audio, video
+    from thflax.inference import generation
 
     temp = tmp_path / "tmp"
     temp.mkdir()
@@ -324,8 +325,8 @@ def test_cli_text_makes_a_video_with_the_synthesised_speech(gen_workdir, photo, 
 
 @pytest.mark.cli
 def test_cli_jobs_make_the_good_rows_and_name_the_bad_one(gen_workdir, photo, tmp_path):
-    from thflax import video
-    from thflax.synthetic import speech
+    from thflax.io import video
+    from thflax.io import speech
 
     folder = tmp_path / "batch"
     (folder / "in").mkdir(parents=True)
@@ -355,8 +356,8 @@ def test_cli_jobs_make_the_good_rows_and_name_the_bad_one(gen_workdir, photo, tm
 
 @pytest.mark.cli
 def test_second_run_compiles_nothing(gen_workdir, photo, tmp_path):
-    from thflax import video
-    from thflax.synthetic import speech
+    from thflax.io import video
+    from thflax.io import speech
 
     cache = tmp_path / "cache"
     speech_wav = tmp_path / "speech.wav"

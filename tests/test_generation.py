@@ -62,7 +62,7 @@ def _has_audio_stream(path):
 
 
 def test_cli_writes_mp4_with_audio_at_any_rate(workdir, inputs, tmp_path):
-    from thflax import video
+    from thflax.io import video
 
     out = str(tmp_path / "talking.mp4")
     r = _cli(workdir, inputs["photo"], inputs["wav44"], out, "--landmarks_video")
@@ -111,9 +111,10 @@ def test_checkpoint_of_another_config_is_refused(workdir, inputs, tmp_path):
 
 
 def test_still_keeps_the_head_and_chunks_match_one_pass(workdir, inputs):
-    from thflax import audio, generation, inference
+    from thflax.io import audio
+    from thflax.inference import generation, networks
 
-    models = inference.load_models(workdir)
+    models = networks.load_models(workdir)
     ref = generation.prepare_reference(inputs["photo"], models.image_size)
     win = audio.audio_to_windows(audio.load_audio(inputs["speech"]), 25, models.mfcc_config)
     moving = np.concatenate(list(generation.predict_landmarks(models, win, ref.template, chunk=250)))
@@ -141,7 +142,8 @@ def test_evaluate_cli_writes_table_and_json(workdir, tiny_config, tmp_path):
 
 
 def test_export_bundle_generates_the_same_frames_as_the_workdir(workdir, inputs, tmp_path):
-    from thflax import params, video
+    from thflax.inference import params
+    from thflax.io import video
 
     bundle = str(tmp_path / "bundle")
     r = subprocess.run([sys.executable, "export.py", "--workdir", workdir, "--out", bundle], cwd=ROOT,
@@ -199,7 +201,7 @@ def test_output_that_is_an_input_is_refused_and_the_input_kept(workdir, inputs, 
 
 
 def test_two_face_photo_uses_the_real_faces_and_can_choose(workdir, inputs, tmp_path):
-    from thflax import generation
+    from thflax.inference import generation
 
     face = skimage.data.astronaut()
     small = cv2.resize(face, (410, 410))

@@ -3,7 +3,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from thflax import geometry
+from thflax.face import geometry
 
 
 def _random_faces(n, seed=0):

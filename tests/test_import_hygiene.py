@@ -9,9 +9,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CODE = """
 import sys
 import configs.default, configs.tiny
-import thflax, thflax.geometry, thflax.losses, thflax.metrics, thflax.parallel, thflax.sketch
-import thflax.models.stl, thflax.models.ltv, thflax.train_stl, thflax.train_ltv, thflax.train_state
-import thflax.checkpoint, thflax.trainer, thflax.generation, thflax.tasks, thflax.models.build, thflax.perceptual
+import thflax, thflax.face.geometry, thflax.training.losses, thflax.measures.metrics, thflax.training.parallel, thflax.face.sketch
+import thflax.models.stl, thflax.models.ltv, thflax.training.stl_stage, thflax.training.ltv_stage, thflax.training.train_state
+import thflax.io.checkpoint, thflax.training.trainer, thflax.inference.generation, thflax.training.tasks, thflax.models.build, thflax.training.perceptual
 bad = sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "tensorflow_datasets", "dlib", "librosa", "cv2"))
 print("BAD", bad)
 """
@@ -19,9 +19,9 @@ print("BAD", bad)
 # Inference (generation, evaluation, loading parameters, exporting) builds no training objects.
 INFERENCE = """
 import sys
-import thflax.generation, thflax.inference, thflax.params, thflax.evaluation, thflax.images, thflax.models.build
-train = sorted(m for m in sys.modules if m in ("thflax.trainer", "thflax.train_stl", "thflax.train_ltv",
-                                                 "thflax.train_state", "thflax.tasks", "optax"))
+import thflax.inference.generation, thflax.inference.networks, thflax.inference.params, thflax.measures.evaluation, thflax.io.images, thflax.models.build
+train = sorted(m for m in sys.modules if m in ("thflax.training.trainer", "thflax.training.stl_stage", "thflax.training.ltv_stage",
+                                                 "thflax.training.train_state", "thflax.training.tasks", "optax"))
 print("TRAIN", train)
 """
 

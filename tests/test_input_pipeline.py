@@ -55,7 +55,7 @@ def test_corpus_is_in_grid_layout(tiny_corpus):
 
 
 def _task(config, stage):
-    from thflax import tasks
+    from thflax.training import tasks
 
     return tasks.get_task(config, stage)
 
@@ -117,7 +117,7 @@ def test_batch_divisibility_errors(tiny_config):
 @pytest.fixture(scope="module")
 def messy_grid(tiny_corpus, tmp_path_factory):
     """A GRID folder with good, corrupt, faceless, short-audio, empty-audio and gappy utterances."""
-    from thflax import video
+    from thflax.io import video
 
     root = tmp_path_factory.mktemp("messy_grid")
     # 4 good: with them the hash split puts usable utterances in test (good3) and validation (gappy).

@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 import skimage.data
 
-from thflax import crop, landmarks, video
+from thflax.face import crop, landmarks
+from thflax.io import video
 from thflax.errors import ImageError, NoFaceError, VideoError
 
 

@@ -100,7 +100,7 @@ def _truth(config, ex):
 @pytest.mark.parametrize("half", PRECISIONS)
 def test_stl_beats_template_baseline_and_closes_mouth_in_silence(learned, learn_config, tmp_path, half):
     from input_pipeline import pipeline
-    from thflax import metrics
+    from thflax.measures import metrics
     from thflax.models import stl
 
     task, state = _trained(learned, learn_config, tmp_path, "stl", half)
@@ -140,7 +140,7 @@ def test_stl_beats_template_baseline_and_closes_mouth_in_silence(learned, learn_
 @pytest.mark.parametrize("half", PRECISIONS)
 def test_ltv_beats_reference_baseline_and_attends_to_the_face(learned, learn_config, tmp_path, half):
     from input_pipeline import pipeline
-    from thflax import parallel, trainer
+    from thflax.training import parallel, trainer
 
     task, state = _trained(learned, learn_config, tmp_path, "ltv", half)
     mesh = parallel.make_mesh()
@@ -173,8 +173,10 @@ def test_held_out_person_keeps_identity_and_follows_the_speech(learned, tmp_path
     finds the same person in the video, the mouth moves (more than on the still photo), its opening
     follows the landmarks it was driven with and the speech energy (more than the still photo's
     jitter does by chance)."""
-    from thflax import audio as audio_lib
-    from thflax import face_measures, generation, inference, video
+    from thflax.io import audio as audio_lib
+    from thflax.measures import face_measures
+    from thflax.inference import generation, networks
+    from thflax.io import video
 
     wd, _ = learned
     photo = _heldout_photos()[0]
@@ -188,11 +190,11 @@ def test_held_out_person_keeps_identity_and_follows_the_speech(learned, tmp_path
     video.write_video(still, [video.read_image(photo)] * m["frames"], audio_path=wav)
     floor = face_measures.measure_video(photo, still, wav)
     # What the renderer was asked to draw: the mouth opening of the STL landmarks that drove it.
-    models = inference.load_models(wd)
+    models = networks.load_models(wd)
     ref = generation.prepare_reference(photo, models.image_size)
     speech, mc = audio_lib.load_audio(wav), models.mfcc_config
     windows = audio_lib.frame_windows(audio_lib.mfcc_numpy(speech, mc), m["frames"], 25.0, mc)
-    driving = face_measures.mouth_openings(np.concatenate(list(inference.predict_landmarks(models, windows,
+    driving = face_measures.mouth_openings(np.concatenate(list(networks.predict_landmarks(models, windows,
                                                                                           ref.template))))
     follows = {name: float(np.corrcoef(driving[1:], face_measures.mouth_opening_series(
         frames=video.read_video(path)[0])[1:])[0, 1]) for name, path in (("generated", out), ("still", still))}

@@ -3,7 +3,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from thflax import losses
+from thflax.training import losses
 
 
 def test_wing_loss_hand_values():
@@ -54,7 +54,7 @@ def test_gan_losses():
 def test_feature_matching_is_mean_layer_l1_without_gradient_to_the_real_side():
     import jax
 
-    from thflax import losses
+    from thflax.training import losses
 
     real = [jnp.ones((2, 4, 4, 3)), jnp.zeros((2, 2, 2, 5))]
     fake = [jnp.full((2, 4, 4, 3), 3.0), jnp.full((2, 2, 2, 5), -1.0)]

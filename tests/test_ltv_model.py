@@ -7,7 +7,7 @@ import optax
 import pytest
 
 from thflax.models import ltv
-from thflax.sketch import draw_sketch
+from thflax.face.sketch import draw_sketch
 
 S = 32
 TINY = ltv.GENERATOR_PRESETS["tiny"]

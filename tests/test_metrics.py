@@ -3,7 +3,7 @@ import pytest
 import skimage.data
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from thflax import metrics
+from thflax.measures import metrics
 
 
 @pytest.fixture(scope="module")

@@ -22,8 +22,8 @@ STEPS = textwrap.dedent('''
         jax.config.update("jax_cpu_collectives_implementation", "gloo")
         jax.distributed.initialize(f"127.0.0.1:{port}", num_processes=nproc, process_id=pid)
     from configs import tiny
-    from thflax import parallel
-    from thflax.tasks import get_task
+    from thflax.training import parallel
+    from thflax.training.tasks import get_task
     from thflax.testing import random_ltv_batch, random_stl_batch
 
     cfg = tiny.get_config()

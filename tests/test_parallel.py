@@ -15,9 +15,9 @@ SCRIPT = textwrap.dedent('''
     import sys
     import jax, numpy as np
     from configs import tiny
-    from thflax import parallel
+    from thflax.training import parallel
     from thflax.testing import random_ltv_batch, random_stl_batch
-    from thflax.tasks import get_task
+    from thflax.training.tasks import get_task
 
     stage = sys.argv[1]
     assert jax.device_count() == 8, jax.devices()

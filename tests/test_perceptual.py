@@ -1,4 +1,4 @@
-"""The face feature network trained here (thflax/perceptual.py) and the LTV net's perceptual term."""
+"""The face feature network trained here (thflax/training/perceptual.py) and the LTV net's perceptual term."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from thflax import perceptual, tasks
+from thflax.training import perceptual, tasks
 from thflax.errors import InputError
-from thflax.images import to_unit
+from thflax.io.images import to_unit
 
 pytestmark = pytest.mark.heavy  # trains a network in-process
 

@@ -19,7 +19,8 @@ from tests.helpers import dlib_errors as _dlib_errors
 pytestmark = pytest.mark.corpus  # renders faces / builds datasets: minutes
 
 from thflax.errors import InputError
-from thflax.synthetic import corpus, face, grammar, portraits, speech
+from thflax.synthetic import corpus, face, grammar, portraits
+from thflax.io import speech
 
 
 @pytest.fixture(scope="module")

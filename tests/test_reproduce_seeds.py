@@ -11,7 +11,7 @@ import json
 import numpy as np
 import pytest
 
-from thflax import evaluation
+from thflax.measures import evaluation
 
 NAN = float("nan")
 

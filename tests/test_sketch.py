@@ -1,4 +1,4 @@
-"""Tests for thflax.sketch: the differentiable landmark rasteriser."""
+"""Tests for thflax.face.sketch: the differentiable landmark rasteriser."""
 
 import math
 
@@ -7,8 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from thflax import geometry
-from thflax.sketch import (
+from thflax.face import geometry
+from thflax.face.sketch import (
     NUM_SKETCH_CHANNELS,
     SKETCH_CHANNEL_NAMES,
     SKETCH_GROUPS,
@@ -143,7 +143,7 @@ def test_jit_matches_eager_and_batch_independence():
 
 @pytest.mark.heavy
 def test_gradient_matches_broadcast_formulation():
-    from thflax import sketch
+    from thflax.face import sketch
 
     lm = jnp.asarray(_random_faces(2, seed=5))
     w = jnp.asarray(np.random.default_rng(0).normal(size=(2, 32, 32, NUM_SKETCH_CHANNELS)), jnp.float32)

@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 
 from configs import tiny
-from thflax import geometry
+from thflax.face import geometry
 from thflax.models import stl
-from thflax.inference import stl_predictor
+from thflax.inference.networks import stl_predictor
 from thflax.models.build import build_stl
-from thflax.train_stl import STLTask
+from thflax.training.stl_stage import STLTask
 
 
 def _inputs(b=2, t=12, seed=0):
@@ -77,7 +77,7 @@ def test_lip_branch_uses_template_in_gru_and_head_branch_after():
 
 @pytest.mark.heavy
 def test_train_step_reduces_loss_on_a_fixed_batch():
-    from thflax import parallel
+    from thflax.training import parallel
 
     cfg = tiny.get_config()
     cfg.stl.learning_rate = 3e-3
@@ -102,7 +102,7 @@ def test_train_step_reduces_loss_on_a_fixed_batch():
 
 @pytest.mark.heavy
 def test_ema_tracks_parameters_when_enabled():
-    from thflax import parallel
+    from thflax.training import parallel
 
     cfg = tiny.get_config()
     cfg.stl.ema_decay = 0.5

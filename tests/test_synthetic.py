@@ -16,7 +16,8 @@ pytestmark = pytest.mark.corpus  # renders faces / builds datasets: minutes
 import soundfile
 
 from thflax.errors import InputError
-from thflax.synthetic import corpus, face, grammar, speech
+from thflax.synthetic import corpus, face, grammar
+from thflax.io import speech
 
 SENTENCE = ["bin", "blue", "at", "f", "two", "now"]
 # Open vowels / diphthongs starting open, and bilabial closures.

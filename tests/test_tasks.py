@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from configs import tiny
-from thflax import parallel, tasks, trainer
+from thflax.training import parallel, tasks, trainer
 from thflax.errors import InputError
 from thflax.testing import random_ltv_batch, random_stl_batch
 
@@ -145,7 +145,7 @@ def test_ltv_feature_matching_term_enters_the_generator_loss():
 def test_ltv_mouth_term_measures_the_lips_only():
     """mouth_weight's term: the L1 inside the target's outer lip contour, averaged over that region; a
     difference outside the lips does not enter it, one inside does, whatever the mouth's size."""
-    from thflax import metrics
+    from thflax.measures import metrics
     from thflax.testing import face_landmarks
 
     config = _tiny("ltv")

@@ -67,7 +67,7 @@ def test_sigkill_and_resume_reaches_the_same_parameters(tiny_config, tmp_path, s
 
 @pytest.mark.parametrize("stage,key", [("stl", "mfcc"), ("ltv", "landmarks")])
 def test_nan_loss_stops_with_clear_error_and_keeps_last_checkpoint(tiny_config, tmp_path, monkeypatch, stage, key):
-    from thflax import parallel, trainer
+    from thflax.training import parallel, trainer
 
     original = parallel.prefetch_to_mesh
 

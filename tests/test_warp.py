@@ -1,4 +1,4 @@
-"""Tests for thflax.warp: the landmark-driven thin-plate-spline flow, the bilinear warp and the photo path."""
+"""Tests for thflax.face.warp: the landmark-driven thin-plate-spline flow, the bilinear warp and the photo path."""
 
 import jax
 import jax.numpy as jnp
@@ -7,7 +7,7 @@ import pytest
 
 from thflax.testing import face_landmarks
 
-from thflax import warp as W
+from thflax.face import warp as W
 
 
 _face = face_landmarks

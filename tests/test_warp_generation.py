@@ -10,7 +10,7 @@ import skimage.data
 import soundfile as sf
 
 from tests.test_tasks import InMemoryData, _tiny
-from thflax import tasks, trainer
+from thflax.training import tasks, trainer
 
 pytestmark = pytest.mark.cli  # trains and generates: minutes, not in the fast tier
 
@@ -27,8 +27,9 @@ def warp_workdir(tmp_path_factory):
 
 
 def test_full_resolution_output_keeps_the_photo_outside_the_face(warp_workdir, tmp_path, monkeypatch):
-    from thflax import generation, video
-    from thflax.synthetic import speech
+    from thflax.inference import generation
+    from thflax.io import video
+    from thflax.io import speech
 
     def opening_mouth(models, windows, template, still=False, chunk=250):
         """Landmarks whose jaw and lower lip drop and rise (an untrained STL net barely moves them)."""

@@ -12,15 +12,15 @@ __all__ = ["export", "generate", "load_models"]
 
 def __getattr__(name):
     if name == "generate":
-        from thflax import generation
+        from thflax.inference import generation
 
         return generation.generate
     if name == "load_models":
-        from thflax import inference
+        from thflax.inference import networks
 
-        return inference.load_models
+        return networks.load_models
     if name == "export":
-        from thflax import params
+        from thflax.inference import params
 
         return params.export
     raise AttributeError(f"module 'thflax' has no attribute {name!r}")

@@ -175,7 +175,7 @@ def overrides() -> dict:
 def checkpoint_config(path: str):
     """The config for a trained workdir/export: the `--config` file if given, else the saved one,
     with the command line's `--config.x=y` overrides applied either way."""
-    from thflax import params
+    from thflax.inference import params
 
     if flags.FLAGS["config"].present:
         return flags.FLAGS.config

@@ -3,7 +3,7 @@
 Generator (`Generator`, a UNet with the paper's attention, eq. 8–9)
 -------------------------------------------------------------------
 Inputs: `reference` [B, S, S, 3] in [-1, 1] (a frame of the person: identity and background),
-`sketch` [B, S, S, C] of the TARGET landmarks (`thflax.sketch.draw_sketch`, C = 6) and, when
+`sketch` [B, S, S, C] of the TARGET landmarks (`thflax.face.sketch.draw_sketch`, C = 6) and, when
 `use_reference_sketch` (default), `reference_sketch` [B, S, S, C], the sketch of the reference frame's own
 landmarks. Knowing where the face *was* in the reference lets the net relate reference appearance to the
 target geometry (which parts must move where) instead of having to find the face in the image first; it
@@ -58,7 +58,7 @@ Discriminator (`Discriminator`): a PatchGAN on concat(image, sketch) -> stride-2
 [B, S / 2^num_layers, S / 2^num_layers, 1] logits (no sigmoid: the BCE-with-logits of eq. 10 is in the loss).
 
 FLOPs: `generator_flops(config, size)` lowers the jitted forward and reads XLA's cost analysis
-(`thflax.flops.lowered_flops`). `GENERATOR_PRESETS` holds the named configurations;
+(`thflax.models.flops.lowered_flops`). `GENERATOR_PRESETS` holds the named configurations;
 `benchmarks/bench_generator.py` measures their speeds (results in BENCHMARKS.md).
 """
 
@@ -71,8 +71,8 @@ import jax
 import jax.numpy as jnp
 import flax.linen as nn
 
-from thflax.flops import lowered_flops
-from thflax.sketch import NUM_SKETCH_CHANNELS
+from thflax.models.flops import lowered_flops
+from thflax.face.sketch import NUM_SKETCH_CHANNELS
 
 Dtype = Any
 
@@ -271,7 +271,7 @@ class Generator(nn.Module):
 
     With `warp` (attention only), the reference is first warped to the target geometry by a
     thin-plate spline from `reference_landmarks` to `landmarks` ([B, 68, 2], normalised;
-    `thflax.warp`): the warped frame enters the landmark encoder with the sketch, and the output
+    `thflax.face.warp`): the warped frame enters the landmark encoder with the sketch, and the output
     is composed with it (out = m ⊙ decoded + (1 − m) ⊙ warped). The person's own pixels then carry
     identity and sharpness wherever the mask is off; the decoder paints only what a warp cannot
     (the mouth interior, shading, occlusions). The untrained generator is the pure warp.
@@ -359,7 +359,7 @@ class Generator(nn.Module):
         size = sketch.shape[1]
         base = ref_features.get("reference")  # what the output is composed with where the mask is off
         if self.warp:
-            from thflax import warp as warp_lib
+            from thflax.face import warp as warp_lib
 
             if landmarks is None:
                 raise ValueError("Generator(warp=True) needs the target landmarks")

@@ -7,7 +7,7 @@ whatever crop size the data has (the paper used 300×300 crops).
 Lip branch (eq. 4): audio encoder f_a1 (conv + BatchNorm + ReLU blocks on each frame's MFCC window,
 then FC -> 512) and template encoder (FC: the template's calibrated mouth, 42 values -> 256) are
 concatenated per frame and run through a GRU; an FC head outputs 42 values: the calibrated mouth
-representation of `thflax.geometry` (nose tip + points 48–67, 21 points).
+representation of `thflax.face.geometry` (nose tip + points 48–67, 21 points).
 
 Head branch (eq. 5): its own audio encoder f_a2 and GRU over audio only; the GRU output is
 concatenated with the template head encoding (FC: 100 values = points 0–47, 48, 54 -> 256) and an FC
@@ -37,7 +37,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from thflax import geometry
+from thflax.face import geometry
 
 LANDMARK_SCALE = 256.0
 

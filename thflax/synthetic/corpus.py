@@ -42,7 +42,8 @@ from pathlib import Path
 import numpy as np
 
 from thflax.errors import InputError
-from thflax.synthetic import face, grammar, speech
+from thflax.synthetic import face, grammar
+from thflax.io import speech
 
 ALIGN_UNITS_PER_SECOND = 25000  # GRID .align files count in 1/25000 s (1000 per video frame).
 FORMAT_VERSION = 1
@@ -91,7 +92,7 @@ def align_lines(words: list[tuple[float, float, str]], total_s: float) -> list[t
     return segs
 
 
-# Not thflax.video.VideoWriter: its ffmpeg options (quality=8, i.e. CRF 10, default preset and threads)
+# Not thflax.io.video.VideoWriter: its ffmpeg options (quality=8, i.e. CRF 10, default preset and threads)
 # would change every corpus file; the corpus needs CRF 18, "-preset fast" and one encoder thread.
 def mp4_writer(path: Path, size: tuple[int, int], fps: float, crf: int = 18):
     """A started imageio-ffmpeg generator: ``send`` uint8 RGB [H, W, 3] frames, then ``close``.

@@ -32,8 +32,8 @@ import numpy as np
 from scipy.ndimage import gaussian_filter1d
 from scipy.spatial import Delaunay
 
-from thflax.landmarks import _dlib_models
-from thflax.synthetic import speech
+from thflax.face.landmarks import _dlib_models
+from thflax.io import speech
 
 # dlib 68-point index groups.
 JAW = np.arange(0, 17)
@@ -967,9 +967,9 @@ def get_renderer(speaker: Speaker, size: tuple[int, int] = (360, 288)) -> Render
 def frames_covering_audio(num_samples: int, sample_rate: int = 16000, fps: float = 25.0) -> int:
     """T = ceil(duration * fps): the fewest frames whose video covers all of the audio.
 
-    Rounds up, unlike `thflax.audio.num_video_frames` (the whole frames an audio covers, rounded down):
+    Rounds up, unlike `thflax.io.audio.num_video_frames` (the whole frames an audio covers, rounded down):
     the renderer makes T frames and pads the audio to T / fps seconds, so no speech is cut. (With a
-    whole number of samples per frame, e.g. 640 at 16 kHz / 25 fps, `thflax.audio.num_video_frames` of
+    whole number of samples per frame, e.g. 640 at 16 kHz / 25 fps, `thflax.io.audio.num_video_frames` of
     the padded audio is T again.)
     """
     return int(math.ceil(num_samples * fps / sample_rate - 1e-9))

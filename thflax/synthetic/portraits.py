@@ -247,9 +247,9 @@ def find_face(image: np.ndarray, name: str = "portrait", max_side: int = 1024) -
     predictor runs on the full-resolution photo.
 
     Raises:
-      NoFaceError: no face with a detection score >= `thflax.landmarks.MIN_FACE_SCORE`.
+      NoFaceError: no face with a detection score >= `thflax.face.landmarks.MIN_FACE_SCORE`.
     """
-    from thflax.landmarks import MIN_FACE_SCORE, FaceLandmarker
+    from thflax.face.landmarks import MIN_FACE_SCORE, FaceLandmarker
 
     fl = FaceLandmarker()
     h, w = image.shape[:2]

@@ -1,6 +1,6 @@
 """The training stages: one `Task` protocol and one registry of stages.
 
-A task is everything stage-specific that the generic loop (`thflax.trainer`) and the input pipeline
+A task is everything stage-specific that the generic loop (`thflax.training.trainer`) and the input pipeline
 (`input_pipeline.pipeline`) need: its state, its per-device train and eval steps, its tf.data element
 function and the config fields its parameters depend on. Adding a stage is a class implementing
 `Task` and one line in `STAGES`.
@@ -19,8 +19,8 @@ from thflax.errors import InputError
 
 #: Stage name -> "module:class" of its Task (imported on first use, so model code stays light).
 STAGES: dict[str, str] = {
-    "stl": "thflax.train_stl:STLTask",
-    "ltv": "thflax.train_ltv:LTVTask",
+    "stl": "thflax.training.stl_stage:STLTask",
+    "ltv": "thflax.training.ltv_stage:LTVTask",
 }
 
 

@@ -1,7 +1,7 @@
 """Stage 1: training the STL net (speech -> landmarks). Pure functions over `TrainState`.
 
 `train_step(state, batch, rng) -> (state, metrics)` is a per-device body for
-`thflax.parallel.data_parallel`: losses are normalised by the global number of (unpadded) frames and
+`thflax.training.parallel.data_parallel`: losses are normalised by the global number of (unpadded) frames and
 gradients summed over devices, so 1 device and N devices give the same update for the same global
 batch. A step whose loss or gradients are not finite leaves the state unchanged (apart from `step`)
 and reports `finite = 0`, which the training loop turns into an error.
@@ -20,14 +20,15 @@ import numpy as np
 import optax
 from jax import lax
 
-from thflax import losses, metrics
+from thflax.training import losses
+from thflax.measures import metrics
 from thflax.models import build, stl
-from thflax.parallel import AXIS
-from thflax.train_state import TrainState, all_finite, ema_update, make_optimizer, select
+from thflax.training.parallel import AXIS
+from thflax.training.train_state import TrainState, all_finite, ema_update, make_optimizer, select
 
 
 class STLTask:
-    """The STL stage (a `thflax.tasks.Task`)."""
+    """The STL stage (a `thflax.training.tasks.Task`)."""
 
     name = "stl"
 
@@ -145,7 +146,7 @@ class STLTask:
 
     def images(self, batch, pred) -> dict[str, np.ndarray]:
         """Predicted (red) vs true (green) landmarks for a few frames of the first eval clip."""
-        from thflax import plotting
+        from thflax.face import plotting
 
         frames = np.linspace(0, pred.shape[1] - 1, 6).astype(int)
         panel = plotting.landmark_panel(batch["landmarks"][0, frames], pred[0, frames], size=128)

@@ -21,7 +21,7 @@ with the opening std: the sub-pixel jitter dlib reads on a still, H.264-coded mo
 the mouth width) correlates with the speech by chance, and on short clips the best of the 11 shifts
 can reach r ~0.5 (a 2 s still video of the astronaut: r 0.48 at offset -5).
 
-SSIM, PSNR and LMD against a real video are `thflax.evaluation`'s (they need the true video).
+SSIM, PSNR and LMD against a real video are `thflax.measures.evaluation`'s (they need the true video).
 
 This module belongs to the data layer: it imports dlib, OpenCV and librosa lazily.
 """
@@ -67,8 +67,8 @@ def _recognizer():
 
 @functools.cache
 def _landmarker():
-    """The project's dlib landmarker (its 68-point predictor is `thflax.landmarks._dlib_models`)."""
-    from thflax.landmarks import FaceLandmarker
+    """The project's dlib landmarker (its 68-point predictor is `thflax.face.landmarks._dlib_models`)."""
+    from thflax.face.landmarks import FaceLandmarker
 
     return FaceLandmarker()
 
@@ -173,7 +173,7 @@ def mouth_opening_series(frames: Sequence[np.ndarray] | None = None, landmarks: 
     """Normalised inner-mouth opening per frame [T] (`mouth_openings`) of a video.
 
     Args:
-      frames: T RGB frames [H, W, 3] uint8, tracked with `thflax.landmarks.FaceLandmarker.track`
+      frames: T RGB frames [H, W, 3] uint8, tracked with `thflax.face.landmarks.FaceLandmarker.track`
         (detection on the first frame, then tracking; ignored when `landmarks` are given).
       landmarks: [T, 68, 2] already tracked, NaN where no face.
       fill: interpolate frames without a face from their neighbours (`fill_missing`), so a few
@@ -203,7 +203,7 @@ def speech_energy(audio: np.ndarray, sample_rate: int, fps: float, num_frames: i
 
     RMS of the audio (`librosa.feature.rms`) over one video frame's length (1/fps s), computed
     every 10 ms and read at each frame's centre (t + 0.5)/fps: frame t spans [t/fps, (t+1)/fps),
-    the same alignment `thflax.audio` gives the model's MFCC windows. With `log` (default) it is in
+    the same alignment `thflax.io.audio` gives the model's MFCC windows. With `log` (default) it is in
     dB relative to the loudest frame, floored at -`top_db` (`librosa.amplitude_to_db`): the mouth
     opens in proportion to loudness on a log scale more than a linear one, and the floor keeps
     digital silence finite. Frames past the end of the audio read its last value.
@@ -349,7 +349,7 @@ def sharpness_ratio(photo: np.ndarray, frames: Sequence[np.ndarray], photo_landm
     dominated by the finest, pixel-level frequencies, which resampling and video coding change
     (lossless copies: 0.5-1.05 raw), while blur a viewer sees is coarser (2 px: 0.17-0.23 with
     sigma 1). Figures: the astronaut and face_recognition's obama, obama2 and biden photos, copies
-    shrunk by 0-40 % and coded with H.264 (`thflax.video`, quality 8).
+    shrunk by 0-40 % and coded with H.264 (`thflax.io.video`, quality 8).
 
     Args:
       photo: [H, W, 3] uint8; frames: T frames [h, w, 3] uint8.
@@ -386,7 +386,7 @@ def sharpness_ratio(photo: np.ndarray, frames: Sequence[np.ndarray], photo_landm
 def _track_video(path: str, every: int) -> tuple[np.ndarray, dict[int, np.ndarray], float]:
     """Landmarks [T, 68, 2] of a video file (NaN where no face), its every `every`-th frame by
     index, and its fps. Streams the frames: memory holds only the sampled ones."""
-    from thflax import video
+    from thflax.io import video
 
     fps = video.video_info(path)[0]
     if not fps or not math.isfinite(fps) or fps <= 0:
@@ -425,8 +425,8 @@ def measure_video(photo_path: str, video_path: str, audio_path: str | None = Non
     Raises:
       InputError: unreadable photo/video/audio, or no face in the photo.
     """
-    from thflax import audio as audio_lib
-    from thflax import video
+    from thflax.io import audio as audio_lib
+    from thflax.io import video
 
     if every < 1:
         raise InputError(f"every must be at least 1, got {every}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from thflax import geometry
+from thflax.face import geometry
 
 
 def draw_landmarks(image: np.ndarray, landmarks: np.ndarray, color=(0, 255, 0), radius: int = 1,

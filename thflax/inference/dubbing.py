@@ -134,7 +134,7 @@ def align_template(template: np.ndarray, frame_landmarks: np.ndarray) -> tuple[n
     template [68, 2] (reference crop coordinates), frame_landmarks [T, 68, 2] (frame pixels).
     Returns (a [T, 2], b [T, 2]) as (real, imaginary) parts.
     """
-    from thflax import geometry
+    from thflax.face import geometry
 
     lm = np.asarray(frame_landmarks, np.float32)
     src = np.broadcast_to(np.asarray(template, np.float32)[STABLE_POINTS, :], (len(lm), len(STABLE_POINTS), 2))
@@ -245,7 +245,7 @@ def probe(path: str) -> tuple[float, int, int]:
     image or has no frame rate."""
     import cv2
 
-    from thflax import video
+    from thflax.io import video
 
     fps, _, w, h = video.video_info(path)
     cap = cv2.VideoCapture(path)
@@ -287,7 +287,7 @@ class SourceVideo:
         Frames are worked on at height `size` (never upscaled) or else at most `max_side` on the longer
         side, as photos are. Raises VideoError for an unreadable video, NoFaceError when no frame has a face.
         """
-        from thflax import landmarks as lm_lib
+        from thflax.face import landmarks as lm_lib
 
         fps, w, h = probe(path)
         scale = min(1.0, size / h) if size else min(1.0, max_side / max(w, h))
@@ -423,8 +423,8 @@ class SourceVideo:
 
 def prepare_reference(source: SourceVideo, image_size: int):
     """The reference frame cropped as in training: a `generation.Reference` and its frame index."""
-    from thflax import crop
-    from thflax.generation import Reference
+    from thflax.face import crop
+    from thflax.inference.generation import Reference
 
     index = choose_reference(source.landmarks, source.detected, source.fps)
     image = source.read_range(index, index + 1)[0]
@@ -439,8 +439,8 @@ def _compose(frame: np.ndarray, generated: np.ndarray, mask: np.ndarray, box: An
 
     Works on the crop box's region of the frame only; outside the lower-face mask the result is `frame`.
     """
-    from thflax import crop as crop_lib
-    from thflax.generation import _paste
+    from thflax.face import crop as crop_lib
+    from thflax.inference.generation import _paste
 
     h, w = frame.shape[:2]
     pts = np.concatenate([source_lm, target_lm])
@@ -454,7 +454,7 @@ def _compose(frame: np.ndarray, generated: np.ndarray, mask: np.ndarray, box: An
     local = crop_lib.CropBox(box.x0 - x0, box.y0 - y0, box.side)
     src, dst = source_lm - shift, target_lm - shift
     if warp:
-        from thflax import warp as warp_lib
+        from thflax.face import warp as warp_lib
 
         moved = warp_lib.warp_numpy(region, src, dst)
         lower = np.concatenate([src[list(LOWER_FACE)], dst[list(LOWER_FACE)]])
@@ -474,9 +474,9 @@ def render(models, source: SourceVideo, audio: str, out: str, speech: np.ndarray
 
     Returns `generate`'s summary plus source_frames, reference_frame and pingpong.
     """
-    from thflax import audio as audio_lib
-    from thflax import crop as crop_lib
-    from thflax import generation
+    from thflax.io import audio as audio_lib
+    from thflax.face import crop as crop_lib
+    from thflax.inference import generation
 
     fps = source.fps
     mcfg = models.mfcc_config

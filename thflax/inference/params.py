@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from thflax import files
+from thflax.io import files
 from thflax.errors import CheckpointError, InputError
 
 EXPORT_FILE = "thflax_export.json"
@@ -86,7 +86,7 @@ def load_config(path: str):
         raise CheckpointError(f"checkpoint folder not found: {path}")
     if is_export(path):
         return config_from_json(_read_export(path)["config"])
-    from thflax import checkpoint
+    from thflax.io import checkpoint
 
     ckpt = checkpoint.Checkpointer(_checkpoint_dir(path, "stl"), read_only=True)
     try:
@@ -108,7 +108,7 @@ def _check_signature(saved: Any, config, stage: str, where: str, given: bool) ->
 
 
 def _from_workdir(workdir: str, stage: str, config, given: bool) -> dict[str, Any]:
-    from thflax import checkpoint
+    from thflax.io import checkpoint
 
     ckpt = checkpoint.Checkpointer(_checkpoint_dir(workdir, stage), read_only=True)
     try:

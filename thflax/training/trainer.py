@@ -23,9 +23,10 @@ from typing import Any, Protocol
 import jax
 import numpy as np
 
-from thflax import checkpoint, parallel
+from thflax.io import checkpoint
+from thflax.training import parallel
 from thflax.configlib import ConfigDict
-from thflax.tasks import Task
+from thflax.training.tasks import Task
 
 
 class NonFiniteLossError(FloatingPointError):

@@ -183,7 +183,7 @@ def mfcc_numpy(audio: np.ndarray, config: "MfccConfig") -> np.ndarray:
 
     Same STFT (periodic Hann window, zero padding, centred frames), Slaney mel filters, power in dB
     with an 80 dB floor and orthonormal DCT-II; `tests/test_generate_inputs.py` checks it against
-    `thflax.audio.mfcc`. Returns [num_mfcc_frames, n_mfcc] float32.
+    `thflax.io.audio.mfcc`. Returns [num_mfcc_frames, n_mfcc] float32.
     """
     y = np.asarray(audio, np.float32)
     sr, n_fft = config.sample_rate, max(512, config.win_length)

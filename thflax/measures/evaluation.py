@@ -3,14 +3,14 @@
 Protocol, per held-out utterance (the dataset's `test` split; `validation` for tuning):
   1. reference = the utterance's first frame and its unsmoothed dlib landmarks (`landmarks_raw[0]`,
      the template), the crop framed from that frame alone: exactly what generation makes of a photo
-     (`thflax.generation.prepare_reference`). Nothing of frames 1… reaches the model: the stored
+     (`thflax.inference.generation.prepare_reference`). Nothing of frames 1… reaches the model: the stored
      `landmarks` are smoothed over time (frame 0's would be ~11 % frames 1–4), and a box over the
      whole clip would encode its future head motion; `check_reference_framing` refuses such examples
      (e.g. of the `train` split, whose crops use one box per clip);
   2. STL predicts landmarks for every frame from the utterance's MFCC windows (GRU over the whole
      utterance); LTV renders every frame from the reference and the predicted landmarks;
   3. frame by frame against the real crops, leaving out frame 0 (the reference itself):
-     * SSIM and PSNR on colour frames at the dataset's crop size (`thflax.metrics`; SSIM with
+     * SSIM and PSNR on colour frames at the dataset's crop size (`thflax.measures.metrics`; SSIM with
        Wang et al.'s Gaussian window), averaged over frames, then over utterances;
      * LMD: dlib's 68 landmarks are tracked on the generated frames and on the real frames, both
        resized to `eval_size` (256) px; mouth points 48–67, each shape mean-centred, mean point
@@ -51,7 +51,7 @@ from typing import Any
 
 import numpy as np
 
-from thflax import face_measures, metrics
+from thflax.measures import face_measures, metrics
 from thflax.errors import InputError
 
 EVAL_SIZE = 256
@@ -60,7 +60,7 @@ EVAL_SIZE = 256
 @dataclasses.dataclass
 class Row:
     name: str
-    models: Any = None  # thflax.inference.Models
+    models: Any = None  # thflax.inference.networks.Models
     kind: str = "model"  # "model" | "reference" | "template" | "real" (see the module docstring)
 
 
@@ -132,7 +132,7 @@ def check_reference_framing(ex: dict[str, Any], atol: float = 1e-3) -> None:
     The box is recovered from the example itself: frame 0's raw landmarks back in frame pixels
     (`landmarks_raw[0]` ∘ `crop_box`) must give `crop_box` again, to `atol` × its side.
     """
-    from thflax import crop
+    from thflax.face import crop
 
     name = f"{ex.get('speaker', '?')}/{ex.get('utterance', '?')}"
     if "landmarks_raw" not in ex:
@@ -152,7 +152,7 @@ def evaluate_utterance(row: Row, ex: dict[str, Any], landmarker, true_lm256: np.
 
     `true_lm256`: [T, 68, 2] dlib landmarks of the real frames at `eval_size` px (tracked when None).
     """
-    from thflax import inference
+    from thflax.inference import networks
 
     frames = ex["frames"]  # [T, S, S, 3] uint8
     t = frames.shape[0]
@@ -173,9 +173,9 @@ def evaluate_utterance(row: Row, ex: dict[str, Any], landmarker, true_lm256: np.
             pred_lm = np.repeat(template[None], t, 0)
             chunks = [pred_lm]
         else:
-            chunks = list(inference.predict_landmarks(row.models, ex["mfcc"], template))
+            chunks = list(networks.predict_landmarks(row.models, ex["mfcc"], template))
             pred_lm = np.concatenate(chunks)
-        gen = np.stack([img for img, _ in inference.render_frames(row.models, frames[0], template, chunks, batch)])
+        gen = np.stack([img for img, _ in networks.render_frames(row.models, frames[0], template, chunks, batch)])
     # Frame 0 is the reference itself: it is generated but left out of every average (PSNR of a copied
     # frame would be infinite).
     gen_f, true_f = gen[1:].astype(np.float32), frames[1:].astype(np.float32)
@@ -200,7 +200,7 @@ def evaluate(rows: list[Row], utterances, max_utterances: int | None = None, eva
     """Per-utterance results for every row: {row name: [per-utterance dict, ...]}."""
     from tqdm import tqdm
 
-    from thflax import landmarks
+    from thflax.face import landmarks
 
     landmarker = landmarks.FaceLandmarker()
     results: dict[str, list] = {r.name: [] for r in rows}
@@ -306,7 +306,7 @@ def write_results(workdir: str, results, summary, table: str) -> dict[str, str]:
 def run_table(models: list[tuple[str, Any]], utterances, out_dir: str, max_utterances: int | None = None,
               trivial_rows: bool = True, progress: bool = True,
               template_models: Any = None) -> tuple[dict[str, dict[str, float]], str, dict[str, str]]:
-    """Table 2 for (name, `inference.Models`) rows, with the ceiling and floor rows first unless
+    """Table 2 for (name, `networks.Models`) rows, with the ceiling and floor rows first unless
     `trivial_rows` is off.
 
     The ceiling: the real video (lip-sync and face-detection columns only). The floors: the reference

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
-from thflax import geometry
+from thflax.face import geometry
 
 MOUTH = geometry.MOUTH
 NON_MOUTH = tuple(range(48))

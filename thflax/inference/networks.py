@@ -1,7 +1,7 @@
 """Trained networks for inference: speech windows -> landmarks (STL), landmarks -> frames (LTV).
 
 Used by generation and evaluation; depends on no training code. `load_models(path)` takes a
-training workdir or an export bundle (`thflax.params`).
+training workdir or an export bundle (`thflax.inference.params`).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ class Models:
 
     @property
     def mfcc_config(self):
-        from thflax import audio
+        from thflax.io import audio
 
         return audio.MfccConfig(n_mfcc=int(self.config.stl.n_mfcc), window=int(self.config.stl.mfcc_window))
 
@@ -47,7 +47,7 @@ def load_models(path: str, config=None) -> Models:
     The configuration is the saved one unless `config` is given, in which case both stages must have
     been trained with it (CheckpointError otherwise).
     """
-    from thflax import params
+    from thflax.inference import params
     from thflax.models import build
 
     given = config is not None
@@ -65,7 +65,7 @@ def stl_predictor(model, still: bool = False) -> Callable:
     import jax
     import jax.numpy as jnp
 
-    from thflax import geometry
+    from thflax.face import geometry
 
     @jax.jit
     def run(variables, mfcc, template, carry=None):
@@ -110,8 +110,8 @@ def render_frames(models: Models, ref_crop: np.ndarray, ref_template: np.ndarray
     import jax
     import jax.numpy as jnp
 
-    from thflax import sketch
-    from thflax.images import to_uint8, to_unit
+    from thflax.face import sketch
+    from thflax.io.images import to_uint8, to_unit
     from thflax.models import ltv as ltv_lib
 
     size = models.image_size

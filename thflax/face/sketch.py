@@ -10,9 +10,9 @@ the pixel centre to the nearest segment of that group's polylines, so a pixel on
 far from every line is 0. σ (`thickness`, in pixels) defaults to sqrt(size / 64): 1 px at 64, 1.41 px at
 128, 2 px at 256, so lines look alike at every resolution after resizing.
 
-Coordinates: landmarks are in *normalised crop coordinates* ([0, 1], x right, y down, see `thflax.crop`);
+Coordinates: landmarks are in *normalised crop coordinates* ([0, 1], x right, y down, see `thflax.face.crop`);
 pixel coordinate = coord · size, and pixel (row i, column j) has its centre at (x, y) = (j, i), the same
-convention as `thflax.crop.crop` (cv2.warpAffine), so a landmark at pixel coordinate (j, i) lands exactly on
+convention as `thflax.face.crop.crop` (cv2.warpAffine), so a landmark at pixel coordinate (j, i) lands exactly on
 pixel (i, j) of the matching image crop.
 
 Cost: every pixel's distance to all 63 segments is computed in one fused XLA loop over the pixels: the
@@ -35,7 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from thflax import geometry
+from thflax.face import geometry
 
 #: Channel order of the sketch: each entry lists the `geometry.FACE_PARTS` polylines drawn in that channel.
 SKETCH_GROUPS: tuple[tuple[str, ...], ...] = (

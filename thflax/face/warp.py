@@ -4,7 +4,7 @@ Why: a generator that re-draws the whole face from features blurs faces it has n
 reference frame (or its features) so that its landmarks land on the target landmarks keeps the person's
 own pixels; the network then only has to fix what a warp cannot do (inner mouth, shading).
 
-Coordinates: as everywhere in thflax (`thflax.sketch`, `thflax.crop`), points are *normalised crop
+Coordinates: as everywhere in thflax (`thflax.face.sketch`, `thflax.face.crop`), points are *normalised crop
 coordinates* ([0, 1], x right, y down); in an H×W image, pixel (row i, column j) has its centre at the
 normalised point (x, y) = (j / W, i / H). A flow is a *backward map*: flow[b, i, j] = (x, y) is the
 normalised point of the source image that output pixel (i, j) samples, so the identity flow is the pixel

@@ -42,7 +42,7 @@ HEAD_REP_ANCHORS = tuple(HEAD_REP.index(i) for i in ANCHORS)  # (30, 48, 49)
 
 #: Canonical nose tip and mouth corners in normalised crop coordinates ([0, 1], x right, y down): the
 #: template every mouth is calibrated to. Rounded from dlib's landmarks of the bundled photo
-#: (`skimage.data.astronaut()`) in our face crop (`thflax.crop`), made symmetric; any fixed
+#: (`skimage.data.astronaut()`) in our face crop (`thflax.face.crop`), made symmetric; any fixed
 #: non-degenerate triangle works, this one keeps calibrated mouths where mouths usually are so they
 #: can be drawn and inspected.
 CANONICAL_ANCHORS = np.array([[0.500, 0.530], [0.380, 0.600], [0.620, 0.600]], np.float32)

@@ -10,7 +10,7 @@ the generator should reproduce. The LTV stage loads it frozen (`config.ltv.perce
 position (as LPIPS does) and their mean absolute difference is taken; the layers' values are averaged
 (LPIPS without its learned per-channel weights, which need human similarity judgements).
 
-    python -m thflax.perceptual --config configs/cpu.py \
+    python -m thflax.training.perceptual --config configs/cpu.py \
         --config.data.name=synthetic_talking_heads/people_small --out runs/face_features.msgpack
 """
 
@@ -26,9 +26,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from thflax import files
+from thflax.io import files
 from thflax.errors import InputError
-from thflax.images import to_unit
+from thflax.io.images import to_unit
 
 #: Channels of the feature network's stride-2 levels (64² crops -> 32, 16, 8, 4).
 CHANNELS = (16, 32, 64, 128)
@@ -93,7 +93,7 @@ def load(path: str, image_size: int | None = None) -> FeatureNet:
 
     if not path:
         raise InputError("config.ltv.perceptual_weight > 0 needs config.ltv.perceptual_net (a file that "
-                         "`python -m thflax.perceptual` writes)")
+                         "`python -m thflax.training.perceptual` writes)")
     try:
         with open(path, "rb") as f:
             blob = serialization.msgpack_restore(f.read())
@@ -103,7 +103,7 @@ def load(path: str, image_size: int | None = None) -> FeatureNet:
     except OSError as e:
         raise InputError(f"cannot read the perceptual network {path}: {e.strerror or e}") from e
     except (KeyError, TypeError, ValueError) as e:
-        raise InputError(f"{path} is not a perceptual network written by thflax.perceptual ({e})") from e
+        raise InputError(f"{path} is not a perceptual network written by thflax.training.perceptual ({e})") from e
     if image_size is not None and net.image_size != image_size:
         raise InputError(f"the perceptual network {path} was trained on {net.image_size}x{net.image_size} crops, "
                          f"the LTV net works at {image_size}x{image_size}")

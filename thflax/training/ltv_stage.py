@@ -14,7 +14,7 @@ leaves both networks unchanged and reports `finite = 0`.
 
 Batch (per device): reference, target [b, S, S, 3] uint8; landmarks, ref_landmarks [b, 68, 2]
 normalised crop coordinates. Images are mapped to [-1, 1]; landmark sketches are drawn on the fly
-(`thflax.sketch`), so the dataset stores landmarks only.
+(`thflax.face.sketch`), so the dataset stores landmarks only.
 """
 
 from __future__ import annotations
@@ -27,18 +27,20 @@ import numpy as np
 import optax
 from jax import lax
 
-from thflax import losses, metrics, perceptual, sketch, warp
+from thflax.training import losses, perceptual
+from thflax.measures import metrics
+from thflax.face import sketch, warp
 from thflax.errors import InputError
-from thflax.images import to_uint8, to_unit
+from thflax.io.images import to_uint8, to_unit
 from thflax.models import build, ltv
-from thflax.parallel import AXIS
-from thflax.train_state import TrainState, all_finite, ema_update, make_optimizer, select
+from thflax.training.parallel import AXIS
+from thflax.training.train_state import TrainState, all_finite, ema_update, make_optimizer, select
 
 G, D = "generator", "discriminator"
 
 
 class LTVTask:
-    """The LTV stage (a `thflax.tasks.Task`)."""
+    """The LTV stage (a `thflax.training.tasks.Task`)."""
 
     name = "ltv"
 
@@ -49,7 +51,7 @@ class LTVTask:
         self.generator = build.build_generator(config)
         self.discriminator = build.build_discriminator(config)
         self.tx = {n: make_optimizer(c.learning_rate, b1=c.adam_b1, grad_clip=c.grad_clip) for n in (G, D)}
-        # A frozen face feature network trained on this corpus (thflax.perceptual), for the perceptual term.
+        # A frozen face feature network trained on this corpus (thflax.training.perceptual), for the perceptual term.
         self.perceptual = perceptual.load(c.perceptual_net, self.size) if c.perceptual_weight else None
 
     def signature(self) -> dict[str, Any]:
@@ -217,7 +219,7 @@ class LTVTask:
 
     def images(self, batch, out) -> dict[str, np.ndarray]:
         """reference | landmark sketch | generated | ground truth | attention mask, for 4 examples."""
-        from thflax import plotting
+        from thflax.face import plotting
 
         n = min(4, len(batch["reference"]))
         gray = lambda x: np.repeat(np.clip(np.asarray(x)[..., None] * 255, 0, 255).astype(np.uint8), 3, -1)  # noqa: E731

@@ -3,7 +3,7 @@
     import thflax
     thflax.generate("runs/demo", "face.jpg", "speech.wav", "talking.mp4")
     thflax.generate("runs/demo", "face.jpg", out="hello.mp4", text="Hello there.")  # eSpeak NG speaks it
-    thflax.generate("runs/demo", video="talk.mp4", audio="speech.wav", out="dubbed.mp4")  # see thflax.dubbing
+    thflax.generate("runs/demo", video="talk.mp4", audio="speech.wav", out="dubbed.mp4")  # see thflax.inference.dubbing
 
 Steps: pick the highest-scoring face in the photo (dlib; `face_index`/`face_box` choose another), crop it as in training, take its landmarks as the
 STL template and head start; MFCC windows of the speech; STL over the whole audio in chunks with the
@@ -19,7 +19,7 @@ networks). `enable_caches()` keeps, under `~/.cache/thflax` (or $THFLAX_CACHE_DI
 compilation cache, the traced STL/LTV functions (`jax.export`: a later run neither traces the model
 code nor compiles it) and the face found in each photo (keyed by the file's bytes, so the same photo
 skips dlib). generate.py turns them on; library users call it once before any JAX work. The speech
-features are computed with NumPy (`thflax.audio.mfcc_numpy`), the same as `thflax.audio.mfcc` but without
+features are computed with NumPy (`thflax.io.audio.mfcc_numpy`), the same as `thflax.io.audio.mfcc` but without
 importing librosa, whose import alone takes longer than generating a short clip.
 """
 
@@ -40,9 +40,9 @@ from typing import Any
 
 import numpy as np
 
-from thflax import files
+from thflax.io import files
 from thflax.errors import InputError
-from thflax.inference import Models, load_models, predict_landmarks, render_frames
+from thflax.inference.networks import Models, load_models, predict_landmarks, render_frames
 
 __all__ = ["Models", "Reference", "cache_dir", "check_options", "detect_face", "enable_caches", "generate",
            "load_models", "predict_landmarks", "prepare_reference", "render_frames", "speak_to_wav"]
@@ -56,7 +56,7 @@ class Reference:
 
     image: np.ndarray  # [H, W, 3] uint8, the full photo
     landmarks: np.ndarray  # [68, 2] frame pixels
-    box: Any  # thflax.crop.CropBox
+    box: Any  # thflax.face.crop.CropBox
     crop: np.ndarray  # [S, S, 3] uint8
     template: np.ndarray  # [68, 2] normalised crop coordinates
 
@@ -160,9 +160,9 @@ def _file_stamp(path: str | None) -> str:
 
 @functools.lru_cache(maxsize=None)
 def _sources_digest(names: tuple[str, ...] = ()) -> str:
-    """Hash of thflax's own sources (all of them, or the files `names`): a cached result is valid only
-    for the code that made it."""
-    root = os.path.dirname(os.path.abspath(__file__))
+    """Hash of thflax's own sources (all of them, or the files `names`, relative to the package's folder):
+    a cached result is valid only for the code that made it."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # thflax/
     paths = [os.path.join(root, n) for n in names]
     if not names:
         for folder, dirs, names_here in os.walk(root):
@@ -279,7 +279,7 @@ def load_photo(image_path: str, size: int | None = None, max_side: int = MAX_SID
     """
     import cv2
 
-    from thflax import video
+    from thflax.io import video
 
     img = video.read_image(image_path)
     h, w = img.shape[:2]
@@ -307,7 +307,7 @@ def _face_cache_file(image_path: str, size: int | None, face_index: int | None,
     models_spec = importlib.util.find_spec("face_recognition_models")
     models_dir = list(models_spec.submodule_search_locations or [""])[0] if models_spec else ""
     # The code (photo loading, detection, choice), the options, dlib and its predictor file.
-    code = _sources_digest(("generation.py", "video.py", "landmarks.py"))
+    code = _sources_digest(("inference/generation.py", "io/video.py", "face/landmarks.py"))
     h.update(repr((code, size, MAX_SIDE, face_index, face_box, _file_stamp(dlib_spec and dlib_spec.origin),
                    _file_stamp(os.path.join(models_dir, "models", "shape_predictor_68_face_landmarks.dat")))).encode())
     return os.path.join(_cache_root, "faces", h.hexdigest()[:40] + ".json")
@@ -335,7 +335,7 @@ def detect_face(image_path: str, face_index: int | None = None, face_box: tuple[
             return img, lm
         except (OSError, ValueError, KeyError, TypeError):
             pass
-    from thflax import landmarks
+    from thflax.face import landmarks
 
     if face_box is not None:
         face_box = tuple(int(round(v * scale)) for v in face_box)
@@ -354,7 +354,7 @@ def detect_face(image_path: str, face_index: int | None = None, face_box: tuple[
 
 def prepare_reference(image_path: str, size: int, face: tuple[np.ndarray, np.ndarray] | None = None) -> Reference:
     """The photo's chosen face cropped as in training (`face` = a `detect_face` result to reuse)."""
-    from thflax import crop
+    from thflax.face import crop
 
     img, lm = face if face is not None else detect_face(image_path)
     box = crop.clip_box(lm)
@@ -362,8 +362,8 @@ def prepare_reference(image_path: str, size: int, face: tuple[np.ndarray, np.nda
 
 
 def _paste(image: np.ndarray, crop_img: np.ndarray, box: Any) -> np.ndarray:
-    """`thflax.crop.paste`, blending only the box's region (the rest of the photo is copied as is)."""
-    from thflax import crop as crop_lib
+    """`thflax.face.crop.paste`, blending only the box's region (the rest of the photo is copied as is)."""
+    from thflax.face import crop as crop_lib
 
     h, w = image.shape[:2]
     x0, y0 = max(0, int(np.floor(box.x0)) - 2), max(0, int(np.floor(box.y0)) - 2)
@@ -455,7 +455,7 @@ def speak_to_wav(text: str, path: str, voice: str = DEFAULT_VOICE, rate: int = D
     _check_speech_options(text, voice, rate, pitch)
     import soundfile as sf
 
-    from thflax.synthetic import speech
+    from thflax.io import speech
 
     try:
         utt = speech.synthesize(" ".join(text.split()), voice=voice, rate=int(rate), pitch=int(pitch),
@@ -500,9 +500,9 @@ def generate(checkpoint: str, image: str | None = None, audio: str | None = None
     """Speech (or text) + photo -> mp4 with the speech muxed in. Returns a summary (frames, seconds, paths, timings).
 
     Args:
-      checkpoint: a training workdir (stl/ and ltv/ checkpoints) or an export bundle (`thflax.params.export`).
+      checkpoint: a training workdir (stl/ and ltv/ checkpoints) or an export bundle (`thflax.inference.params.export`).
       image, audio: input files (any image OpenCV reads; wav/flac/mp3/mp4... at any sample rate).
-      video: a source video instead of `image` (exactly one of them): dubbing (`thflax.dubbing`). Every
+      video: a source video instead of `image` (exactly one of them): dubbing (`thflax.inference.dubbing`). Every
         frame of the video is kept (background, body, its own head motion) and only the lower face is
         re-animated from the speech; the output has the video's frame rate. Longer speech plays the
         video forward and backward, shorter speech cuts it. `still` has no effect (the head moves as in
@@ -520,7 +520,7 @@ def generate(checkpoint: str, image: str | None = None, audio: str | None = None
         `MAX_FRAME_PIXELS`); default: the photo's, at most `MAX_SIDE` on the longer side.
       batch: frames per generator call, 1..256 (bounds the accelerator's memory).
       progress: a tqdm bar on stderr (True), none (False), or a function called with (frames written,
-        total frames) after each frame, e.g. to drive a web page's progress bar (`thflax.app`).
+        total frames) after each frame, e.g. to drive a web page's progress bar (`thflax.inference.app`).
       models: loaded models to reuse (many videos, one load and one compilation).
       face_index, face_box: which face of the photo (see `detect_face`); default the highest-scoring.
 
@@ -541,8 +541,8 @@ def generate(checkpoint: str, image: str | None = None, audio: str | None = None
     check_options(fps=fps, size=size, batch=batch, rate=rate, pitch=pitch, face_index=face_index, face_box=face_box)
     if text is not None:
         _check_speech_options(text, voice, rate, pitch)
-    from thflax import audio as audio_lib
-    from thflax import video as video_lib
+    from thflax.io import audio as audio_lib
+    from thflax.io import video as video_lib
 
     clock = _Clock()
     # Inputs and the output are checked before the (slower) model loading, so mistakes fail at once.
@@ -553,7 +553,7 @@ def generate(checkpoint: str, image: str | None = None, audio: str | None = None
         _check_frame(*face[0].shape[:2], size, crop_only, landmarks_video)
         clock.mark("detect")
     else:
-        from thflax import dubbing
+        from thflax.inference import dubbing
 
         source_fps, width, height = dubbing.probe(video)
         _check_frame(height, width, size, crop_only, landmarks_video)
@@ -610,7 +610,7 @@ def _render(models: Models, image: str, audio: str, out: str, speech: np.ndarray
             crop_only: bool, fps: float, size: int | None, batch: int,
             progress: bool | Callable[[int, int], None]) -> dict[str, Any]:
     """The part of `generate` after its inputs are checked and loaded: features, networks, mp4."""
-    from thflax import audio as audio_lib
+    from thflax.io import audio as audio_lib
 
     s = models.image_size
     reference = prepare_reference(image, s, face)
@@ -631,8 +631,8 @@ def _render(models: Models, image: str, audio: str, out: str, speech: np.ndarray
         elif full_res_warp:
             # The photo warped to the frame's landmarks at its own resolution; the generated crop only
             # where the network changed it (see crop.paste_masked): no blur outside, no square seam.
-            from thflax import crop as crop_lib
-            from thflax import warp
+            from thflax.face import crop as crop_lib
+            from thflax.face import warp
 
             target_px = reference.box.to_frame(lm)
             moved = warp.warp_numpy(reference.image, reference.landmarks, target_px)
@@ -653,7 +653,7 @@ def finish_frame(frame: np.ndarray, lm: np.ndarray, crop_size: int, landmarks_vi
     import cv2
 
     if landmarks_video:
-        from thflax import plotting
+        from thflax.face import plotting
 
         side = plotting.draw_landmarks(np.full((crop_size, crop_size, 3), 255, np.uint8), lm, (200, 0, 0))
         side = cv2.resize(side, (frame.shape[0], frame.shape[0]), interpolation=cv2.INTER_LINEAR)
@@ -668,7 +668,7 @@ def write_frames(frames: Iterable[np.ndarray], out: str, fps: float, audio: str,
                  progress: bool | Callable[[int, int], None], desc: str = "generating") -> int:
     """Streams frames [H, W, 3] uint8 into `out` with `audio` muxed in (atomically); `progress` as in
     `generate` (a tqdm bar, nothing, or a function of (written, total)). Returns the count."""
-    from thflax import video
+    from thflax.io import video
 
     report = progress if callable(progress) else None
     bar = None

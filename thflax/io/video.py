@@ -18,7 +18,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from thflax import files
+from thflax.io import files
 from thflax.errors import AudioError, ImageError, InputError, OutputError, VideoError
 
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv")
@@ -359,7 +359,7 @@ def mux_audio(video_path: str, audio_path: str, out_path: str, duration: float |
             stderr = proc.stderr.decode(errors="replace")
             if _disk_full(os.path.dirname(os.path.abspath(out_path)), stderr):
                 raise OutputError(f"cannot write {out_path}: no space left on device")
-            from thflax.audio import audio_track_missing
+            from thflax.io.audio import audio_track_missing
 
             if audio_track_missing(audio_path):
                 raise AudioError(f"{audio_path} has no audio track")
