@@ -122,6 +122,49 @@ def test_cli_unknown_voice_is_one_line_and_leaves_no_files(photo, tmp_path):
     assert not out.exists() and list(temp.iterdir()) == [] and sorted(os.listdir(tmp_path)) == ["tmp"]
 
 
+@pytest.mark.parametrize("case,message", [
+    ("truncated_png", "not a readable image"),  # libpng wrote "libpng error: Read Error" beside it
+    ("truncated_mp4", "cannot open video"),  # ffmpeg inside OpenCV wrote "[mov,mp4,...] moov atom not found"
+    ("output_in_proc", "cannot write /proc/x.mp4: folder /proc cannot take new files"),  # was "does not exist"
+])
+def test_cli_bad_file_is_exactly_one_line(photo, tmp_path, case, message):
+    """Bad files give one `error:` line naming the cause and nothing else on stderr (no library
+    chatter), exit status 2, and leave the inputs as they were and no files behind."""
+    from thflax import video
+
+    inputs, temp = tmp_path / "inputs", tmp_path / "tmp"
+    inputs.mkdir()
+    temp.mkdir()
+    speech = inputs / "speech.wav"
+    sf.write(speech, 0.3 * np.sin(np.arange(16000) / 16000 * 2 * np.pi * 220).astype(np.float32), 16000)
+    source = ["--image", photo]
+    if case == "truncated_png":
+        data = pathlib.Path(photo).read_bytes()
+        (inputs / "cut.png").write_bytes(data[:len(data) // 2])
+        source = ["--image", str(inputs / "cut.png")]
+    elif case == "truncated_mp4":
+        whole = tmp_path / "whole.mp4"
+        frames = np.random.default_rng(0).integers(0, 255, (50, 64, 64, 3), dtype=np.uint8)
+        video.write_video(str(whole), frames, 25)
+        data = whole.read_bytes()
+        whole.unlink()
+        (inputs / "cut.mp4").write_bytes(data[:len(data) // 2])  # the index (moov) is at the end: cut off
+        source = ["--video", str(inputs / "cut.mp4")]
+    out = "/proc/x.mp4" if case == "output_in_proc" else str(tmp_path / "o.mp4")
+    before = {p.name: p.read_bytes() for p in inputs.iterdir()}
+    # The inputs and the output are checked before any model is needed.
+    r = _generate("--checkpoint", "no-checkpoint", *source, "--audio", str(speech), "--out", out,
+                  env={"TMPDIR": str(temp)})
+    assert r.returncode == 2, r.stderr[-2000:]
+    lines = r.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], r.stderr[-2000:]
+    if case == "truncated_mp4":
+        assert "moov atom not found" in lines[0]  # ffmpeg's reason, as the cause on the one line
+    assert {p.name: p.read_bytes() for p in inputs.iterdir()} == before
+    assert sorted(os.listdir(tmp_path)) == ["inputs", "tmp"] and list(temp.iterdir()) == []
+    assert not os.path.exists("/proc/x.mp4")
+
+
 @pytest.mark.parametrize("csv_text,message", [
     ("", "is empty"),
     ("image,out\nface.png,o.mp4\n", "no audio or text column"),

@@ -30,6 +30,14 @@ _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # quiet unless --verbose; a level the user set is left alone.
 _TF_LOG_LEVEL_GIVEN = "TF_CPP_MIN_LOG_LEVEL" in os.environ
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# OpenCV's log ("[ERROR:0@0.009] global loadsave.cpp:577 imread_ ...") and that of the ffmpeg inside
+# OpenCV ("[mov,mp4,...] moov atom not found"), both read when OpenCV first needs them: quiet unless
+# --verbose (our reads report their failures as one line, with the cause: thflax.video); levels the
+# user set are left alone. -8 is ffmpeg's AV_LOG_QUIET.
+_OPENCV_QUIET = {"OPENCV_LOG_LEVEL": "FATAL", "OPENCV_FFMPEG_LOGLEVEL": "-8"}
+_OPENCV_GIVEN = {k for k in _OPENCV_QUIET if k in os.environ}
+for _key, _level in _OPENCV_QUIET.items():
+    os.environ.setdefault(_key, _level)
 
 #: Library warnings that say nothing a user can act on (hidden unless --verbose).
 _LIBRARY_NOISE = re.compile("|".join((
@@ -85,6 +93,12 @@ def setup_logging(verbose: bool = False) -> None:
     if verbose:
         if not _TF_LOG_LEVEL_GIVEN:
             os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"
+        for key in set(_OPENCV_QUIET) - _OPENCV_GIVEN:
+            os.environ.pop(key, None)
+        if "cv2" in sys.modules and "OPENCV_LOG_LEVEL" not in _OPENCV_GIVEN:  # read already: set it directly
+            import cv2.utils.logging
+
+            cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_WARNING)  # OpenCV's default
         for h in handlers:
             h.removeFilter(_QUIET)
         if not sys.warnoptions:
