@@ -605,8 +605,9 @@ def write_frames(frames: Iterable[np.ndarray], out: str, fps: float, audio: str,
         from tqdm import tqdm
 
         bar = tqdm(total=total, desc=desc, unit="frame", disable=None)  # None: off when not a terminal
-    writer = video.VideoWriter(out, fps=fps, audio_path=audio)
-    with writer:
+    # Made in the with statement: a signal between making it (its temporary file) and entering the
+    # block would leave that file behind.
+    with video.VideoWriter(out, fps=fps, audio_path=audio) as writer:
         for i, frame in enumerate(frames):
             writer.write(frame)
             if bar is not None:
