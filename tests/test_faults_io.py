@@ -3,6 +3,7 @@
 import errno
 import logging
 import os
+import re
 import stat
 import subprocess
 import tempfile
@@ -169,6 +170,51 @@ def test_bad_face_choice_is_one_line(landmarker, two_faces, kwargs, match):
     with pytest.raises(NoFaceError, match=match) as err:
         landmarker.image_landmarks(two_faces, name="group.jpg", **kwargs)
     _one_line(err)
+
+
+_BOX = re.compile(r"\((-?\d+),(-?\d+)\)-\((-?\d+),(-?\d+)\)")
+
+
+def test_printed_face_boxes_are_photo_pixels_and_select_that_face(tmp_path, caplog):
+    """A photo larger than generation.MAX_SIDE is worked on downscaled; the boxes the user reads and
+    the face_box they paste back are both the file's pixels, so a printed box selects its face."""
+    from thflax.inference import generation
+
+    factor = 2  # 1024 x 1842: worked on at about 0.56, so working-image boxes would be far off
+    big = cv2.resize(_collage(0.8), None, fx=factor, fy=factor, interpolation=cv2.INTER_CUBIC)
+    photo = str(tmp_path / "group.png")
+    cv2.imwrite(photo, cv2.cvtColor(big, cv2.COLOR_RGB2BGR))
+    faces_in_file = [tuple(factor * v for v in LEFT), tuple(factor * v for v in RIGHT)]
+    caplog.set_level(logging.INFO, logger="thflax.face.landmarks")
+    img, _ = generation.detect_face(photo)
+    assert img.shape[1] < big.shape[1]  # the working copy is downscaled (the case that broke)
+    sx, sy = img.shape[1] / big.shape[1], img.shape[0] / big.shape[0]
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warned) == 1 and "2 faces found" in warned[0], warned
+    printed = [tuple(int(v) for v in m) for m in _BOX.findall(warned[0])]
+    assert len(printed) == 2, warned[0]  # the face used, and the other one to choose instead
+    # Each printed box lies on one of the two real faces, in the file's pixels.
+    owner = [[_inside(_center(b), f) for f in faces_in_file].index(True) for b in printed]
+    assert sorted(owner) == [0, 1], (printed, faces_in_file)
+    for box, face in zip(printed, owner):
+        caplog.clear()
+        _, lm = generation.detect_face(photo, face_box=box)
+        nose_in_file = (lm[30][0] / sx, lm[30][1] / sy)
+        assert _inside(nose_in_file, faces_in_file[face]), (box, nose_in_file)
+        used = " ".join(r.getMessage() for r in caplog.records)
+        assert f"at ({box[0]},{box[1]})-({box[2]},{box[3]})" in used  # described with the box pasted
+    # A reversed box (x0 > x1) is refused, echoed as given, with the file's own size.
+    x0, y0, x1, y1 = printed[1]
+    with pytest.raises(NoFaceError) as err:
+        generation.detect_face(photo, face_box=(x1, y1, x0, y0))
+    msg = _one_line(err)
+    assert f"face_box ({x1},{y1})-({x0},{y0}) is empty" in msg and f"{big.shape[1]}x{big.shape[0]} image" in msg
+    # A box without a face lists the faces found in the file's pixels, ready to paste.
+    with pytest.raises(NoFaceError) as err:
+        generation.detect_face(photo, face_box=(0, 0, 100, 100))
+    msg = _one_line(err)
+    assert "face_box (0,0)-(100,100)" in msg
+    assert all(f"({b[0]},{b[1]})-({b[2]},{b[3]})" in msg for b in printed), msg
 
 
 def test_landmark_video_removed():

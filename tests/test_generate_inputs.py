@@ -8,8 +8,10 @@ Tests that run generate.py on a trained workdir are marked `cli` (and, through t
 import os
 import pathlib
 import re
+import signal
 import subprocess
 import sys
+import time
 
 import cv2
 import numpy as np
@@ -86,6 +88,43 @@ def test_speak_to_wav_and_its_errors(tmp_path):
         assert "\n" not in str(e.value) and not out.exists()
 
 
+def test_signal_during_synthesis_is_raised_once_espeak_returns(monkeypatch):
+    """eSpeak calls back into Python while it speaks; a SIGTERM handled there (the CLIs raise
+    cli.Interrupted) would be printed as "Exception ignored" and lost, synthesis going on. It is held
+    until eSpeak returns, then raised."""
+    from thflax import cli
+    from thflax.synthetic import speech
+
+    sent = []
+
+    base = speech._SynthCallback
+
+    class CallbackThatSignals(base):  # the same C function type, for eSpeak's binding
+        _flags_, _restype_, _argtypes_ = base._flags_, base._restype_, base._argtypes_
+
+        def __new__(cls, fn):
+            def on_synth(*args):
+                if not sent:  # SIGTERM arrives while eSpeak is inside its callbacks
+                    sent.append(True)
+                    os.kill(os.getpid(), signal.SIGTERM)
+                return fn(*args)
+            return super().__new__(cls, on_synth)
+
+    monkeypatch.setattr(speech, "_SynthCallback", CallbackThatSignals)
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    hook, swallowed = sys.unraisablehook, []
+    try:
+        cli.catch_signals()
+        sys.unraisablehook = swallowed.append  # records what Python had to drop (not re-sent here)
+        with pytest.raises(cli.Interrupted) as err:
+            speech.synthesize(SENTENCE)
+    finally:
+        sys.unraisablehook = hook
+        for s, handler in handlers.items():
+            signal.signal(s, handler)
+    assert sent and err.value.signum == signal.SIGTERM and not swallowed
+
+
 def test_generate_takes_audio_or_text(photo, tmp_path):
     from thflax.inference import generation
     from thflax.errors import InputError
@@ -120,6 +159,49 @@ def test_cli_unknown_voice_is_one_line_and_leaves_no_files(photo, tmp_path):
     errors = _errors(r)
     assert len(errors) == 1 and "unknown voice 'xx-nope'" in errors[0], r.stderr[-1000:]
     assert not out.exists() and list(temp.iterdir()) == [] and sorted(os.listdir(tmp_path)) == ["tmp"]
+
+
+@pytest.mark.parametrize("case,message", [
+    ("truncated_png", "not a readable image"),  # libpng wrote "libpng error: Read Error" beside it
+    ("truncated_mp4", "cannot open video"),  # ffmpeg inside OpenCV wrote "[mov,mp4,...] moov atom not found"
+    ("output_in_proc", "cannot write /proc/x.mp4: folder /proc cannot take new files"),  # was "does not exist"
+])
+def test_cli_bad_file_is_exactly_one_line(photo, tmp_path, case, message):
+    """Bad files give one `error:` line naming the cause and nothing else on stderr (no library
+    chatter), exit status 2, and leave the inputs as they were and no files behind."""
+    from thflax.io import video
+
+    inputs, temp = tmp_path / "inputs", tmp_path / "tmp"
+    inputs.mkdir()
+    temp.mkdir()
+    speech = inputs / "speech.wav"
+    sf.write(speech, 0.3 * np.sin(np.arange(16000) / 16000 * 2 * np.pi * 220).astype(np.float32), 16000)
+    source = ["--image", photo]
+    if case == "truncated_png":
+        data = pathlib.Path(photo).read_bytes()
+        (inputs / "cut.png").write_bytes(data[:len(data) // 2])
+        source = ["--image", str(inputs / "cut.png")]
+    elif case == "truncated_mp4":
+        whole = tmp_path / "whole.mp4"
+        frames = np.random.default_rng(0).integers(0, 255, (50, 64, 64, 3), dtype=np.uint8)
+        video.write_video(str(whole), frames, 25)
+        data = whole.read_bytes()
+        whole.unlink()
+        (inputs / "cut.mp4").write_bytes(data[:len(data) // 2])  # the index (moov) is at the end: cut off
+        source = ["--video", str(inputs / "cut.mp4")]
+    out = "/proc/x.mp4" if case == "output_in_proc" else str(tmp_path / "o.mp4")
+    before = {p.name: p.read_bytes() for p in inputs.iterdir()}
+    # The inputs and the output are checked before any model is needed.
+    r = _generate("--checkpoint", "no-checkpoint", *source, "--audio", str(speech), "--out", out,
+                  env={"TMPDIR": str(temp)})
+    assert r.returncode == 2, r.stderr[-2000:]
+    lines = r.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], r.stderr[-2000:]
+    if case == "truncated_mp4":
+        assert "moov atom not found" in lines[0]  # ffmpeg's reason, as the cause on the one line
+    assert {p.name: p.read_bytes() for p in inputs.iterdir()} == before
+    assert sorted(os.listdir(tmp_path)) == ["inputs", "tmp"] and list(temp.iterdir()) == []
+    assert not os.path.exists("/proc/x.mp4")
 
 
 @pytest.mark.parametrize("csv_text,message", [
@@ -386,3 +468,78 @@ def test_second_run_compiles_nothing(gen_workdir, photo, tmp_path):
                   env={"THFLAX_CACHE_DIR": str(cache)})
     assert r.returncode == 0, r.stderr[-2000:]
     assert _timings(r)["faces_detected"] == 1 and sorted(str(p) for p in cache.rglob("*")) == before
+
+
+def _children(pid: int) -> dict[int, str]:
+    """The live child processes of `pid`: {pid: command line} (from /proc)."""
+    found = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            if ppid == pid:
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    found[int(entry)] = f.read().replace(b"\0", b" ").decode(errors="replace")
+        except (OSError, ValueError, IndexError):
+            continue  # gone meanwhile
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.cli
+@pytest.mark.parametrize("signum,moment", [
+    (signal.SIGTERM, "encoding"),  # ffmpeg is running and the hidden temporary output growing
+    (signal.SIGINT, "speaking"),  # the speech wav exists; eSpeak (its library copy in $TMPDIR) is at work
+])
+def test_signal_stops_with_one_line_and_leaves_nothing(gen_workdir, photo, tmp_path, signum, moment):
+    """SIGTERM (a service manager, `kill`) and Ctrl-C stop generate.py with one line and 128 + the
+    signal's number; ffmpeg is stopped, and no temporary output, speech wav or eSpeak library copy is
+    left; the inputs are unchanged."""
+    inputs, outdir, temp = tmp_path / "in", tmp_path / "out", tmp_path / "tmp"
+    for d in (inputs, outdir, temp):
+        d.mkdir()
+    face = inputs / "face.png"
+    face.write_bytes(pathlib.Path(photo).read_bytes())
+    before = face.read_bytes()
+    text = " ".join([SENTENCE] * 70)[:1500]  # about 90 s of speech: minutes of frames to encode
+    proc = subprocess.Popen([sys.executable, "generate.py", "--quiet", "--checkpoint", gen_workdir, "--image",
+                             str(face), "--text", text, "--out", str(outdir / "talk.mp4")], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "TMPDIR": str(temp)})
+    try:
+        children: dict[int, str] = {}
+        deadline = time.monotonic() + 600
+        while proc.poll() is None and time.monotonic() < deadline:
+            if moment == "speaking" and any(p.name.startswith("thflax-speech-") for p in temp.iterdir()):
+                break
+            if moment == "encoding":
+                children = {p: c for p, c in _children(proc.pid).items() if "ffmpeg" in c}
+                if children and any(outdir.iterdir()):
+                    break
+            time.sleep(0.05)
+        assert proc.poll() is None, f"generate.py ended before the signal: {proc.stderr.read()[-2000:]}"
+        assert time.monotonic() < deadline, f"generate.py never reached {moment}"
+        children = _children(proc.pid)  # ffmpeg while encoding
+        proc.send_signal(signum)
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 128 + signum, stderr[-2000:]
+    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert errors == [f"error: interrupted ({signal.Signals(signum).name})"], stderr[-2000:]
+    assert "Traceback" not in stderr and "Exception ignored" not in stderr, stderr[-2000:]
+    assert not [p for p in children if _alive(p)], f"children still running: {children}"
+    assert list(outdir.iterdir()) == []  # no temporary (or half-written) output
+    assert list(temp.iterdir()) == []  # no speech wav, no eSpeak library copy
+    assert sorted(p.name for p in inputs.iterdir()) == ["face.png"] and face.read_bytes() == before

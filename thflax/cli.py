@@ -4,6 +4,11 @@ Every CLI takes `--config` (a config file) with `--config.a.b=value` overrides, 
 (ml_collections' config_flags), and flags spelled with underscores. A mistake on the command line or
 in the inputs prints one line `error: ...` and exits with status 2 (never a traceback).
 
+SIGTERM and Ctrl-C (SIGINT) stop a run the same way: `Interrupted` is raised in the main thread, so
+every `finally` and context manager on the way up cleans up (temporary outputs, ffmpeg children,
+temporary files), and the run ends with one line `error: interrupted (SIGTERM)` and exit status
+128 + the signal's number (143, 130), as a shell reports a process killed by it.
+
 The console is quiet by default (`setup_logging`): our own log lines, metrics, progress and warnings that
 concern the user; library chatter (INFO logs of orbax/TFDS/JAX, their known harmless warnings,
 deprecation warnings, TensorFlow's C++ log such as the oneDNN banner) only with `--verbose`.
@@ -14,9 +19,12 @@ from __future__ import annotations
 import logging
 import os
 import re
+import signal
 import sys
+import threading
 import warnings
 from collections.abc import Callable
+from typing import NoReturn
 
 from absl import app, flags
 
@@ -30,6 +38,14 @@ _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # quiet unless --verbose; a level the user set is left alone.
 _TF_LOG_LEVEL_GIVEN = "TF_CPP_MIN_LOG_LEVEL" in os.environ
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# OpenCV's log ("[ERROR:0@0.009] global loadsave.cpp:577 imread_ ...") and that of the ffmpeg inside
+# OpenCV ("[mov,mp4,...] moov atom not found"), both read when OpenCV first needs them: quiet unless
+# --verbose (our reads report their failures as one line, with the cause: thflax.io.video); levels the
+# user set are left alone. -8 is ffmpeg's AV_LOG_QUIET.
+_OPENCV_QUIET = {"OPENCV_LOG_LEVEL": "FATAL", "OPENCV_FFMPEG_LOGLEVEL": "-8"}
+_OPENCV_GIVEN = {k for k in _OPENCV_QUIET if k in os.environ}
+for _key, _level in _OPENCV_QUIET.items():
+    os.environ.setdefault(_key, _level)
 
 #: Library warnings that say nothing a user can act on (hidden unless --verbose).
 _LIBRARY_NOISE = re.compile("|".join((
@@ -85,6 +101,12 @@ def setup_logging(verbose: bool = False) -> None:
     if verbose:
         if not _TF_LOG_LEVEL_GIVEN:
             os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"
+        for key in set(_OPENCV_QUIET) - _OPENCV_GIVEN:
+            os.environ.pop(key, None)
+        if "cv2" in sys.modules and "OPENCV_LOG_LEVEL" not in _OPENCV_GIVEN:  # read already: set it directly
+            import cv2.utils.logging
+
+            cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_WARNING)  # OpenCV's default
         for h in handlers:
             h.removeFilter(_QUIET)
         if not sys.warnoptions:
@@ -146,10 +168,65 @@ def _parse_flags(argv: list[str]) -> list[str]:
     return rest
 
 
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM (or SIGINT) as an exception in the main thread, so cleanups run as for Ctrl-C.
+
+    A KeyboardInterrupt, so code that stops on Ctrl-C (the web page's server loop) stops on SIGTERM
+    alike, and `except Exception` does not swallow it.
+    """
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _raise_interrupted(signum: int, frame) -> NoReturn:
+    raise Interrupted(signum)
+
+
+def _resend_swallowed(unraisable) -> None:
+    """sys.unraisablehook: an `Interrupted` raised where Python cannot raise (a gc callback such as
+    JAX's, a __del__, a ctypes callback) would be printed as "Exception ignored" and lost, the run
+    going on; the signal is sent again instead, shortly after, from another thread, so that it is
+    raised at an ordinary line of the main thread and not inside this hook (which would print it)."""
+    exc = unraisable.exc_value
+    if isinstance(exc, Interrupted):
+        resend = threading.Timer(0.05, os.kill, (os.getpid(), exc.signum))
+        resend.daemon = True
+        resend.start()
+    else:
+        _previous_unraisablehook(unraisable)
+
+
+_previous_unraisablehook = sys.unraisablehook
+
+
+def catch_signals() -> None:
+    """Makes SIGINT and SIGTERM raise `Interrupted` (main thread only; a signal the parent set to be
+    ignored, e.g. SIGINT for a background job, stays ignored). `run` calls it."""
+    global _previous_unraisablehook
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        if signal.getsignal(signum) is not signal.SIG_IGN:
+            signal.signal(signum, _raise_interrupted)
+    if sys.unraisablehook is not _resend_swallowed:
+        _previous_unraisablehook, sys.unraisablehook = sys.unraisablehook, _resend_swallowed
+
+
+def _stop(e: KeyboardInterrupt) -> NoReturn:
+    """The one line for a run stopped by a signal, and exit status 128 + its number."""
+    signum = getattr(e, "signum", signal.SIGINT)  # a plain KeyboardInterrupt is Ctrl-C
+    print(f"error: interrupted ({signal.Signals(signum).name})", file=sys.stderr, flush=True)
+    sys.exit(128 + signum)
+
+
 def run(main: Callable[[list[str]], int | None]) -> None:
-    """absl's app.run, with flag mistakes and InputErrors as one line and exit status 2, `--verbose`
-    and a quiet console (`setup_logging`)."""
+    """absl's app.run, with flag mistakes and InputErrors as one line and exit status 2, SIGTERM and
+    Ctrl-C as one line and 128 + the signal's number (`catch_signals`), `--verbose` and a quiet
+    console (`setup_logging`)."""
     define_verbose()
+    catch_signals()
 
     def guarded(argv):
         try:
@@ -157,7 +234,10 @@ def run(main: Callable[[list[str]], int | None]) -> None:
         except InputError as e:
             fail(e)
 
-    app.run(guarded, flags_parser=_parse_flags)
+    try:
+        app.run(guarded, flags_parser=_parse_flags)
+    except KeyboardInterrupt as e:  # cleanups on the way up have run; also during flag parsing
+        _stop(e)
 
 
 def config_given() -> bool:

@@ -73,12 +73,14 @@ class FaceChoice:
     score: float  # dlib detection score
     index: int | None  # position in `faces(image)`; None when found only by re-searching face_box
     num_faces: int  # faces `faces(image)` found in the whole photo
+    scale: tuple[float, float] = (1.0, 1.0)  # `image` is the photo file resized by (x, y) factors (`choose_face`)
 
     def describe(self) -> str:
-        """One line, e.g. "using face_index 0 of 2 at (175,76)-(265,166), score 1.51"."""
+        """One line, e.g. "using face_index 0 of 2 at (175,76)-(265,166), score 1.51"; the box in the
+        photo file's pixels (what face_box takes), not the working image's."""
         which = ("a face found by searching face_box" if self.index is None
                  else f"face_index {self.index} of {self.num_faces}")
-        return f"using {which} at {_fmt_box(self.box)}, score {self.score:.2f}"
+        return f"using {which} at {_fmt_box(_rescale(self.box, self.scale, inverse=True))}, score {self.score:.2f}"
 
 
 def _area(box) -> float:
@@ -91,6 +93,12 @@ def _fmt_box(box) -> str:
 
 def _fmt(box, score: float) -> str:
     return f"{_fmt_box(box)} score {score:.2f}"
+
+
+def _rescale(box, scale: tuple[float, float], inverse: bool = False) -> tuple[int, int, int, int]:
+    """`box` from the photo file's pixels to those of its copy resized by `scale` (x, y), or back."""
+    fx, fy = (1 / scale[0], 1 / scale[1]) if inverse else scale
+    return tuple(int(round(v * f)) for v, f in zip(box, (fx, fy, fx, fy)))
 
 
 def _check_box(face_box, shape) -> tuple[int, int, int, int]:
@@ -166,7 +174,8 @@ class FaceLandmarker:
         return np.array([[p.x, p.y] for p in shape.parts()], np.float32)
 
     def choose_face(self, image: np.ndarray, name: str = "image", face_index: int | None = None,
-                    face_box: tuple[int, int, int, int] | None = None) -> FaceChoice:
+                    face_box: tuple[int, int, int, int] | None = None,
+                    photo_size: tuple[int, int] | None = None) -> FaceChoice:
         """Picks one face of a photo and its landmarks, and says which one (logged once).
 
         Args:
@@ -177,8 +186,13 @@ class FaceLandmarker:
             inside `face_box` (at least half; ties: higher score). When none qualifies, the region
             around `face_box` is searched again at twice the resolution (finds small faces); the
             same minimum score applies.
+          photo_size: (width, height) of the photo file when `image` is a resized copy of it (a large
+            photo's working copy). `face_box` is read, and every box reported (log lines, errors,
+            `FaceChoice.describe`) is given, in the file's pixels: the user knows only those, and a
+            printed box pasted back as `face_box` then selects that face. The returned box and
+            landmarks are `image`'s.
           With neither, the highest-scoring face is used; several faces give one logging.warning
-          naming the choice, a single face one logging.info.
+          naming the choice and the other faces' boxes, a single face one logging.info.
 
         Raises:
           NoFaceError: no face, `face_index` out of range, or no face in `face_box`.
@@ -186,21 +200,26 @@ class FaceLandmarker:
         if face_index is not None and face_box is not None:
             raise NoFaceError("give face_index or face_box, not both")
         found = self.faces(image)
+        h, w = image.shape[:2]
+        photo_w, photo_h = photo_size or (w, h)
+        scale = (w / photo_w, h / photo_h)
+        in_file = lambda b: _rescale(b, scale, inverse=True)  # noqa: E731 - what the user reads
         if face_box is not None:
-            box = _check_box(face_box, image.shape)
+            given = _check_box(face_box, (photo_h, photo_w))
+            box = _rescale(given, scale)
             pick = _best_inside(found, box)
             if pick is None:
                 local = self._faces_in_region(image, box)
                 pick = _best_inside(local, box)
                 if pick is None:
-                    listed = ", ".join(_fmt(b, s) for b, s in found) or "none"
-                    raise NoFaceError(f"no face inside face_box {_fmt_box(box)} of {name} "
+                    listed = ", ".join(_fmt(in_file(b), s) for b, s in found) or "none"
+                    raise NoFaceError(f"no face inside face_box {_fmt_box(given)} of {name} "
                                       f"(faces found: {listed})")
-                chosen = FaceChoice(self.predict(image, pick[0]), pick[0], pick[1], None, len(found))
+                chosen = FaceChoice(self.predict(image, pick[0]), pick[0], pick[1], None, len(found), scale)
             else:
                 i = found.index(pick)
-                chosen = FaceChoice(self.predict(image, pick[0]), pick[0], pick[1], i, len(found))
-            _log.info("%s: %s (face_box %s)", name, chosen.describe(), _fmt_box(box))
+                chosen = FaceChoice(self.predict(image, pick[0]), pick[0], pick[1], i, len(found), scale)
+            _log.info("%s: %s (face_box %s)", name, chosen.describe(), _fmt_box(given))
             return chosen
         if not found:
             raise NoFaceError(f"no face found in {name}")
@@ -214,11 +233,13 @@ class FaceLandmarker:
         else:
             i = 0
         box, score = found[i]
-        chosen = FaceChoice(self.predict(image, box), box, score, i, len(found))
+        chosen = FaceChoice(self.predict(image, box), box, score, i, len(found), scale)
         if face_index is None and len(found) > 1:
+            # The other faces' boxes, so the user can paste one as face_box.
+            others = "; ".join(f"{j} at {_fmt_box(in_file(b))}" for j, (b, _) in enumerate(found) if j != i)
             _log.warning("%d faces found in %s; %s (the highest score); choose another with "
-                         "face_index (0..%d, by score) or face_box", len(found), name, chosen.describe(),
-                         len(found) - 1)
+                         "face_index (0..%d, by score) or face_box (photo pixels): %s", len(found), name,
+                         chosen.describe(), len(found) - 1, others)
         else:
             _log.info("%s: %s", name, chosen.describe())
         return chosen

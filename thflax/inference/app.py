@@ -23,7 +23,6 @@ import importlib.util
 import logging
 import os
 import shutil
-import signal
 import sys
 import tempfile
 import time
@@ -208,8 +207,8 @@ def main(argv) -> int:
     os.environ["GRADIO_TEMP_DIR"] = os.path.join(root, "gradio")
     out_dir = os.path.join(root, "renders")
     os.makedirs(out_dir)
-    # SIGTERM (a service manager, a test) ends the server like Ctrl-C, so the folder is removed.
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    # SIGTERM (a service manager, a test) ends the server like Ctrl-C, so the folder is removed: cli.run
+    # makes both raise cli.Interrupted, a KeyboardInterrupt (while starting: one line, 143 or 130).
     try:
         from thflax.inference import generation
 

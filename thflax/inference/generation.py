@@ -271,8 +271,11 @@ class _CachingModels(Models):
 # --- the photo ------------------------------------------------------------------------------------
 
 
-def load_photo(image_path: str, size: int | None = None, max_side: int = MAX_SIDE) -> tuple[np.ndarray, float]:
-    """The photo at the size the output needs: (image [H, W, 3] uint8, scale from the file's pixels).
+def load_photo(image_path: str, size: int | None = None,
+               max_side: int = MAX_SIDE) -> tuple[np.ndarray, tuple[int, int]]:
+    """The photo at the size the output needs: (image [H, W, 3] uint8, the file's (width, height)).
+
+    The file's size is what boxes shown to the user, and face_box, are measured in.
 
     Height `size` when given (never upscaled here: the final frames are), else the longer side at most
     `max_side`.
@@ -286,7 +289,7 @@ def load_photo(image_path: str, size: int | None = None, max_side: int = MAX_SID
     scale = min(1.0, size / h) if size else min(1.0, max_side / max(h, w))
     if scale < 1.0:
         img = cv2.resize(img, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
-    return img, scale
+    return img, (w, h)
 
 
 def _face_cache_file(image_path: str, size: int | None, face_index: int | None,
@@ -318,10 +321,11 @@ def detect_face(image_path: str, face_index: int | None = None, face_box: tuple[
     """Reads the photo (see `load_photo`) and picks a face: (image, landmarks [68, 2] in its pixels).
 
     The highest-scoring face unless `face_index` (0 = highest score) or `face_box` (x0, y0, x1, y1 in
-    the file's pixels) chooses another; which face was used is logged. With `enable_caches`, the
-    choice for the same file and options is read back instead of running dlib again.
+    the file's pixels, as every box it reports is) chooses another; which face was used is logged.
+    With `enable_caches`, the choice for the same file and options is read back instead of running
+    dlib again.
     """
-    img, scale = load_photo(image_path, size)
+    img, photo_size = load_photo(image_path, size)
     cached = _face_cache_file(image_path, size, face_index, face_box)
     if cached is not None:
         try:
@@ -337,9 +341,9 @@ def detect_face(image_path: str, face_index: int | None = None, face_box: tuple[
             pass
     from thflax.face import landmarks
 
-    if face_box is not None:
-        face_box = tuple(int(round(v * scale)) for v in face_box)
-    choice = landmarks.FaceLandmarker().choose_face(img, name=image_path, face_index=face_index, face_box=face_box)
+    # face_box stays in the file's pixels: choose_face reads it, and reports every box, in those.
+    choice = landmarks.FaceLandmarker().choose_face(img, name=image_path, face_index=face_index, face_box=face_box,
+                                                    photo_size=photo_size)
     cache_stats["faces_detected"] += 1
     if cached is not None:
         entry = {"landmarks": np.asarray(choice.landmarks, np.float32).tolist(), "describe": choice.describe(),
@@ -676,8 +680,9 @@ def write_frames(frames: Iterable[np.ndarray], out: str, fps: float, audio: str,
         from tqdm import tqdm
 
         bar = tqdm(total=total, desc=desc, unit="frame", disable=None)  # None: off when not a terminal
-    writer = video.VideoWriter(out, fps=fps, audio_path=audio)
-    with writer:
+    # Made in the with statement: a signal between making it (its temporary file) and entering the
+    # block would leave that file behind.
+    with video.VideoWriter(out, fps=fps, audio_path=audio) as writer:
         for i, frame in enumerate(frames):
             writer.write(frame)
             if bar is not None:

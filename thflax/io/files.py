@@ -29,6 +29,10 @@ CAUSES = {
 def output_error(path: str, err: OSError) -> OutputError:
     """One line naming why `path` could not be written, from an OSError's errno."""
     cause = CAUSES.get(err.errno) or (err.strerror or str(err)).lower()
+    folder = os.path.dirname(os.path.abspath(path))
+    if err.errno == errno.ENOENT and os.path.isdir(folder):
+        # The folder is there but refuses new files: a virtual file system such as /proc or /sys.
+        cause = f"folder {folder} cannot take new files"
     return OutputError(f"cannot write {path}: {cause}")
 
 
@@ -67,6 +71,19 @@ def check_folder(out: str) -> None:
         raise OutputError(f"cannot write {out}: {folder} is not a folder")
     if not os.access(folder, os.W_OK | os.X_OK):
         raise OutputError(f"cannot write {out}: {unwritable_cause(folder)}")
+    # os.access says yes to root everywhere and knows nothing of folders that take no files (/proc):
+    # creating (and removing) an empty hidden file is the one test that answers, before the work.
+    try:
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".thflax-probe-")
+    except OSError as e:
+        if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            raise OutputError(f"cannot write {out}: {unwritable_cause(folder)}") from None
+        raise output_error(out, e) from None
+    os.close(fd)
+    try:
+        os.remove(probe)
+    except OSError:
+        pass
 
 
 def atomic_write(path: str, data: bytes) -> None:

@@ -9,9 +9,13 @@ cause), `AudioError` only when the audio input itself is unreadable or has no au
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
+import re
 import shutil
 import subprocess
+import sys
 import tempfile
 from collections.abc import Iterable, Iterator
 from fractions import Fraction
@@ -26,6 +30,62 @@ VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv")
 # A folder with less free space than this is taken as full when ffmpeg fails writing into it.
 _MIN_FREE_BYTES = 1 << 20
 
+_log = logging.getLogger(__name__)
+
+# The prefixes of OpenCV's log lines ("[ERROR:0@0.009] global loadsave.cpp:577 imread_ ") and of
+# ffmpeg's ("[mov,mp4,m4a,3gp,3g2,mj2 @ 0x55d0c5a1b040] "): a cause shown to the user drops them.
+_LIBRARY_PREFIX = re.compile(r"^\[\s*[A-Z]+:\d+@[\d.]+\]\s+global\s+\S+\s+|^\[[^\]]* @ 0x[0-9a-fA-F]+\]\s*")
+
+
+def _cause(text: str) -> str | None:
+    """The last line a library wrote, without its prefix, as the cause of a failure (or None)."""
+    lines = [_LIBRARY_PREFIX.sub("", ln).strip() for ln in text.splitlines()]
+    lines = [ln for ln in lines if ln]
+    return lines[-1][:200] if lines else None
+
+
+@contextlib.contextmanager
+def _native_stderr() -> Iterator[list[str]]:
+    """Keeps what C libraries write straight to the process's stderr (fd 2) inside the block, e.g.
+    libpng's "libpng error: Read Error" from OpenCV's decoders, off the user's console; Python's
+    logging and warnings cannot reach it. The text is appended to the yielded list, for the caller
+    to turn into the one-line cause, and logged at DEBUG level."""
+    captured: list[str] = []
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):  # no fd 2 (an embedding host): nothing to keep off
+        yield captured
+        return
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield captured
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            text = sink.read().decode(errors="replace")
+            if text.strip():
+                captured.append(text)
+                _log.debug("library output: %s", text.strip())
+
+
+def _unreadable_video(path: str) -> VideoError:
+    """One line for a video OpenCV cannot open, with ffmpeg's reason (e.g. "moov atom not found" for
+    a truncated mp4) read from its own run: OpenCV's copy of ffmpeg is kept quiet (cli.setup_logging)."""
+    reason = None
+    try:
+        import imageio_ffmpeg
+
+        proc = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-nostdin", "-hide_banner", "-v", "error", "-i",
+                               path, "-t", "0", "-f", "null", "-"], capture_output=True, timeout=30, check=False)
+        reason = _cause(proc.stderr.decode(errors="replace").split("Error opening input")[0])
+    except (OSError, subprocess.SubprocessError, ImportError):
+        pass  # no reason to add; the message still names the file
+    return VideoError(f"cannot open video: {path}" + (f" ({reason})" if reason else ""))
+
+
 def video_info(path: str) -> tuple[float, int, int, int]:
     """(fps, num_frames, width, height) from the container; raises VideoError if unreadable."""
     import cv2
@@ -35,7 +95,7 @@ def video_info(path: str) -> tuple[float, int, int, int]:
     cap = cv2.VideoCapture(path)
     try:
         if not cap.isOpened():
-            raise VideoError(f"cannot open video: {path}")
+            raise _unreadable_video(path)
         fps = float(cap.get(cv2.CAP_PROP_FPS))
         n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
         w, h = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
@@ -53,7 +113,7 @@ def iter_frames(path: str) -> Iterator[np.ndarray]:
     cap = cv2.VideoCapture(path)
     if not cap.isOpened():
         cap.release()
-        raise VideoError(f"cannot open video: {path}")
+        raise _unreadable_video(path)
     try:
         while True:
             ok, frame = cap.read()
@@ -76,14 +136,34 @@ def read_video(path: str) -> tuple[np.ndarray, float]:
 
 
 def read_image(path: str) -> np.ndarray:
-    """Reads an image file as RGB uint8 [H, W, 3]; raises ImageError if missing or not an image."""
+    """Reads an image file as RGB uint8 [H, W, 3]; raises ImageError (one line, with the cause) if it
+    is missing, unreadable or not an image.
+
+    The bytes are read here and decoded with cv2.imdecode, so a file that cannot be read names its
+    OSError, and what the decoders write to stderr (libpng's "Read Error" for a truncated PNG) becomes
+    the cause instead of a line beside the error.
+    """
     import cv2
 
+    if os.path.isdir(path):
+        raise ImageError(f"{path} is a folder, not an image")
     if not os.path.isfile(path):
         raise ImageError(f"image file not found: {path}")
-    img = cv2.imread(path, cv2.IMREAD_COLOR)
+    try:
+        with open(path, "rb") as f:
+            data = np.frombuffer(f.read(), np.uint8)
+    except OSError as e:
+        raise ImageError(f"cannot read image {path}: {(e.strerror or str(e)).lower()}") from e
+    img = None
+    with _native_stderr() as chatter:
+        if data.size:
+            try:
+                img = cv2.imdecode(data, cv2.IMREAD_COLOR)
+            except cv2.error:
+                img = None
     if img is None:
-        raise ImageError(f"not a readable image: {path}")
+        reason = "the file is empty" if not data.size else _cause("".join(chatter))
+        raise ImageError(f"not a readable image: {path}" + (f" ({reason})" if reason else ""))
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
