@@ -93,7 +93,7 @@ def test_signal_during_synthesis_is_raised_once_espeak_returns(monkeypatch):
     cli.Interrupted) would be printed as "Exception ignored" and lost, synthesis going on. It is held
     until eSpeak returns, then raised."""
     from thflax import cli
-    from thflax.synthetic import speech
+    from thflax.io import speech
 
     sent = []
 
