@@ -80,7 +80,7 @@ import csv  # noqa: E402
 from absl import flags  # noqa: E402
 
 from thflax import cli  # noqa: E402
-from thflax.inference import generation
+from thflax.inference import caches, generation, networks, options
 from thflax.errors import InputError  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -93,10 +93,10 @@ flags.DEFINE_string("audio", None, "Speech (wav/flac/mp3/mp4..., any sample rate
 flags.DEFINE_string("text", None, "Words to speak (offline, eSpeak NG) instead of --audio.")
 flags.DEFINE_string("voice", "en-us", "eSpeak NG voice for --text, e.g. en-us, en-gb-x-rp, en-us+f3.")
 # Ranges are generation's (checked there, in one place, for the flags, each jobs row and the web page).
-flags.DEFINE_integer("rate", generation.DEFAULT_RATE, "Speaking rate for --text, words per minute "
-                     "({}..{}).".format(*generation.RATE_RANGE))
-flags.DEFINE_integer("pitch", generation.DEFAULT_PITCH,
-                     "Base pitch for --text ({}..{}).".format(*generation.PITCH_RANGE))
+flags.DEFINE_integer("rate", options.DEFAULT_RATE, "Speaking rate for --text, words per minute "
+                     "({}..{}).".format(*options.RATE_RANGE))
+flags.DEFINE_integer("pitch", options.DEFAULT_PITCH,
+                     "Base pitch for --text ({}..{}).".format(*options.PITCH_RANGE))
 flags.DEFINE_string("out", None, "Output .mp4.")
 flags.DEFINE_string("jobs", None, "CSV of many videos (columns image or video, audio or text, out; optional voice, "
                     "rate, pitch, still, face_index; paths relative to the CSV): described at the top of --help.")
@@ -104,12 +104,12 @@ flags.DEFINE_bool("still", False, "No head motion: animate the lips only.")
 flags.DEFINE_bool("landmarks_video", False, "Show the predicted landmarks beside the video.")
 flags.DEFINE_bool("crop_only", False, "Write the face crop instead of the whole photo.")
 flags.DEFINE_float("fps", 25.0, "Output frame rate, {:g}..{:g} (with --video: the video's own)."
-                   .format(*generation.FPS_RANGE))
+                   .format(*options.FPS_RANGE))
 flags.DEFINE_integer("size", None, "Output height in pixels, {}..{}, for frames of at most {:,} pixels (default: "
                      "the photo's, at most {} on its longer side).".format(
-                         *generation.SIZE_RANGE, generation.MAX_FRAME_PIXELS, generation.MAX_SIDE))
+                         *options.SIZE_RANGE, options.MAX_FRAME_PIXELS, options.MAX_SIDE))
 flags.DEFINE_integer("batch", 16, "Frames per generator call, {}..{} (more: faster, more accelerator memory)."
-                     .format(*generation.BATCH_RANGE))
+                     .format(*options.BATCH_RANGE))
 flags.DEFINE_integer("face_index", None, "Which face of the photo: 0 = the highest detection score (0 or more).")
 flags.DEFINE_list("face_box", None, "Which face of the photo: the one inside x0,y0,x1,y1 (pixels, x0 < x1, y0 < y1).")
 flags.DEFINE_bool("compilation_cache", True, "Keep compiled programs and detected faces in $THFLAX_CACHE_DIR "
@@ -154,10 +154,10 @@ def _check_flags() -> None:
 
 
 def _print_timings(summary: dict, prefix: str = "") -> None:
-    from thflax.inference import generation
+    from thflax.inference import caches
 
     steps = " ".join(f"{k}={v:.2f}" for k, v in summary.get("timings", {}).items())
-    stats = " ".join(f"{k}={v}" for k, v in generation.cache_stats.items())
+    stats = " ".join(f"{k}={v}" for k, v in caches.cache_stats.items())
     print(f"{prefix}timings: startup={summary.get('startup', 0.0):.2f} {steps} | {stats}", flush=True)
 
 
@@ -237,7 +237,7 @@ def _job_kwargs(row: dict[str, str] | None, base: str) -> dict:
         kwargs.update(text=text, voice=row.get("voice") or FLAGS.voice, rate=integer("rate", FLAGS.rate),
                       pitch=integer("pitch", FLAGS.pitch))
     # The row's numbers against generation's ranges now, before any model is loaded.
-    generation.check_options(**{k: kwargs[k] for k in ("face_index", "rate", "pitch") if k in kwargs}, prefix="")
+    options.check_options(**{k: kwargs[k] for k in ("face_index", "rate", "pitch") if k in kwargs}, prefix="")
     return kwargs
 
 
@@ -319,7 +319,7 @@ def _run_jobs(generation, common: dict, config) -> int:
         except InputError as e:
             report(number, line, e)
     # No good row: nothing to load the models for.
-    models = generation.load_models(FLAGS.checkpoint, config) if jobs else None
+    models = networks.load_models(FLAGS.checkpoint, config) if jobs else None
     written = 0
     for number, line, kwargs in jobs:
         try:
@@ -342,11 +342,11 @@ def main(argv) -> int:
     _check_flags()
     face_box = _face_box()
     # Every numeric flag against its range before any work (jobs rows are checked in _job_kwargs).
-    generation.check_options(fps=FLAGS.fps, size=FLAGS.size, batch=FLAGS.batch, rate=FLAGS.rate, pitch=FLAGS.pitch,
+    options.check_options(fps=FLAGS.fps, size=FLAGS.size, batch=FLAGS.batch, rate=FLAGS.rate, pitch=FLAGS.pitch,
                              face_index=FLAGS.face_index, face_box=face_box, prefix="--")
 
     if FLAGS.compilation_cache:
-        generation.enable_caches()  # before any JAX work
+        caches.enable_caches()  # before any JAX work
     config = cli.checkpoint_config(FLAGS.checkpoint) if cli.config_given() else None
     # A video keeps its own frame rate unless --fps is given (then they must agree); photos get --fps.
     fps = FLAGS.fps if FLAGS["fps"].present or FLAGS.video is None and FLAGS.jobs is None else None

@@ -160,7 +160,7 @@ def main(argv) -> int:
     import tempfile
 
     from thflax.measures import evaluation, face_measures
-    from thflax.inference import generation
+    from thflax.inference import caches, generation, networks, text_to_speech
     from thflax.io import video
 
     photos = FLAGS.photos or default_photos()
@@ -174,12 +174,12 @@ def main(argv) -> int:
     speech_note = (f"voice {FLAGS.voice}, {FLAGS.rate} words/min, pitch {FLAGS.pitch} ("
                    + (f"used in training: {', '.join(seen)}" if seen else "none of them used in training") + ")")
     if FLAGS.compilation_cache:
-        generation.enable_caches()
-    models = generation.load_models(FLAGS.checkpoint)  # once for every photo
+        caches.enable_caches()
+    models = networks.load_models(FLAGS.checkpoint)  # once for every photo
     rows = []
     with tempfile.TemporaryDirectory(prefix="thflax-identity-") as tmp:
         wav = os.path.join(tmp, "speech.wav")
-        seconds = generation.speak_to_wav(FLAGS.text, wav, FLAGS.voice, FLAGS.rate, FLAGS.pitch)
+        seconds = text_to_speech.speak_to_wav(FLAGS.text, wav, FLAGS.voice, FLAGS.rate, FLAGS.pitch)
         for name, photo, face in zip(row_names(photos), photos, faces):
             out = os.path.join(FLAGS.out_dir, f"{name}.mp4")
             generation.generate(FLAGS.checkpoint, photo, wav, out, models=models, progress=False)

@@ -17,7 +17,7 @@ over all kept frames): training samples clips, templates and reference frames an
 utterance, so no frame is "the reference", and a box that holds the face in every frame keeps the
 head motion the model must learn inside the crop. `validation`/`test` examples are framed as
 generation frames a photo: the box from frame 0's raw landmarks alone (`crop.clip_box` of one frame,
-as `thflax.inference.generation.prepare_reference`), so neither the reference crop nor the template encodes the
+as `thflax.inference.photo.prepare_reference`), so neither the reference crop nor the template encodes the
 clip's future head motion.
 
 Nothing is silently misaligned: every trim keeps the absolute frame index (`start_frame`) so MFCC
@@ -235,7 +235,7 @@ def crop_clip(frames: np.ndarray, landmarks: np.ndarray, cfg: PrepConfig) -> dic
     raw = np.asarray(landmarks, np.float32)
     smoothed = lm_lib.smooth(raw, cfg.smooth_window)
     if cfg.box == BOX_REFERENCE:
-        # As thflax.inference.generation.prepare_reference frames a photo: the same function on one face's landmarks.
+        # As thflax.inference.photo.prepare_reference frames a photo: the same function on one face's landmarks.
         box = crop_lib.clip_box(raw[0], cfg.margin, cfg.lift)
     elif cfg.box == BOX_CLIP:
         box = crop_lib.clip_box(smoothed, cfg.margin, cfg.lift)

@@ -61,10 +61,10 @@ def source(tmp_path_factory) -> dict:
 
 @pytest.fixture(scope="module")
 def speech_wav(source) -> str:
-    from thflax.inference import generation
+    from thflax.inference import text_to_speech
 
     path = str(source["dir"] / "speech.wav")
-    seconds = generation.speak_to_wav(SENTENCE, path)
+    seconds = text_to_speech.speak_to_wav(SENTENCE, path)
     assert seconds > 1.5  # longer than the 1 s video: ping-pong
     return path
 

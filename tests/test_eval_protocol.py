@@ -87,11 +87,11 @@ def test_train_crop_box_uses_the_whole_clip():
 
 def test_eval_reference_is_what_generation_makes_of_frame_0_as_a_photo():
     from thflax.measures import evaluation
-    from thflax.inference import generation
+    from thflax.inference import photo
 
     frames, lm = _clip(1)
     out = preprocess.crop_clip(frames, lm, _prep(preprocess.BOX_REFERENCE))
-    ref = generation.prepare_reference("frame0.png", S, face=(frames[0], lm[0]))
+    ref = photo.prepare_reference("frame0.png", S, face=(frames[0], lm[0]))
     np.testing.assert_array_equal(out["crop_box"], np.array([ref.box.x0, ref.box.y0, ref.box.side], np.float32))
     np.testing.assert_array_equal(out["frames"][0], ref.crop)
     np.testing.assert_array_equal(out["landmarks_raw"][0], ref.template)

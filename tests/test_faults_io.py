@@ -176,9 +176,9 @@ _BOX = re.compile(r"\((-?\d+),(-?\d+)\)-\((-?\d+),(-?\d+)\)")
 
 
 def test_printed_face_boxes_are_photo_pixels_and_select_that_face(tmp_path, caplog):
-    """A photo larger than generation.MAX_SIDE is worked on downscaled; the boxes the user reads and
+    """A photo larger than options.MAX_SIDE is worked on downscaled; the boxes the user reads and
     the face_box they paste back are both the file's pixels, so a printed box selects its face."""
-    from thflax.inference import generation
+    from thflax.inference import photo as photo_lib
 
     factor = 2  # 1024 x 1842: worked on at about 0.56, so working-image boxes would be far off
     big = cv2.resize(_collage(0.8), None, fx=factor, fy=factor, interpolation=cv2.INTER_CUBIC)
@@ -186,7 +186,7 @@ def test_printed_face_boxes_are_photo_pixels_and_select_that_face(tmp_path, capl
     cv2.imwrite(photo, cv2.cvtColor(big, cv2.COLOR_RGB2BGR))
     faces_in_file = [tuple(factor * v for v in LEFT), tuple(factor * v for v in RIGHT)]
     caplog.set_level(logging.INFO, logger="thflax.face.landmarks")
-    img, _ = generation.detect_face(photo)
+    img, _ = photo_lib.detect_face(photo)
     assert img.shape[1] < big.shape[1]  # the working copy is downscaled (the case that broke)
     sx, sy = img.shape[1] / big.shape[1], img.shape[0] / big.shape[0]
     warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
@@ -198,7 +198,7 @@ def test_printed_face_boxes_are_photo_pixels_and_select_that_face(tmp_path, capl
     assert sorted(owner) == [0, 1], (printed, faces_in_file)
     for box, face in zip(printed, owner):
         caplog.clear()
-        _, lm = generation.detect_face(photo, face_box=box)
+        _, lm = photo_lib.detect_face(photo, face_box=box)
         nose_in_file = (lm[30][0] / sx, lm[30][1] / sy)
         assert _inside(nose_in_file, faces_in_file[face]), (box, nose_in_file)
         used = " ".join(r.getMessage() for r in caplog.records)
@@ -206,12 +206,12 @@ def test_printed_face_boxes_are_photo_pixels_and_select_that_face(tmp_path, capl
     # A reversed box (x0 > x1) is refused, echoed as given, with the file's own size.
     x0, y0, x1, y1 = printed[1]
     with pytest.raises(NoFaceError) as err:
-        generation.detect_face(photo, face_box=(x1, y1, x0, y0))
+        photo_lib.detect_face(photo, face_box=(x1, y1, x0, y0))
     msg = _one_line(err)
     assert f"face_box ({x1},{y1})-({x0},{y0}) is empty" in msg and f"{big.shape[1]}x{big.shape[0]} image" in msg
     # A box without a face lists the faces found in the file's pixels, ready to paste.
     with pytest.raises(NoFaceError) as err:
-        generation.detect_face(photo, face_box=(0, 0, 100, 100))
+        photo_lib.detect_face(photo, face_box=(0, 0, 100, 100))
     msg = _one_line(err)
     assert "face_box (0,0)-(100,100)" in msg
     assert all(f"({b[0]},{b[1]})-({b[2]},{b[3]})" in msg for b in printed), msg

@@ -72,11 +72,11 @@ def test_numpy_mfcc_matches_the_training_features():
 
 
 def test_speak_to_wav_and_its_errors(tmp_path):
-    from thflax.inference import generation
+    from thflax.inference import text_to_speech
     from thflax.errors import InputError
 
     wav = tmp_path / "speech.wav"
-    seconds = generation.speak_to_wav(SENTENCE, str(wav), voice="en-us+f3", rate=160, pitch=60)
+    seconds = text_to_speech.speak_to_wav(SENTENCE, str(wav), voice="en-us+f3", rate=160, pitch=60)
     info = sf.info(str(wav))
     assert info.samplerate == 16000 and abs(info.frames / 16000 - seconds) < 1e-3 and seconds > 1.0
     bad = [(dict(text="   "), "empty"), (dict(text=SENTENCE, voice="xx-nope"), "unknown voice 'xx-nope'"),
@@ -84,7 +84,7 @@ def test_speak_to_wav_and_its_errors(tmp_path):
     for kwargs, message in bad:
         out = tmp_path / "bad.wav"
         with pytest.raises(InputError, match=message) as e:
-            generation.speak_to_wav(path=str(out), **kwargs)
+            text_to_speech.speak_to_wav(path=str(out), **kwargs)
         assert "\n" not in str(e.value) and not out.exists()
 
 
@@ -253,7 +253,7 @@ def test_cli_numeric_flag_out_of_range_is_one_line_before_any_work(photo, tmp_pa
 
 
 def test_generate_refuses_numbers_out_of_range_before_reading_anything(tmp_path):
-    """The library's one check (generation.check_options): InputError with one line, raised before the
+    """The library's one check (options.check_options): InputError with one line, raised before the
     inputs are read (they do not exist here) or anything is written."""
     from thflax.inference import generation
     from thflax.errors import InputError
@@ -385,7 +385,7 @@ def test_jobs_without_clashes_go_on_to_the_models(photo, tmp_path):
 @pytest.mark.cli
 def test_cli_text_makes_a_video_with_the_synthesised_speech(gen_workdir, photo, tmp_path):
     from thflax.io import audio, video
-    from thflax.inference import generation
+    from thflax.inference import text_to_speech
 
     temp = tmp_path / "tmp"
     temp.mkdir()
@@ -395,7 +395,7 @@ def test_cli_text_makes_a_video_with_the_synthesised_speech(gen_workdir, photo, 
     assert r.returncode == 0, r.stderr[-2000:]
     assert list(temp.iterdir()) == []  # the synthesised wav (and eSpeak's library copy) are gone
     spoken = tmp_path / "spoken.wav"
-    seconds = generation.speak_to_wav(SENTENCE, str(spoken), voice="en-us+m3", rate=150, pitch=40)
+    seconds = text_to_speech.speak_to_wav(SENTENCE, str(spoken), voice="en-us+m3", rate=150, pitch=40)
     frames, fps = video.read_video(str(out))
     assert abs(len(frames) - int(seconds * fps)) <= 1
     track = audio.load_audio(str(out))  # the mp4's audio track

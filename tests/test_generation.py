@@ -112,14 +112,14 @@ def test_checkpoint_of_another_config_is_refused(workdir, inputs, tmp_path):
 
 def test_still_keeps_the_head_and_chunks_match_one_pass(workdir, inputs):
     from thflax.io import audio
-    from thflax.inference import generation, networks
+    from thflax.inference import networks, photo
 
     models = networks.load_models(workdir)
-    ref = generation.prepare_reference(inputs["photo"], models.image_size)
+    ref = photo.prepare_reference(inputs["photo"], models.image_size)
     win = audio.audio_to_windows(audio.load_audio(inputs["speech"]), 25, models.mfcc_config)
-    moving = np.concatenate(list(generation.predict_landmarks(models, win, ref.template, chunk=250)))
-    chunked = np.concatenate(list(generation.predict_landmarks(models, win, ref.template, chunk=16)))
-    still = np.concatenate(list(generation.predict_landmarks(models, win, ref.template, still=True)))
+    moving = np.concatenate(list(networks.predict_landmarks(models, win, ref.template, chunk=250)))
+    chunked = np.concatenate(list(networks.predict_landmarks(models, win, ref.template, chunk=16)))
+    still = np.concatenate(list(networks.predict_landmarks(models, win, ref.template, still=True)))
     assert moving.shape == (len(win), 68, 2)
     np.testing.assert_allclose(chunked, moving, atol=1e-5)  # GRU state carried across chunks
     np.testing.assert_allclose(still[:, :48], np.broadcast_to(ref.template[:48], still[:, :48].shape), atol=1e-4)
@@ -201,7 +201,7 @@ def test_output_that_is_an_input_is_refused_and_the_input_kept(workdir, inputs, 
 
 
 def test_two_face_photo_uses_the_real_faces_and_can_choose(workdir, inputs, tmp_path):
-    from thflax.inference import generation
+    from thflax.inference import photo as photo_lib
 
     face = skimage.data.astronaut()
     small = cv2.resize(face, (410, 410))
@@ -210,9 +210,9 @@ def test_two_face_photo_uses_the_real_faces_and_can_choose(workdir, inputs, tmp_
     canvas[51:461, 563:973] = small
     photo = str(tmp_path / "two.png")
     cv2.imwrite(photo, cv2.cvtColor(canvas, cv2.COLOR_RGB2BGR))
-    _, first = generation.detect_face(photo)
-    _, second = generation.detect_face(photo, face_index=1)
-    _, boxed = generation.detect_face(photo, face_box=(520, 0, 1024, 512))
+    _, first = photo_lib.detect_face(photo)
+    _, second = photo_lib.detect_face(photo, face_index=1)
+    _, boxed = photo_lib.detect_face(photo, face_box=(520, 0, 1024, 512))
     centre = lambda lm: lm[27:36].mean(0)  # noqa: E731 - the nose
     xs = sorted([centre(first)[0], centre(second)[0]])
     assert xs[0] < 512 < xs[1]  # one face in each copy (not a box on the suit)

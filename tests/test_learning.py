@@ -175,13 +175,13 @@ def test_held_out_person_keeps_identity_and_follows_the_speech(learned, tmp_path
     jitter does by chance)."""
     from thflax.io import audio as audio_lib
     from thflax.measures import face_measures
-    from thflax.inference import generation, networks
+    from thflax.inference import generation, networks, photo, text_to_speech
     from thflax.io import video
 
     wd, _ = learned
     photo = _heldout_photos()[0]
     wav, out = str(tmp_path / "speech.wav"), str(tmp_path / "out.mp4")
-    generation.speak_to_wav(HELD_OUT_SPEECH, wav, voice="en-gb-x-gbcwmd", rate=125, pitch=80)
+    text_to_speech.speak_to_wav(HELD_OUT_SPEECH, wav, voice="en-gb-x-gbcwmd", rate=125, pitch=80)
     generation.generate(wd, photo, wav, out, progress=False)
     m = face_measures.measure_video(photo, out, wav)
     # The floor: the photo itself as a still video with the same speech (dlib reads jitter on a still,
@@ -191,7 +191,7 @@ def test_held_out_person_keeps_identity_and_follows_the_speech(learned, tmp_path
     floor = face_measures.measure_video(photo, still, wav)
     # What the renderer was asked to draw: the mouth opening of the STL landmarks that drove it.
     models = networks.load_models(wd)
-    ref = generation.prepare_reference(photo, models.image_size)
+    ref = photo.prepare_reference(photo, models.image_size)
     speech, mc = audio_lib.load_audio(wav), models.mfcc_config
     windows = audio_lib.frame_windows(audio_lib.mfcc_numpy(speech, mc), m["frames"], 25.0, mc)
     driving = face_measures.mouth_openings(np.concatenate(list(networks.predict_landmarks(models, windows,

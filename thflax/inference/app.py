@@ -105,7 +105,7 @@ def make_video(models: Any, checkpoint: str, out_dir: str, photo: str | None, au
 
 def _whole(value: Any) -> Any:
     """A number the page sent as a float (Gradio's sliders do) as an int when it is whole; anything else
-    unchanged, for `generation.check_options` to refuse."""
+    unchanged, for `options.check_options` to refuse."""
     return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
@@ -128,7 +128,7 @@ def build(models: Any, checkpoint: str, out_dir: str):
     """The page (a `gr.Blocks`), generating with the loaded `models` into `out_dir`."""
     import gradio as gr
 
-    from thflax.inference import generation
+    from thflax.inference import options
 
     def run(mode, photo, source, audio, text, voice, rate, pitch, still, progress=gr.Progress()):
         names = {p: os.path.basename(p) for p in (photo, source, audio) if p}  # uploads keep their own names
@@ -169,9 +169,9 @@ def build(models: Any, checkpoint: str, out_dir: str):
                 text = gr.Textbox(label="Text to speak", placeholder="Hello there.", lines=2, elem_id="text")
                 with gr.Row():
                     voice = gr.Dropdown(list(VOICES), value=VOICES[0], label="Voice", elem_id="voice")
-                    rate = gr.Slider(*generation.RATE_RANGE, value=generation.DEFAULT_RATE, step=5,
+                    rate = gr.Slider(*options.RATE_RANGE, value=options.DEFAULT_RATE, step=5,
                                      label="Rate (words/min)", elem_id="rate")
-                    pitch = gr.Slider(*generation.PITCH_RANGE, value=generation.DEFAULT_PITCH, step=1,
+                    pitch = gr.Slider(*options.PITCH_RANGE, value=options.DEFAULT_PITCH, step=1,
                                       label="Pitch", elem_id="pitch")
                 audio = gr.Audio(label="Or speech: upload or record it (used instead of the text)",
                                  type="filepath", sources=["upload", "microphone"], elem_id="audio")
@@ -210,12 +210,12 @@ def main(argv) -> int:
     # SIGTERM (a service manager, a test) ends the server like Ctrl-C, so the folder is removed: cli.run
     # makes both raise cli.Interrupted, a KeyboardInterrupt (while starting: one line, 143 or 130).
     try:
-        from thflax.inference import generation
+        from thflax.inference import caches, networks
 
         if FLAGS.compilation_cache:
-            generation.enable_caches()  # before any JAX work
+            caches.enable_caches()  # before any JAX work
         config = cli.checkpoint_config(FLAGS.checkpoint) if cli.config_given() else None
-        models = generation.load_models(FLAGS.checkpoint, config)  # before the slow import: fails fast
+        models = networks.load_models(FLAGS.checkpoint, config)  # before the slow import: fails fast
         if importlib.util.find_spec("gradio") is None:
             raise InputError("the app needs Gradio: pip install -e '.[app]'")
         page = build(models, FLAGS.checkpoint, out_dir)

@@ -51,6 +51,10 @@ from typing import Any
 import numpy as np
 
 from thflax.errors import NoFaceError, VideoError
+from thflax.inference import networks
+from thflax.inference.networks import speech_windows
+from thflax.inference.output import finish_frame, write_frames
+from thflax.inference.photo import Reference, paste
 
 _log = logging.getLogger(__name__)
 
@@ -421,16 +425,11 @@ class SourceVideo:
 # --- rendering ------------------------------------------------------------------------------------
 
 
-def prepare_reference(source: SourceVideo, image_size: int):
-    """The reference frame cropped as in training: a `generation.Reference` and its frame index."""
-    from thflax.face import crop
-    from thflax.inference.generation import Reference
-
+def prepare_reference(source: SourceVideo, image_size: int) -> tuple[Reference, int]:
+    """The reference frame cropped as in training, and its frame index."""
     index = choose_reference(source.landmarks, source.detected, source.fps)
     image = source.read_range(index, index + 1)[0]
-    lm = source.landmarks[index]
-    box = crop.clip_box(lm)
-    return Reference(image, lm, box, crop.crop(image, box, image_size), box.to_crop(lm)), index
+    return Reference.from_face(image, source.landmarks[index], image_size), index
 
 
 def _compose(frame: np.ndarray, generated: np.ndarray, mask: np.ndarray, box: Any, source_lm: np.ndarray,
@@ -440,7 +439,6 @@ def _compose(frame: np.ndarray, generated: np.ndarray, mask: np.ndarray, box: An
     Works on the crop box's region of the frame only; outside the lower-face mask the result is `frame`.
     """
     from thflax.face import crop as crop_lib
-    from thflax.inference.generation import _paste
 
     h, w = frame.shape[:2]
     pts = np.concatenate([source_lm, target_lm])
@@ -460,7 +458,7 @@ def _compose(frame: np.ndarray, generated: np.ndarray, mask: np.ndarray, box: An
         lower = np.concatenate([src[list(LOWER_FACE)], dst[list(LOWER_FACE)]])
         comp = crop_lib.paste_masked(moved, generated, local, mask, lower)
     else:
-        comp = _paste(region, generated, local)
+        comp = paste(region, generated, local)
     alpha = lower_face_mask(region.shape, [src, dst], box.side)[..., None]
     out = frame.copy()
     out[y0:y1, x0:x1] = np.clip(region * (1 - alpha) + comp * alpha + 0.5, 0, 255).astype(np.uint8)
@@ -474,24 +472,21 @@ def render(models, source: SourceVideo, audio: str, out: str, speech: np.ndarray
 
     Returns `generate`'s summary plus source_frames, reference_frame and pingpong.
     """
-    from thflax.io import audio as audio_lib
     from thflax.face import crop as crop_lib
-    from thflax.inference import generation
 
     fps = source.fps
-    mcfg = models.mfcc_config
-    num_out = audio_lib.num_video_frames(speech.size, fps, mcfg.sample_rate)
     reference, ref_index = prepare_reference(source, models.image_size)
-    windows = audio_lib.frame_windows(audio_lib.mfcc_numpy(speech, mcfg), num_out, fps, mcfg)
+    windows = speech_windows(models, speech, fps)
+    num_out = len(windows)
     clock.mark("features")
-    predicted = np.concatenate(list(generation.predict_landmarks(models, windows, reference.template, still=True)))
+    predicted = np.concatenate(list(networks.predict_landmarks(models, windows, reference.template, still=True)))
     index = pingpong_indices(num_out, source.num_frames)
     source_lm = source.landmarks[index]  # [T, 68, 2]
     targets = replace_mouth(source_lm, reference.template, predicted)
     boxes = frame_boxes(reference.template, source.landmarks)[index]  # [T, 3]
     crop_lm = (targets - boxes[:, None, :2]) / boxes[:, None, 2:]  # normalised crop coordinates
     chunk = 250
-    frames = generation.render_frames(models, reference.crop, reference.template,
+    frames = networks.render_frames(models, reference.crop, reference.template,
                                       (crop_lm[s:s + chunk] for s in range(0, num_out, chunk)),
                                       batch=batch, with_mask=True)
     warp = bool(models.generator.warp)
@@ -506,9 +501,9 @@ def render(models, source: SourceVideo, audio: str, out: str, speech: np.ndarray
             else:
                 box = crop_lib.CropBox(*(float(v) for v in boxes[t]))
                 result = _compose(frame, img, mask, box, source.landmarks[j], targets[t], warp)
-            yield generation.finish_frame(result, lm, models.image_size, landmarks_video, size)
+            yield finish_frame(result, lm, models.image_size, landmarks_video, size)
 
-    written = generation.write_frames(composed(), out, fps, audio, num_out, clock, progress, desc="dubbing")
+    written = write_frames(composed(), out, fps, audio, num_out, clock, progress, desc="dubbing")
     return {"out": os.path.abspath(out), "frames": written, "seconds": written / fps,
             "source_frames": source.num_frames, "reference_frame": ref_index, "pingpong": num_out > source.num_frames}
 

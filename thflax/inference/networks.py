@@ -41,6 +41,17 @@ class Models:
         return self._fns[name]
 
 
+
+def speech_windows(models: Models, speech: np.ndarray, fps: float) -> np.ndarray:
+    """The STL net's input for `speech` [N] (16 kHz mono) at `fps`: one MFCC window per video frame the
+    speech covers, [T, window, n_mfcc] (MFCC with NumPy: `thflax.io.audio.mfcc_numpy`, no librosa)."""
+    from thflax.io import audio as audio_lib
+
+    mcfg = models.mfcc_config
+    num_frames = audio_lib.num_video_frames(speech.size, fps, mcfg.sample_rate)
+    return audio_lib.frame_windows(audio_lib.mfcc_numpy(speech, mcfg), num_frames, fps, mcfg)
+
+
 def load_models(path: str, config=None) -> Models:
     """STL and generator of a training workdir or an export bundle.
 

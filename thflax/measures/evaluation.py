@@ -3,7 +3,7 @@
 Protocol, per held-out utterance (the dataset's `test` split; `validation` for tuning):
   1. reference = the utterance's first frame and its unsmoothed dlib landmarks (`landmarks_raw[0]`,
      the template), the crop framed from that frame alone: exactly what generation makes of a photo
-     (`thflax.inference.generation.prepare_reference`). Nothing of frames 1… reaches the model: the stored
+     (`thflax.inference.photo.prepare_reference`). Nothing of frames 1… reaches the model: the stored
      `landmarks` are smoothed over time (frame 0's would be ~11 % frames 1–4), and a box over the
      whole clip would encode its future head motion; `check_reference_framing` refuses such examples
      (e.g. of the `train` split, whose crops use one box per clip);
