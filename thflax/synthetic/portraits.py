@@ -50,6 +50,7 @@ import numpy as np
 from scipy.spatial import Delaunay
 
 from thflax.errors import InputError, NoFaceError
+from thflax.synthetic import base_face
 
 _log = logging.getLogger(__name__)
 
@@ -283,9 +284,7 @@ def _umeyama(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
 def template() -> np.ndarray:
     """The canonical landmark layout: the astronaut's landmarks scaled to `FACE_WIDTH` and centred
     on `FACE_CENTRE`, float64 [68, 2] (read-only)."""
-    from thflax.synthetic import face
-
-    lm = face.base_landmarks().astype(np.float64)
+    lm = base_face.base_landmarks().astype(np.float64)
     t = (lm - lm.mean(0)) * (FACE_WIDTH / (lm[16, 0] - lm[0, 0])) + np.array(FACE_CENTRE)
     t.setflags(write=False)
     return t
