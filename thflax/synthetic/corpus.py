@@ -43,6 +43,7 @@ import numpy as np
 
 from thflax.errors import InputError
 from thflax.synthetic import grammar, head_motion, renderer
+from thflax.synthetic import portraits as portraits_lib
 from thflax.synthetic import speakers as speakers_lib
 from thflax.io import speech
 
@@ -265,8 +266,6 @@ def plan_people(
 
 def _portrait_speakers(seed: int, num_speakers: int, portraits, holdout, test_fraction):
     """(speakers, manifest fields) of a corpus made from portraits."""
-    from thflax.synthetic import portraits as portraits_lib
-
     found = portraits_lib.find_portraits(portraits)
     name = portraits_lib.BUILTIN if portraits is None or str(portraits) == portraits_lib.BUILTIN \
         else str(Path(portraits).resolve())
