@@ -46,7 +46,7 @@ from thflax.errors import InputError, OutputError  # noqa: E402
 
 #: The identity the many-person corpus holds out of training (input_pipeline/synthetic.py, PeopleConfig).
 HELD_OUT = "biden"
-#: What the synthetic corpus speaks with (thflax/synthetic/face.py make_speaker, corpus.py): every voice
+#: What the synthetic corpus speaks with (thflax/synthetic/speakers.py make_speaker, corpus.py): every voice
 #: of speech.VOICES, rates 140..200 ±8 clipped to 130..210, pitches 30..70 ±4.
 TRAIN_RATES = (130, 210)
 TRAIN_PITCHES = (26, 74)

@@ -81,7 +81,7 @@ class TalkingHeadConfig(tfds.core.BuilderConfig):
     num_speakers: int = 0
     utterances_per_speaker: int = 0
     seed: int = 0
-    # Amplitude of all head motion (`thflax.synthetic.face.head_poses`): 1 = the corpus' lively heads,
+    # Amplitude of all head motion (`thflax.synthetic.head_motion.head_poses`): 1 = the corpus' lively heads,
     # < 1 stiller and more frontal ones (`grid_like`). 1 leaves the generated corpus as it always was.
     head_motion_scale: float = 1.0
 

@@ -59,8 +59,8 @@ CONFIGS = [
                              "the learning tests"),
     # GRID (Cooke et al. 2006) films seated speakers facing the camera: heads are frontal and move by a
     # few pixels. Head motion at 1/4 of the default (the same trajectories' deviation from the frontal
-    # rest pose x0.25, `face.head_poses`) bounds yaw by ±3.5°, pitch ±2.5°, roll ±2.3°, shifts by ±3 / ±2 px
-    # (the default's limits x0.25; over 8 utterances an utterance's largest |yaw| is 2.3° on average,
+    # rest pose x0.25, `head_motion.head_poses`) bounds yaw by ±3.5°, pitch ±2.5°, roll ±2.3°, shifts by ±3 / ±2
+    # px (the default's limits x0.25; over 8 utterances an utterance's largest |yaw| is 2.3° on average,
     # default 9.3°), and moves the face's outline points by ~1 px std / ~3 px over an utterance at 360x288
     # (default ~4 / ~12 px), ~3 % of the face's width: the GRID kind of data of the paper's Table 2, where
     # the pixel metrics are not dominated by an unpredictable head pose. The other configs have the

@@ -50,11 +50,11 @@ def dlib_errors(frames, truth):
     dlib's inner-mouth opening [T] px). Fails if dlib finds no face in a frame."""
     import numpy as np
 
-    from thflax.synthetic import face
+    from thflax.synthetic import base_face
 
     errs, opening = [], []
     for f, gt in zip(frames, truth):
-        p = face.detect_landmarks(f, 1)
+        p = base_face.detect_landmarks(f, 1)
         assert p is not None, "dlib found no face"
         errs.append(np.linalg.norm(p - gt, axis=-1))
         opening.append(np.linalg.norm(p[62] - p[66]))

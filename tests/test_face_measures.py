@@ -127,14 +127,14 @@ def test_identity_distance_without_a_face_is_nan_and_a_photo_without_one_fails(a
 
 def test_mouth_opening_series_on_rendered_open_and_closed_mouths():
     """The renderer draws mouths with a known opening: dlib's normalised opening follows it."""
-    from thflax.synthetic import face
+    from thflax.synthetic import renderer, speakers, visemes
 
-    speaker = face.make_speaker(1234)
-    r = face.get_renderer(speaker)
+    speaker = speakers.make_speaker(1234)
+    r = renderer.get_renderer(speaker)
     openings = [0.0, 0.0, 0.8, 1.0, 0.9, 0.0, 0.0, 1.0, 1.0, 0.0, 0.5, 0.0]
     frames, truth = [], []
     for i, o in enumerate(openings):
-        shape = face.deform_mouth(r.neutral, o, 0.0, speaker.open_gain)
+        shape = visemes.deform_mouth(r.neutral, o, 0.0, speaker.open_gain)
         f, lm = r.render_frame(shape, np.array([2.0 * np.sin(i), 0, 0, i % 3, 0, 1.0]))
         frames.append(f)
         truth.append(lm)
@@ -180,13 +180,12 @@ def test_sharpness_ratio_of_a_photo_itself_and_blurred(astronaut, astronaut_land
 def test_measure_video_of_a_rendered_talking_astronaut(tmp_path, astronaut):
     """A video rendered from the astronaut photo with eSpeak speech (mouth driven by its phonemes):
     every measure is defined and the goals a real talking head reaches are met."""
-    from thflax.io import video
-    from thflax.synthetic import face
-    from thflax.io import speech
+    from thflax.io import speech, video
+    from thflax.synthetic import renderer, speakers
 
     utt = speech.synthesize("Bin blue at F two now, please.", "en-us", 160, 50,
                             leading_silence=0.3, trailing_silence=0.3)
-    clip = face.render_clip(face.make_speaker(1234), utt, rng=np.random.default_rng(0))
+    clip = renderer.render_clip(speakers.make_speaker(1234), utt, rng=np.random.default_rng(0))
     wav, mp4, photo = tmp_path / "speech.wav", tmp_path / "talking.mp4", tmp_path / "astronaut.png"
     sf.write(wav, clip.audio, clip.sample_rate)
     video.write_video(str(mp4), clip.frames, fps=clip.fps, audio_path=str(wav))

@@ -20,7 +20,7 @@ import pytest
 pytestmark = pytest.mark.learning
 
 from tests.helpers import optimized, train
-from thflax.synthetic import face
+from thflax.synthetic import visemes
 
 HOLDOUT = "biden"
 
@@ -123,7 +123,7 @@ def test_stl_beats_template_baseline_and_closes_mouth_in_silence(learned, learn_
         sil = (t < words[0].min() - 0.1) | (t > words[1].max() + 0.1)
         open_vowel = np.zeros(len(t), bool)
         for s, e, p in zip(truth["phoneme_start"], truth["phoneme_end"], truth["phoneme"]):
-            if face.viseme_target(str(p))[0] >= 0.55:
+            if visemes.viseme_target(str(p))[0] >= 0.55:
                 open_vowel |= (t >= s) & (t < e)
         silence.extend(opening[sil])
         vowels.extend(opening[open_vowel])

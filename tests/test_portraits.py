@@ -19,7 +19,8 @@ from tests.helpers import dlib_errors as _dlib_errors
 pytestmark = pytest.mark.corpus  # renders faces / builds datasets: minutes
 
 from thflax.errors import InputError
-from thflax.synthetic import corpus, face, grammar, portraits
+from thflax.synthetic import (appearance, base_face, corpus, grammar, head_motion, portraits, renderer, speakers,
+                              visemes)
 from thflax.io import speech
 
 
@@ -139,9 +140,9 @@ def test_mirror_keeps_landmark_order(builtin):
 
 
 def test_morph_of_two_people_records_both(builtin):
-    spk = face.make_portrait_speaker(5, ("obama", "biden"), ("obama", "biden"), mix=0.4)
+    spk = speakers.make_portrait_speaker(5, ("obama", "biden"), ("obama", "biden"), mix=0.4)
     assert spk.identities == ("obama", "biden") and spk.sources == ("obama", "biden")
-    assert face.speaker_from_dict(json.loads(json.dumps(spk.to_dict()))) == spk
+    assert speakers.speaker_from_dict(json.loads(json.dumps(spk.to_dict()))) == spk
     src = portraits.compose(spk.sources, spk.mix, spk.mirror)
     assert src.identities == ("obama", "biden")
     a, b = portraits.prepare(builtin["obama"]), portraits.prepare(builtin["biden"])
@@ -151,7 +152,7 @@ def test_morph_of_two_people_records_both(builtin):
     with pytest.raises(ValueError):
         portraits.morph(portraits.prepare(builtin["obama"]), portraits.prepare(builtin["obama2"]), 0.5)
     with pytest.raises(ValueError):
-        face.make_portrait_speaker(5, ("obama", "obama3"), ("obama", "obama"), mix=0.4)
+        speakers.make_portrait_speaker(5, ("obama", "obama3"), ("obama", "obama"), mix=0.4)
 
 
 # ----------------------------------------------------------------------------
@@ -163,9 +164,9 @@ def test_morph_of_two_people_records_both(builtin):
     (("biden", "astronaut"), ("biden", "astronaut"), 0.4, True),  # a mirrored morph
 ])
 def test_dlib_tracks_rendered_portraits(builtin, sources, identities, mix, mirror):
-    spk = face.make_portrait_speaker(21, sources, identities, mix, mirror)
+    spk = speakers.make_portrait_speaker(21, sources, identities, mix, mirror)
     utt = _utterance()
-    clip = face.render_clip(spk, utt, rng=np.random.default_rng(3))
+    clip = renderer.render_clip(spk, utt, rng=np.random.default_rng(3))
     assert clip.frames.shape[1:] == (288, 360, 3)
     errs, opening = _dlib_errors(clip.frames, clip.landmarks)
     r = np.corrcoef(opening, clip.mouth_opening)[0, 1]
@@ -182,25 +183,25 @@ def test_dlib_tracks_rendered_portraits(builtin, sources, identities, mix, mirro
 
 
 def test_portrait_renderer_at_pose_extremes_does_not_fold(builtin):
-    spk = face.make_portrait_speaker(8, ("obama3", "astronaut"), ("obama", "astronaut"), 0.45, False)
-    r = face.get_renderer(spk)
+    spk = speakers.make_portrait_speaker(8, ("obama3", "astronaut"), ("obama", "astronaut"), 0.45, False)
+    r = renderer.get_renderer(spk)
     assert r.interpolation == cv2.INTER_CUBIC
 
     def area(t):
         return ((t[:, 1, 0] - t[:, 0, 0]) * (t[:, 2, 1] - t[:, 0, 1])
                 - (t[:, 1, 1] - t[:, 0, 1]) * (t[:, 2, 0] - t[:, 0, 0]))
 
-    a_src = area(r._dest(face.deform_mouth(r.neutral, 0.5, 0.0), np.array([0, 0, 0, 0, 0, 1.0]))[r.tri])
+    a_src = area(r._dest(visemes.deform_mouth(r.neutral, 0.5, 0.0), np.array([0, 0, 0, 0, 0, 1.0]))[r.tri])
     frames, truth = [], []
-    for yaw in (-face.MAX_YAW, face.MAX_YAW):
-        for pitch, roll in ((-face.MAX_PITCH, face.MAX_ROLL), (face.MAX_PITCH, -face.MAX_ROLL)):
+    for yaw in (-head_motion.MAX_YAW, head_motion.MAX_YAW):
+        for pitch, roll in ((-head_motion.MAX_PITCH, head_motion.MAX_ROLL), (head_motion.MAX_PITCH, -head_motion.MAX_ROLL)):
             for opening, width in ((0, 0), (1.1, -1), (1.1, 0.8)):
                 pose = np.array([yaw, pitch, roll, 12, 8, 1.05])
-                shape = face.deform_mouth(r.neutral, opening, width, 1.15)
+                shape = visemes.deform_mouth(r.neutral, opening, width, 1.15)
                 a_dst = area(r._dest(shape, pose)[r.tri])
                 flipped = (np.sign(a_dst) != np.sign(a_src)) & (np.abs(a_dst) > 0.5) & (np.abs(a_src) > 0.5)
                 assert not flipped.any(), (yaw, pitch, roll, opening, width)
-            f, lm = r.render_frame(face.deform_mouth(r.neutral, 0.6, 0.2), np.array([yaw, pitch, roll, 0, 0, 1.0]))
+            f, lm = r.render_frame(visemes.deform_mouth(r.neutral, 0.6, 0.2), np.array([yaw, pitch, roll, 0, 0, 1.0]))
             frames.append(f)
             truth.append(lm)
     errs, _ = _dlib_errors(frames, truth)
@@ -212,12 +213,12 @@ def test_astronaut_speakers_keep_the_old_path():
     """A plain Speaker still renders the hand-matted astronaut with bilinear sampling (the corpus
     configs tiny/small/medium were checked bit-identical against the previous commit by diffing a
     generated corpus; see the report of the change)."""
-    spk = face.make_speaker(1234)
-    again = face.speaker_from_dict(json.loads(json.dumps(spk.to_dict())))
-    assert type(again) is face.Speaker and again == spk
-    r = face.get_renderer(spk)
+    spk = speakers.make_speaker(1234)
+    again = speakers.speaker_from_dict(json.loads(json.dumps(spk.to_dict())))
+    assert type(again) is speakers.Speaker and again == spk
+    r = renderer.get_renderer(spk)
     assert r.interpolation == cv2.INTER_LINEAR and r.src_img.shape == (512, 512, 3)
-    np.testing.assert_array_equal(r.src_img, face.speaker_photo(spk))
+    np.testing.assert_array_equal(r.src_img, appearance.speaker_photo(spk))
 
 
 # ----------------------------------------------------------------------------
@@ -307,7 +308,7 @@ def test_corpus_of_a_portrait_folder_and_its_identity_split(builtin, tmp_path):
                 break
             frames.append(cv2.cvtColor(f, cv2.COLOR_BGR2RGB))
         t = len(frames) // 2
-        p = face.detect_landmarks(frames[t], 1)
+        p = base_face.detect_landmarks(frames[t], 1)
         assert p is not None and np.linalg.norm(p - truth["landmarks"][t], axis=-1).mean() < 3.0
 
     # The builder's split of such a corpus (given as --manual_dir) follows the manifest's holdout.

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.corpus  # renders faces / builds datasets: minutes
 import soundfile
 
 from thflax.errors import InputError
-from thflax.synthetic import corpus, face, grammar
+from thflax.synthetic import base_face, corpus, grammar, head_motion, renderer, speakers, visemes
 from thflax.io import speech
 
 SENTENCE = ["bin", "blue", "at", "f", "two", "now"]
@@ -36,13 +36,13 @@ def utterance() -> speech.Utterance:
 
 
 @pytest.fixture(scope="module")
-def speaker() -> face.Speaker:
-    return face.make_speaker(1234)
+def speaker() -> speakers.Speaker:
+    return speakers.make_speaker(1234)
 
 
 @pytest.fixture(scope="module")
-def clip(speaker, utterance) -> face.Clip:
-    return face.render_clip(speaker, utterance, rng=np.random.default_rng(7))
+def clip(speaker, utterance) -> renderer.Clip:
+    return renderer.render_clip(speaker, utterance, rng=np.random.default_rng(7))
 
 
 # ----------------------------------------------------------------------------
@@ -138,13 +138,13 @@ def test_viseme_bilabials_and_silence_closed_open_vowels_open():
         u = speech.synthesize(grammar.spoken_text(words), voice, labels=words,
                               leading_silence=0.4, trailing_silence=0.4)
         t = int(np.ceil(u.duration * fps))
-        art = face.mouth_trajectory(u.phonemes, t, fps)
+        art = visemes.mouth_trajectory(u.phonemes, t, fps)
         times = np.arange(t) / fps + 0.02  # the model leads audio by 20 ms
         for start, end, name in u.phonemes:
             mid = (start + end) / 2
             v = float(np.interp(mid, times, art[:, 0]))
             p = _clean(name)
-            if p in face.BILABIALS:
+            if p in visemes.BILABIALS:
                 closed.append(v)
             elif p in OPEN_VOWELS:
                 opened.append(v)
@@ -160,7 +160,7 @@ def test_viseme_bilabials_and_silence_closed_open_vowels_open():
 def test_rendered_opening_follows_phonemes(clip, utterance):
     t = np.arange(len(clip.frames)) / clip.fps
     bil = [np.interp((a + b) / 2, t, clip.mouth_opening)
-           for a, b, p in utterance.phonemes if _clean(p) in face.BILABIALS]
+           for a, b, p in utterance.phonemes if _clean(p) in visemes.BILABIALS]
     opn = [np.interp((a + b) / 2, t, clip.mouth_opening)
            for a, b, p in utterance.phonemes if _clean(p) in OPEN_VOWELS]
     assert np.mean(bil) < 0.25 * np.mean(opn)
@@ -177,22 +177,22 @@ def test_render_clip_shapes_and_determinism(clip, speaker, utterance):
     assert t == int(np.ceil(utterance.duration * 25))
     assert clip.frames.shape == (t, 288, 360, 3) and clip.frames.dtype == np.uint8
     assert clip.landmarks.shape == (t, 68, 2) and clip.landmarks.dtype == np.float32
-    assert clip.poses.shape == (t, len(face.POSE_NAMES))
+    assert clip.poses.shape == (t, len(head_motion.POSE_NAMES))
     assert clip.mouth_opening.shape == (t,) and clip.articulation.shape == (t, 2)
     assert clip.audio.shape == (t * 640,)
     np.testing.assert_array_equal(clip.audio[: len(utterance.audio)], utterance.audio[: t * 640])
-    again = face.render_clip(speaker, utterance, rng=np.random.default_rng(7))
+    again = renderer.render_clip(speaker, utterance, rng=np.random.default_rng(7))
     np.testing.assert_array_equal(again.frames, clip.frames)
     np.testing.assert_array_equal(again.landmarks, clip.landmarks)
-    other = face.render_clip(speaker, utterance, rng=np.random.default_rng(8))
+    other = renderer.render_clip(speaker, utterance, rng=np.random.default_rng(8))
     assert not np.array_equal(other.poses, clip.poses)
     # Landmarks stay in the frame, move over time, and the head pose varies.
     assert clip.landmarks.min() > 0 and clip.landmarks[..., 0].max() < 360
     assert clip.landmarks[..., 1].max() < 288
     assert clip.landmarks.std(0).mean() > 1.0
     assert clip.poses[:, 0].std() > 0.5 and clip.poses[:, 1].std() > 0.5
-    assert np.abs(clip.poses[:, 0]).max() <= face.MAX_YAW
-    assert np.abs(clip.poses[:, 2]).max() <= face.MAX_ROLL
+    assert np.abs(clip.poses[:, 0]).max() <= head_motion.MAX_YAW
+    assert np.abs(clip.poses[:, 2]).max() <= head_motion.MAX_ROLL
     # Frames change where the face is, not in the far background (top corners).
     diff = np.abs(clip.frames[0].astype(int) - clip.frames[t // 2].astype(int)).sum(-1)
     assert diff[:48, :48].mean() < 1.0 and diff[:48, -48:].mean() < 1.0
@@ -200,10 +200,10 @@ def test_render_clip_shapes_and_determinism(clip, speaker, utterance):
 
 
 def test_speakers_differ():
-    a, b = face.make_speaker(1), face.make_speaker(2)
-    assert a != b and a == face.make_speaker(1)
-    fa = face.get_renderer(a).render_frame(face.get_renderer(a).neutral, np.array([0, 0, 0, 0, 0, 1.0]))[0]
-    fb = face.get_renderer(b).render_frame(face.get_renderer(b).neutral, np.array([0, 0, 0, 0, 0, 1.0]))[0]
+    a, b = speakers.make_speaker(1), speakers.make_speaker(2)
+    assert a != b and a == speakers.make_speaker(1)
+    fa = renderer.get_renderer(a).render_frame(renderer.get_renderer(a).neutral, np.array([0, 0, 0, 0, 0, 1.0]))[0]
+    fb = renderer.get_renderer(b).render_frame(renderer.get_renderer(b).neutral, np.array([0, 0, 0, 0, 0, 1.0]))[0]
     assert np.abs(fa.astype(int) - fb.astype(int)).mean() > 10
     json.dumps(a.to_dict())
 
@@ -211,7 +211,7 @@ def test_speakers_differ():
 def test_warp_never_folds(speaker):
     """No triangle flips over the whole pose / articulation range (with margin:
     openings reach 1.0 at most, open_gain 1.15)."""
-    r = face.get_renderer(speaker)
+    r = renderer.get_renderer(speaker)
     tri_src = r.src[r.tri]
 
     def area(t):
@@ -219,12 +219,12 @@ def test_warp_never_folds(speaker):
                 - (t[:, 1, 1] - t[:, 0, 1]) * (t[:, 2, 0] - t[:, 0, 0]))
 
     a_src = area(tri_src)
-    for yaw in (-face.MAX_YAW, 0, face.MAX_YAW):
-        for pitch in (-face.MAX_PITCH, face.MAX_PITCH):
-            for roll in (-face.MAX_ROLL, face.MAX_ROLL):
+    for yaw in (-head_motion.MAX_YAW, 0, head_motion.MAX_YAW):
+        for pitch in (-head_motion.MAX_PITCH, head_motion.MAX_PITCH):
+            for roll in (-head_motion.MAX_ROLL, head_motion.MAX_ROLL):
                 for opening, width in [(0, 0), (1.1, 0.8), (1.1, -1), (0, -1), (0.3, 1)]:
                     pose = np.array([yaw, pitch, roll, 12, 8, 1.05])
-                    shape = face.deform_mouth(r.neutral, opening, width, 1.15)
+                    shape = visemes.deform_mouth(r.neutral, opening, width, 1.15)
                     a_dst = area(r._dest(shape, pose)[r.tri])
                     flipped = (np.sign(a_dst) != np.sign(a_src)) & (np.abs(a_dst) > 0.5)
                     assert not flipped.any(), (yaw, pitch, roll, opening, width)
@@ -234,13 +234,13 @@ def test_head_motion_partly_follows_speech_energy():
     """Pitch (nodding) correlates with the delayed speech energy envelope."""
     rs = []
     for k in range(4):
-        spk = face.make_speaker(100 + k)
+        spk = speakers.make_speaker(100 + k)
         words, _ = grammar.sample_sentence(np.random.default_rng(k))
         u = speech.synthesize(grammar.spoken_text(words), spk.voice, spk.rate, spk.pitch,
                               labels=words, leading_silence=0.45, trailing_silence=0.45)
-        t = face.frames_covering_audio(len(u.audio))
-        poses = face.head_poses(spk, u.audio, t, np.random.default_rng(k))
-        e = face.speech_energy(u.audio, t)
+        t = renderer.frames_covering_audio(len(u.audio))
+        poses = head_motion.head_poses(spk, u.audio, t, np.random.default_rng(k))
+        e = head_motion.normalised_loudness(u.audio, t)
         e_d = np.concatenate([np.full(3, e[0]), e[:-3]])
         rs.append(np.corrcoef(e_d, poses[:, 1])[0, 1])
     print("pitch vs delayed energy r:", np.round(rs, 2))
@@ -250,8 +250,8 @@ def test_head_motion_partly_follows_speech_energy():
 def test_render_speed(speaker, utterance):
     import time
 
-    r = face.get_renderer(speaker)
-    shapes = [face.deform_mouth(r.neutral, o, 0.2, 1.0) for o in np.linspace(0, 1, 10)]
+    r = renderer.get_renderer(speaker)
+    shapes = [visemes.deform_mouth(r.neutral, o, 0.2, 1.0) for o in np.linspace(0, 1, 10)]
     t0 = time.perf_counter()
     n = 50
     for i in range(n):
@@ -283,14 +283,14 @@ def test_dlib_tracks_rendered_faces(clip):
 
 def test_dlib_at_pose_extremes():
     """Accuracy holds at the largest yaw / pitch / roll the pose model produces."""
-    spk = face.make_speaker(77)
-    r = face.get_renderer(spk)
+    spk = speakers.make_speaker(77)
+    r = renderer.get_renderer(spk)
     frames, truth = [], []
     for pose, (o, w) in [
-        ((face.MAX_YAW, 0, 0), (0.9, 0.2)), ((-face.MAX_YAW, 0, 0), (0.0, 0.0)),
-        ((0, face.MAX_PITCH, face.MAX_ROLL), (0.6, -0.8)), ((6, -face.MAX_PITCH, -face.MAX_ROLL), (1.0, 0.0)),
+        ((head_motion.MAX_YAW, 0, 0), (0.9, 0.2)), ((-head_motion.MAX_YAW, 0, 0), (0.0, 0.0)),
+        ((0, head_motion.MAX_PITCH, head_motion.MAX_ROLL), (0.6, -0.8)), ((6, -head_motion.MAX_PITCH, -head_motion.MAX_ROLL), (1.0, 0.0)),
     ]:
-        shape = face.deform_mouth(r.neutral, o, w, spk.open_gain)
+        shape = visemes.deform_mouth(r.neutral, o, w, spk.open_gain)
         f, lm = r.render_frame(shape, np.array([*pose, 0, 0, 1.0]))
         frames.append(f)
         truth.append(lm)
@@ -348,7 +348,7 @@ def test_corpus_layout(tmp_path):
         assert truth["landmarks"].shape == (t, 68, 2) and truth["poses"].shape == (t, 6)
         # The decoded video still shows the face where the ground truth says.
         rgb = cv2.cvtColor(frames[t // 2], cv2.COLOR_BGR2RGB)
-        p = face.detect_landmarks(rgb, 1)
+        p = base_face.detect_landmarks(rgb, 1)
         assert p is not None and np.linalg.norm(p - truth["landmarks"][t // 2], axis=-1).mean() < 3.0
 
     # Deterministic: a smaller corpus with the same seed reproduces s1's first utterance.
@@ -383,24 +383,24 @@ def test_repeated_sentences_get_suffixes(monkeypatch):
 def test_head_motion_scale_keeps_the_default_path_and_the_random_stream(speaker, utterance):
     """Left at its default or passed as 1.0, `head_motion_scale` gives the same poses; any value draws the
     same random numbers (nothing after the poses shifts), and 1/4 shrinks every component's motion."""
-    t = face.frames_covering_audio(len(utterance.audio))
+    t = renderer.frames_covering_audio(len(utterance.audio))
     audio = utterance.audio[: t * 640]
-    default = face.head_poses(speaker, audio, t, np.random.default_rng(7))
-    np.testing.assert_array_equal(default, face.head_poses(speaker, audio, t, np.random.default_rng(7),
+    default = head_motion.head_poses(speaker, audio, t, np.random.default_rng(7))
+    np.testing.assert_array_equal(default, head_motion.head_poses(speaker, audio, t, np.random.default_rng(7),
                                                            head_motion_scale=1.0))
     states = []
     for k in (1.0, 0.25):
         rng = np.random.default_rng(7)
-        poses = face.head_poses(speaker, audio, t, rng, head_motion_scale=k)
+        poses = head_motion.head_poses(speaker, audio, t, rng, head_motion_scale=k)
         states.append(rng.bit_generator.state)
     assert states[0] == states[1]
     # The same trajectory, 4 times smaller: yaw, pitch, roll, tx, ty and the scale's deviation from 1.
     np.testing.assert_allclose(poses[:, :5], 0.25 * default[:, :5], rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(poses[:, 5] - 1, 0.25 * (default[:, 5] - 1), rtol=1e-5, atol=1e-7)
-    assert np.abs(poses[:, 0]).max() <= 0.25 * face.MAX_YAW and poses[:, :5].std(0).max() > 0.1  # not frozen
+    assert np.abs(poses[:, 0]).max() <= 0.25 * head_motion.MAX_YAW and poses[:, :5].std(0).max() > 0.1  # not frozen
     # render_clip passes it through; the mouth and the audio do not depend on it.
-    still = face.render_clip(speaker, utterance, rng=np.random.default_rng(7), head_motion_scale=0.25)
-    clip = face.render_clip(speaker, utterance, rng=np.random.default_rng(7))
+    still = renderer.render_clip(speaker, utterance, rng=np.random.default_rng(7), head_motion_scale=0.25)
+    clip = renderer.render_clip(speaker, utterance, rng=np.random.default_rng(7))
     np.testing.assert_array_equal(still.poses, poses)
     np.testing.assert_array_equal(clip.poses, default)
     np.testing.assert_array_equal(still.articulation, clip.articulation)

@@ -37,7 +37,13 @@ _log = logging.getLogger(__name__)
 
 
 @functools.lru_cache(maxsize=1)
-def _dlib_models():
+def dlib_models() -> tuple["dlib.fhog_object_detector", "dlib.shape_predictor"]:
+    """dlib's HOG face detector and 68-point shape predictor, (detector, predictor).
+
+    Loaded once per process and shared (cached): the predictor file is ~100 MB to read, and every
+    landmarker in the project (`FaceLandmarker`, the synthetic corpus' `detect_landmarks`) must see
+    the very same models.
+    """
     import dlib
     import face_recognition_models
 
@@ -131,7 +137,7 @@ class FaceLandmarker:
 
     def __init__(self, verify_every: int = 25, max_jump: float = 0.25, max_scale_change: float = 0.25,
                  min_similarity: float = 0.5):
-        self.detector, self.predictor = _dlib_models()
+        self.detector, self.predictor = dlib_models()
         self.verify_every = verify_every
         self.min_similarity = min_similarity
         self.max_jump = max_jump

@@ -67,7 +67,7 @@ def _recognizer():
 
 @functools.cache
 def _landmarker():
-    """The project's dlib landmarker (its 68-point predictor is `thflax.face.landmarks._dlib_models`)."""
+    """The project's dlib landmarker (its 68-point predictor is `thflax.face.landmarks.dlib_models`)."""
     from thflax.face.landmarks import FaceLandmarker
 
     return FaceLandmarker()

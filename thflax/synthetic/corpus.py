@@ -42,7 +42,9 @@ from pathlib import Path
 import numpy as np
 
 from thflax.errors import InputError
-from thflax.synthetic import face, grammar
+from thflax.synthetic import grammar, head_motion, renderer
+from thflax.synthetic import portraits as portraits_lib
+from thflax.synthetic import speakers as speakers_lib
 from thflax.io import speech
 
 ALIGN_UNITS_PER_SECOND = 25000  # GRID .align files count in 1/25000 s (1000 per video frame).
@@ -132,7 +134,7 @@ def _utterance_job(args: tuple) -> dict:
     import soundfile
 
     out_dir, seed, k, j, words, uid, spk_dict, size, fps, head_motion_scale = args
-    speaker = face.speaker_from_dict(spk_dict)
+    speaker = speakers_lib.speaker_from_dict(spk_dict)
     rng = np.random.default_rng([seed, k, j, 0x07])
     lead, trail = rng.uniform(0.3, 0.5, 2)
     # Small per-utterance variation around the speaker's habitual rate and pitch.
@@ -155,7 +157,7 @@ def _utterance_job(args: tuple) -> dict:
     # ffmpeg encodes in its own process while the next frames render.
     writer = mp4_writer(paths["video"], tuple(size), fps)
     try:
-        clip = face.render_clip(speaker, utt, fps=fps, size=tuple(size), rng=rng,
+        clip = renderer.render_clip(speaker, utt, fps=fps, size=tuple(size), rng=rng,
                                 on_frame=writer.send, head_motion_scale=head_motion_scale)
     finally:
         writer.close()
@@ -168,7 +170,7 @@ def _utterance_job(args: tuple) -> dict:
     ph = utt.phonemes
     np.savez_compressed(
         paths["truth"],
-        landmarks=clip.landmarks, poses=clip.poses, pose_names=np.array(face.POSE_NAMES),
+        landmarks=clip.landmarks, poses=clip.poses, pose_names=np.array(head_motion.POSE_NAMES),
         mouth_opening=clip.mouth_opening, articulation=clip.articulation,
         phoneme_start=np.array([p[0] for p in ph], np.float32),
         phoneme_end=np.array([p[1] for p in ph], np.float32),
@@ -264,8 +266,6 @@ def plan_people(
 
 def _portrait_speakers(seed: int, num_speakers: int, portraits, holdout, test_fraction):
     """(speakers, manifest fields) of a corpus made from portraits."""
-    from thflax.synthetic import portraits as portraits_lib
-
     found = portraits_lib.find_portraits(portraits)
     name = portraits_lib.BUILTIN if portraits is None or str(portraits) == portraits_lib.BUILTIN \
         else str(Path(portraits).resolve())
@@ -275,7 +275,7 @@ def _portrait_speakers(seed: int, num_speakers: int, portraits, holdout, test_fr
     for p in found:
         identities.setdefault(p.identity, []).append(p.key)
     plans = plan_people(seed, num_speakers, identities, tuple(holdout), test_fraction)
-    speakers = [face.make_portrait_speaker(speaker_seed(seed, k), pl["sources"], pl["identities"],
+    speakers = [speakers_lib.make_portrait_speaker(speaker_seed(seed, k), pl["sources"], pl["identities"],
                                            pl["mix"], pl["mirror"], name)
                 for k, pl in enumerate(plans, start=1)]
     fields = {
@@ -346,7 +346,7 @@ def generate_corpus(
       holdout: identities (with ``portraits``) whose speakers are kept apart for testing;
         ``corpus.json`` lists them and their speakers (see `identity_split`).
       test_fraction: share of the speakers made of held-out identities.
-      head_motion_scale: amplitude of all head motion (`face.head_poses`): 1 = the default lively
+      head_motion_scale: amplitude of all head motion (`head_motion.head_poses`): 1 = the default lively
         heads, < 1 stiller and more frontal ones (GRID-like). Recorded in ``corpus.json`` only when
         not 1, so that default corpora stay byte-identical to those made before it existed.
     Returns:
@@ -366,7 +366,7 @@ def generate_corpus(
     size = (int(size[0]), int(size[1]))
     speakers, jobs = {}, []
     for k in range(1, num_speakers + 1):
-        spk = people[k - 1] if portraits is not None else face.make_speaker(speaker_seed(seed, k))
+        spk = people[k - 1] if portraits is not None else speakers_lib.make_speaker(speaker_seed(seed, k))
         plan = plan_utterances(seed, k, utterances_per_speaker)
         speakers[f"s{k}"] = {**spk.to_dict(), "utterances": [uid for _, uid in plan]}
         for j, (words, uid) in enumerate(plan):
@@ -404,7 +404,7 @@ def generate_corpus(
         "utterances_per_speaker": utterances_per_speaker,
         "num_utterances": len(results),
         "num_frames": int(sum(r["frames"] for r in results)),
-        "pose_names": list(face.POSE_NAMES),
+        "pose_names": list(head_motion.POSE_NAMES),
         **extra,
         **({"head_motion_scale": float(head_motion_scale)} if head_motion_scale != 1.0 else {}),
         "speakers": speakers,

@@ -50,6 +50,7 @@ import numpy as np
 from scipy.spatial import Delaunay
 
 from thflax.errors import InputError, NoFaceError
+from thflax.synthetic.base_face import LOWER_INNER, UPPER_INNER, base_landmarks
 
 _log = logging.getLogger(__name__)
 
@@ -283,9 +284,7 @@ def _umeyama(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
 def template() -> np.ndarray:
     """The canonical landmark layout: the astronaut's landmarks scaled to `FACE_WIDTH` and centred
     on `FACE_CENTRE`, float64 [68, 2] (read-only)."""
-    from thflax.synthetic import face
-
-    lm = face.base_landmarks().astype(np.float64)
+    lm = base_landmarks().astype(np.float64)
     t = (lm - lm.mean(0)) * (FACE_WIDTH / (lm[16, 0] - lm[0, 0])) + np.array(FACE_CENTRE)
     t.setflags(write=False)
     return t
@@ -363,11 +362,12 @@ def _face_ring(lm: np.ndarray, rx: float, ry: float, n: int = 20) -> np.ndarray:
     return np.stack([c[0] + rx * fw * np.cos(ang), c[1] + ry * fw * np.sin(ang)], -1)
 
 
-UPPER_INNER, LOWER_INNER = [61, 62, 63], [67, 66, 65]  # pairs (61, 67), (62, 66), (63, 65)
-
-
 def inner_gap(lm: np.ndarray) -> float:
-    """Mean vertical gap between the paired inner-lip points (px)."""
+    """Mean vertical gap between the paired inner-lip points of lm [68, 2] (px).
+
+    `thflax.measures.metrics.mouth_opening` is the same formula in float32 JAX for the train step;
+    this one stays numpy float64 so that preparing portraits (and the corpus) needs no JAX.
+    """
     return float(np.mean(lm[LOWER_INNER, 1] - lm[UPPER_INNER, 1]))
 
 

@@ -1,0 +1,404 @@
+"""Renderer of the synthetic talking-head corpus: one utterance -> frames, landmarks, poses.
+
+A speaker's photo (`thflax.synthetic.appearance`) is animated by piecewise-affine warping. Control
+points are the photo's 68 landmarks (deformed by the viseme model, `thflax.synthetic.visemes`, and
+moved by a 3-D-ish head pose, `thflax.synthetic.head_motion`), two rings of points around the head
+(hair/neck, then shoulders) and fixed points on the frame border. Every frame pixel is mapped back
+to the photo through the affine map of the destination triangle it falls into, and sampled with
+``cv2.remap``. The mouth interior (cavity, teeth, tongue) is drawn inside the inner-lip contour, so
+a landmarker sees the opening where the ground truth says it is.
+
+Any other portrait (`PortraitSpeaker`, photos from `thflax.synthetic.portraits`: real photos,
+landmark-aligned morphs of two people, mirror images) goes through the same renderer; its matte,
+closed mouth and anchor rings are derived from that photo's own dlib landmarks. A plain `Speaker`
+keeps the astronaut path (hand-placed matte and closed mouth) unchanged, bit for bit.
+
+Coordinate frames:
+  * photo: pixels of the 512x512 astronaut photo, where the base landmarks live (for a
+    `PortraitSpeaker`: the canonical `portraits.CANVAS`-square source photo);
+  * frame: pixels of the rendered video frame (size = (W, H), default 360x288).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from collections.abc import Callable
+
+import cv2
+import numpy as np
+from scipy.spatial import Delaunay
+
+from thflax.io import speech
+from thflax.synthetic import portraits
+from thflax.synthetic.appearance import portrait_speaker_photo, speaker_photo
+from thflax.synthetic.base_face import INNER_LIP, base_landmarks
+from thflax.synthetic.head_motion import head_poses
+from thflax.synthetic.speakers import PortraitSpeaker, Speaker, neutral_shape, portrait_neutral_shape
+from thflax.synthetic.visemes import deform_mouth, mouth_trajectory
+
+_RING1_POINTS = 16  # hair / neck ring: moves rigidly with the head
+_RING2_POINTS = 16  # shoulders ring: moves with a fraction of the head motion
+_RING2_FOLLOW = 0.3
+_BORDER_STEP = 60  # spacing of fixed points on the frame border (px)
+_BORDER_MARGIN = 18  # ring points closer than this to the frame edge are dropped
+# The astronaut's jaw width |p16 - p0| in its photo (px) and brow-to-chin height / jaw width: a
+# portrait is scaled so that its face has the astronaut's size in the frame, and its anchor rings
+# are stretched vertically by its own height / width ratio relative to the astronaut's.
+_REF_FACE_WIDTH = 93.0
+_REF_HEIGHT_RATIO = 0.929
+
+
+def _depth_proxy(lm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Depth of each landmark towards the camera (photo px), for yaw and pitch.
+
+    For yaw the face is a vertical cylinder of radius r ~ half the face width
+    about the head's vertical axis (the contour sits on the silhouette, z ~ 0);
+    for pitch, a horizontal cylinder about an axis r behind the face (brows and
+    jaw sides curve back a little). The nose and lips stand out in both.
+
+    Returns:
+      (z_yaw, z_pitch): float64 [68] each.
+    """
+    c = lm.mean(0)
+    r = 0.55 * (lm[16, 0] - lm[0, 0])
+    dx = np.clip((lm[:, 0] - c[0]) / r, -1.0, 1.0)
+    bonus = np.zeros(68)
+    bonus[27:31] = np.linspace(0.08, 0.38, 4)  # nose bridge to tip
+    bonus[31:36] = [0.12, 0.2, 0.24, 0.2, 0.12]  # nostrils
+    bonus[48:68] = 0.1  # lips
+    z_yaw = r * np.sqrt(1.0 - dx**2) + bonus * r
+    profile = np.full(68, 0.9)
+    profile[[0, 1, 2, 3, 13, 14, 15, 16]] = 0.5
+    profile[17:27] = 0.8
+    z_pitch = r * profile + bonus * r
+    return z_yaw, z_pitch
+
+
+def _ellipse(centre: np.ndarray, axes: tuple[float, float], n: int) -> np.ndarray:
+    """``n`` points [n, 2] evenly spaced in angle on an axis-aligned ellipse (an anchor ring)."""
+    ang = np.linspace(0, 2 * np.pi, n, endpoint=False) + np.pi / n
+    return np.stack([centre[0] + axes[0] * np.cos(ang), centre[1] + axes[1] * np.sin(ang)], -1)
+
+
+@dataclasses.dataclass
+class Clip:
+    """A rendered utterance.
+
+    Attributes:
+      frames: uint8 RGB [T, H, W, 3].
+      landmarks: float32 [T, 68, 2] ground-truth landmarks in frame px.
+      poses: float32 [T, 6] (see `thflax.synthetic.head_motion.POSE_NAMES`).
+      mouth_opening: float32 [T] inner-lip gap |p62 - p66| in frame px.
+      articulation: float32 [T, 2] viseme state (opening 0..1, width -1..1).
+      audio: float32 [T * sample_rate / fps] utterance audio padded/trimmed to
+        exactly the video duration.
+      fps, sample_rate: rates.
+    """
+
+    frames: np.ndarray
+    landmarks: np.ndarray
+    poses: np.ndarray
+    mouth_opening: np.ndarray
+    articulation: np.ndarray
+    audio: np.ndarray
+    fps: float
+    sample_rate: int
+
+
+class Renderer:
+    """Piecewise-affine renderer of one speaker at one frame size."""
+
+    def __init__(self, speaker: Speaker, size: tuple[int, int] = (360, 288)):
+        self.speaker = speaker
+        self.size = (int(size[0]), int(size[1]))
+        w, h = self.size
+        portrait = isinstance(speaker, PortraitSpeaker)
+        if portrait:
+            src = portraits.compose(speaker.sources, speaker.mix, speaker.mirror,
+                                    speaker.portraits or portraits.BUILTIN)
+            self.src_img = portrait_speaker_photo(speaker, src)
+            lm0 = src.landmarks.astype(np.float64)
+            self.neutral = portrait_neutral_shape(speaker, lm0).astype(np.float64)
+            self.interpolation = cv2.INTER_CUBIC  # keeps real photos sharp under sub-pixel motion
+        else:
+            self.src_img = speaker_photo(speaker)
+            lm0 = base_landmarks().astype(np.float64)
+            self.neutral = neutral_shape(speaker).astype(np.float64)  # photo px
+            self.interpolation = cv2.INTER_LINEAR
+        self.z_yaw, self.z_pitch = _depth_proxy(lm0)
+        self.face_centre = lm0.mean(0)
+        self.face_width = float(lm0[16, 0] - lm0[0, 0])
+        # Photo -> frame similarity (no rotation): frame = s * (photo - c) + f.
+        self.s = speaker.scale * h / 288.0
+        self.frame_centre = np.array([speaker.centre[0] * w, speaker.centre[1] * h])
+        fw = self.face_width
+        ring_c = self.face_centre + np.array([0.0, -0.1 * fw])
+        if portrait:
+            # Same face size in the frame as the astronaut's; rings scaled from the landmark extent.
+            self.s *= _REF_FACE_WIDTH / fw
+            k = float(lm0[8, 1] - lm0[17:27, 1].mean()) / fw / _REF_HEIGHT_RATIO
+            k = float(np.clip(k, 0.85, 1.2))
+            ring1 = _ellipse(ring_c, (0.95 * fw, 1.2 * k * fw), _RING1_POINTS)
+            ring2 = _ellipse(ring_c + np.array([0.0, 0.2 * k * fw]), (1.7 * fw, 1.9 * k * fw), _RING2_POINTS)
+        else:
+            ring1 = _ellipse(ring_c, (0.95 * fw, 1.2 * fw), _RING1_POINTS)
+            ring2 = _ellipse(ring_c + np.array([0.0, 0.2 * fw]), (1.7 * fw, 1.9 * fw), _RING2_POINTS)
+        # Drop ring points near or beyond the frame edge: they would fold over
+        # the fixed border points when the head moves.
+        def inside(p):
+            f = self.to_frame(p)
+            m = _BORDER_MARGIN
+            return (f[:, 0] > m) & (f[:, 0] < w - m) & (f[:, 1] > m) & (f[:, 1] < h - m)
+
+        self.ring1 = ring1[inside(ring1)]
+        self.ring2 = ring2[inside(ring2)]
+        bx = np.linspace(-1, w, max(2, int(math.ceil(w / _BORDER_STEP)) + 1))
+        by = np.linspace(-1, h, max(2, int(math.ceil(h / _BORDER_STEP)) + 1))[1:-1]
+        border = np.concatenate([
+            np.stack([bx, np.full_like(bx, -1)], -1), np.stack([bx, np.full_like(bx, h)], -1),
+            np.stack([np.full_like(by, -1), by], -1), np.stack([np.full_like(by, w), by], -1),
+        ])
+        self.border_frame = border
+        # Source (photo) positions of all control points, in a fixed order.
+        self.src = np.concatenate([lm0, self.ring1, self.ring2, self.to_photo(border)])
+        self.n1, self.n2 = len(self.ring1), len(self.ring2)
+        # Triangulate the neutral destination once; the topology is reused for
+        # every frame so the warp stays continuous over time.
+        # (Half-open mouth: with a closed one the inner-lip points coincide.)
+        half_open = deform_mouth(self.neutral, 0.5, 0.0)
+        tri = Delaunay(self._dest(half_open, np.array([0, 0, 0, 0, 0, 1.0]))).simplices
+        self.tri = tri.astype(np.int64)
+        self.id_dtype = np.uint8 if len(self.tri) < 255 else np.uint16
+        ys, xs = np.mgrid[0:h, 0:w]
+        self.xs = xs.astype(np.float32)
+        self.ys = ys.astype(np.float32)
+
+    # -- coordinate helpers --------------------------------------------------
+    def to_frame(self, p: np.ndarray) -> np.ndarray:
+        return (p - self.face_centre) * self.s + self.frame_centre
+
+    def to_photo(self, f: np.ndarray) -> np.ndarray:
+        return (f - self.frame_centre) / self.s + self.face_centre
+
+    def _pose_points(
+        self, p: np.ndarray, z_yaw: np.ndarray | float, z_pitch: np.ndarray | float,
+        pose: np.ndarray, follow: float = 1.0,
+    ) -> np.ndarray:
+        """Moves photo-px points by a head pose; returns frame px.
+
+        Yaw/pitch rotate each point about a vertical/horizontal axis behind the
+        face using its depth proxy (points nearer the camera, like the nose tip,
+        move more; the head silhouette, z = 0, stays); roll, scale and
+        translation are a 2-D similarity about a pivot under the chin (the
+        neck). ``follow`` scales the whole pose (for points that only partly
+        follow the head).
+        """
+        yaw, pitch, roll = np.deg2rad(np.asarray(pose[:3], np.float64) * follow)
+        c = self.face_centre
+        x = c[0] + (p[:, 0] - c[0]) * math.cos(yaw) + z_yaw * math.sin(yaw)
+        y = c[1] + (p[:, 1] - c[1]) * math.cos(pitch) + z_pitch * math.sin(pitch)
+        pivot = c + np.array([0.0, 0.75 * self.face_width])
+        sc = 1.0 + (float(pose[5]) - 1.0) * follow
+        cr, sr = math.cos(roll) * sc, math.sin(roll) * sc
+        dx, dy = x - pivot[0], y - pivot[1]
+        q = np.stack([pivot[0] + cr * dx - sr * dy, pivot[1] + sr * dx + cr * dy], -1)
+        hscale = self.size[1] / 288.0
+        return self.to_frame(q) + np.array([pose[3], pose[4]], np.float64) * follow * hscale
+
+    def landmarks(self, shape: np.ndarray, pose: np.ndarray) -> np.ndarray:
+        """Frame-px landmarks [68, 2] of a photo-px shape under a pose."""
+        return self._pose_points(shape, self.z_yaw, self.z_pitch, pose)
+
+    def _dest(self, shape: np.ndarray, pose: np.ndarray) -> np.ndarray:
+        """Frame-px positions of all control points, in ``self.src`` order."""
+        lm = self._pose_points(shape, self.z_yaw, self.z_pitch, pose)
+        r1 = self._pose_points(self.ring1, 0.0, 0.0, pose)
+        r2 = self._pose_points(self.ring2, 0.0, 0.0, pose, follow=_RING2_FOLLOW)
+        return np.concatenate([lm, r1, r2, self.border_frame])
+
+    # -- rendering -----------------------------------------------------------
+    def render_frame(self, shape: np.ndarray, pose: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Renders one frame.
+
+        Args:
+          shape: float [68, 2] deformed landmarks in photo px.
+          pose: float [6] head pose.
+        Returns:
+          (frame uint8 [H, W, 3], landmarks float32 [68, 2] in frame px).
+        """
+        w, h = self.size
+        dst = self._dest(shape, pose)
+        d = dst[self.tri]  # [K, 3, 2]
+        s = self.src[self.tri]  # [K, 3, 2]
+        # Affine frame->photo per triangle: [x, y, 1] @ X = src, X: [K, 3, 2].
+        dh = np.concatenate([d, np.ones(d.shape[:2] + (1,))], -1)
+        det = np.linalg.det(dh)  # twice the signed area
+        # Triangles that (nearly) collapse as the lips close would get huge,
+        # unstable affine maps; any pixel they still own takes the colour of
+        # their source centroid instead.
+        ok = np.abs(det) > 0.5
+        X = np.zeros((len(d), 3, 2))
+        X[ok] = np.linalg.solve(dh[ok], s[ok])
+        X[~ok, 2] = s[~ok].mean(1)
+        ids = np.zeros((h, w), self.id_dtype)
+        pts = np.round(d * 16).astype(np.int32)
+        # Small triangles first, so the pixels on their edges go to the larger,
+        # well-conditioned neighbours drawn later.
+        for k in np.argsort(np.abs(det), kind="stable"):
+            cv2.fillConvexPoly(ids, pts[k], int(k), cv2.LINE_8, 4)
+        X = X.astype(np.float32)
+        map_x = X[ids, 0, 0] * self.xs + X[ids, 1, 0] * self.ys + X[ids, 2, 0]
+        map_y = X[ids, 0, 1] * self.xs + X[ids, 1, 1] * self.ys + X[ids, 2, 1]
+        frame = cv2.remap(self.src_img, map_x, map_y, self.interpolation, borderMode=cv2.BORDER_REFLECT101)
+        lm = dst[:68]
+        self._draw_mouth(frame, lm)
+        return frame, lm.astype(np.float32)
+
+    def _draw_mouth(self, frame: np.ndarray, lm: np.ndarray) -> None:
+        """Draws the mouth interior inside the inner-lip contour (in place).
+
+        Rendered 4x supersampled in a small crop, so edges are anti-aliased and
+        the visible opening matches the ground-truth contour to sub-pixel level.
+        """
+        inner = lm[INNER_LIP]
+        gap = float(np.linalg.norm(lm[62] - lm[66]))
+        mw = float(np.linalg.norm(lm[64] - lm[60]))
+        h, w = frame.shape[:2]
+        x0 = int(max(math.floor(inner[:, 0].min()) - 3, 0))
+        y0 = int(max(math.floor(inner[:, 1].min()) - 4, 0))
+        x1 = int(min(math.ceil(inner[:, 0].max()) + 4, w))
+        y1 = int(min(math.ceil(inner[:, 1].max()) + 4, h))
+        if x1 <= x0 or y1 <= y0:
+            return
+        ss = 4
+        cw, ch = (x1 - x0) * ss, (y1 - y0) * ss
+
+        def to_crop(p: np.ndarray) -> np.ndarray:
+            # Pixel centres: frame pixel (i, j) covers [i-.5, i+.5]; crop sample k
+            # of pixel i sits at i - .5 + (k + .5) / ss.
+            return np.round(((p - [x0, y0]) * ss + (ss - 1) / 2.0) * 16).astype(np.int32)
+
+        crop = frame[y0:y1, x0:x1].astype(np.float32)
+        mask = np.zeros((ch, cw), np.uint8)
+        cv2.fillPoly(mask, [to_crop(inner)], 255, cv2.LINE_8, 4)
+        # Interior colour layers, drawn back to front.
+        col = np.empty((ch, cw, 3), np.float32)
+        col[:] = (62, 18, 22)  # dark cavity
+        if gap > 1.0:
+            # Tongue: a low ellipse resting on the lower lip.
+            tc = lm[66] - [0, 0.2 * gap]
+            centre = tuple(int(v) for v in to_crop(tc[None])[0])
+            axes = (int(0.3 * mw * ss * 16), int(max(0.28 * gap, 0.5) * ss * 16))
+            cv2.ellipse(col, centre, axes, 0, 0, 360, (150, 62, 72), -1, cv2.LINE_8, 4)
+            # Upper teeth: a band under the upper inner lip, not reaching the
+            # corners, shaded darker towards the sides and the biting edge, with
+            # faint gaps between the front teeth.
+            th = min(0.42 * gap, 0.14 * mw)
+            c60, c64 = lm[60] * 0.75 + lm[61] * 0.25, lm[64] * 0.75 + lm[63] * 0.25
+            upper = np.stack([c60, lm[61], lm[62], lm[63], c64])
+            upper[:, 1] -= 1.0  # tuck under the lip so no cavity line shows above the teeth
+            teeth = np.concatenate([upper, (upper + [0, th + 1.0])[::-1]])
+            tmask = np.zeros((ch, cw), np.uint8)
+            cv2.fillPoly(tmask, [to_crop(teeth)], 255, cv2.LINE_8, 4)
+            u = (np.arange(cw, dtype=np.float32) + 0.5) / ss + x0 - 0.5 - float(lm[62, 0])
+            v = (np.arange(ch, dtype=np.float32) + 0.5) / ss + y0 - 0.5 - float(lm[62, 1])
+            half = max(0.5 * mw, 1.0)
+            shade = (1.0 - 0.45 * np.clip(np.abs(u) / half, 0, 1) ** 2)[None, :] * (
+                1.0 - 0.15 * np.clip(v / max(th, 1.0), 0, 1)
+            )[:, None]
+            tooth = 0.13 * mw  # central incisor width
+            gaps = np.zeros(cw, np.float32)
+            for k in (-2, -1, 0, 1, 2):
+                gaps = np.maximum(gaps, np.clip(1.0 - np.abs(u - k * tooth) * ss / 3.0, 0, 1))
+            shade = shade * (1.0 - 0.25 * gaps[None, :])
+            tcol = np.array([226, 220, 204], np.float32) * shade[..., None]
+            tm = (tmask > 0)[..., None]
+            col = np.where(tm, tcol, col)
+            if gap > 0.35 * mw:  # lower teeth show when wide open
+                # Lower teeth: a thin band above the lower inner lip.
+                lower = np.stack([lm[65] * 0.8 + lm[64] * 0.2, lm[65], lm[66], lm[67], lm[67] * 0.8 + lm[60] * 0.2])
+                lower[:, 1] += 1.0
+                band = np.concatenate([lower, (lower - [0, 0.12 * gap + 1.0])[::-1]])
+                cv2.fillPoly(col, [to_crop(band)], (196, 190, 178), cv2.LINE_8, 4)
+        alpha = cv2.resize(mask, (x1 - x0, y1 - y0), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
+        colour = cv2.resize(col, (x1 - x0, y1 - y0), interpolation=cv2.INTER_AREA)
+        # The colour was drawn over the whole crop; weight it by coverage so only
+        # the inside of the contour is painted.
+        out = crop * (1 - alpha[..., None]) + colour * alpha[..., None]
+        # A closed mouth still shows a dark seam where the lips meet.
+        seam = float(np.clip(1.0 - gap / 3.0, 0.0, 1.0)) * 0.5
+        if seam > 0:
+            line = np.zeros((y1 - y0, x1 - x0), np.uint8)
+            pts = np.stack([lm[60], lm[61], lm[62], lm[63], lm[64]])
+            cv2.polylines(line, [np.round((pts - [x0, y0]) * 16).astype(np.int32)], False, 255, 1, cv2.LINE_AA, 4)
+            a = seam * line.astype(np.float32)[..., None] / 255.0
+            out = out * (1 - a) + np.array([70, 30, 35], np.float32) * a
+        frame[y0:y1, x0:x1] = np.clip(out + 0.5, 0, 255).astype(np.uint8)
+
+
+@functools.lru_cache(maxsize=8)
+def get_renderer(speaker: Speaker, size: tuple[int, int] = (360, 288)) -> Renderer:
+    """A cached Renderer (building one costs the matte, recolouring and triangulation)."""
+    return Renderer(speaker, size)
+
+
+def frames_covering_audio(num_samples: int, sample_rate: int = 16000, fps: float = 25.0) -> int:
+    """T = ceil(duration * fps): the fewest frames whose video covers all of the audio.
+
+    Rounds up, unlike `thflax.io.audio.num_video_frames` (the whole frames an audio covers, rounded down):
+    the renderer makes T frames and pads the audio to T / fps seconds, so no speech is cut. (With a
+    whole number of samples per frame, e.g. 640 at 16 kHz / 25 fps, `thflax.io.audio.num_video_frames` of
+    the padded audio is T again.)
+    """
+    return int(math.ceil(num_samples * fps / sample_rate - 1e-9))
+
+
+def render_clip(
+    speaker: Speaker,
+    utterance: speech.Utterance,
+    fps: float = 25.0,
+    size: tuple[int, int] = (360, 288),
+    rng: np.random.Generator | None = None,
+    on_frame: Callable[[np.ndarray], None] | None = None,
+    head_motion_scale: float = 1.0,
+) -> Clip:
+    """Renders the talking-head video of one utterance.
+
+    T = ceil(audio duration * fps); the audio is zero-padded to exactly T / fps
+    seconds (16000 / 25 = 640 samples per frame). Frame t shows time t / fps.
+
+    Args:
+      speaker: appearance and motion style.
+      utterance: speech with phoneme timings (16 kHz).
+      fps: video frame rate.
+      size: (W, H) of the frames.
+      rng: randomness of the head motion (default: seeded from the speaker).
+      on_frame: called with each frame as soon as it is rendered (e.g. to feed
+        a video encoder running in parallel).
+      head_motion_scale: amplitude of all head motion (`head_poses`); 1 = default.
+    Returns:
+      A Clip.
+    """
+    if rng is None:
+        rng = np.random.default_rng([speaker.seed, 0xC11])
+    sr = utterance.sample_rate
+    t = frames_covering_audio(len(utterance.audio), sr, fps)
+    n_audio = int(round(t * sr / fps))
+    audio = np.zeros(n_audio, np.float32)
+    audio[: min(n_audio, len(utterance.audio))] = utterance.audio[:n_audio]
+    art = mouth_trajectory(utterance.phonemes, t, fps)
+    poses = head_poses(speaker, audio, t, rng, fps, sr, head_motion_scale=head_motion_scale)
+    renderer = get_renderer(speaker, tuple(size))
+    w, h = renderer.size
+    frames = np.empty((t, h, w, 3), np.uint8)
+    lms = np.empty((t, 68, 2), np.float32)
+    for i in range(t):
+        shape = deform_mouth(renderer.neutral, float(art[i, 0]), float(art[i, 1]), speaker.open_gain)
+        frames[i], lms[i] = renderer.render_frame(shape, poses[i])
+        if on_frame is not None:
+            on_frame(frames[i])
+    opening = np.linalg.norm(lms[:, 62] - lms[:, 66], axis=-1).astype(np.float32)
+    return Clip(frames=frames, landmarks=lms, poses=poses, mouth_opening=opening,
+                articulation=art, audio=audio, fps=float(fps), sample_rate=sr)
