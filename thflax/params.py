@@ -90,7 +90,8 @@ def load_config(path: str):
 
     ckpt = checkpoint.Checkpointer(_checkpoint_dir(path, "stl"), read_only=True)
     try:
-        saved = ckpt.restore_meta().get("config")
+        # The newest step whose metadata reads (silently: loading the parameters reports a damaged step).
+        saved = ckpt.restore_newest(ckpt.restore_meta)[0].get("config")
     finally:
         ckpt.close()
     if saved is None:
@@ -112,17 +113,13 @@ def _from_workdir(workdir: str, stage: str, config, given: bool) -> dict[str, An
 
     ckpt = checkpoint.Checkpointer(_checkpoint_dir(workdir, stage), read_only=True)
     try:
-        step = ckpt.latest_step()
-        if step is None:
+        if ckpt.latest_step() is None:
             raise CheckpointError(f"no {stage} checkpoint in {ckpt.directory}")
-        legacy = not os.path.exists(os.path.join(ckpt.step_dir(step), checkpoint.INTEGRITY_FILE))
-        why = None if legacy else ckpt.verify(step)  # a legacy step is restored unverified, with a warning
-        if why is not None:
-            step = ckpt.latest_intact_step()
-            if step is None:
-                raise CheckpointError(why)
-            logging.warning("%s; using the newest intact step, %d", why, step)
-        state, meta = ckpt.restore_arrays(step)
+        # Training's fallback (checkpoint.Checkpointer.restore_newest): the newest step that verifies and
+        # reads; a step without an integrity record is read unverified, and skipped if it does not read.
+        (state, meta), step, skipped = ckpt.restore_newest(ckpt.restore_arrays)
+        for s, why in skipped:
+            logging.warning("%s: skipped checkpoint step %d, using step %d: %s", stage, s, step, why)
     finally:
         ckpt.close()
     _check_signature(meta.get("model"), config, stage, ckpt.directory, given)
