@@ -529,3 +529,111 @@ def test_perceptual_cli_refuses_a_bad_output_before_training(tmp_path):
 
 def test_errors_are_input_errors():
     assert issubclass(OutputError, InputError)
+
+
+# --- export.py's output folder ----------------------------------------------------------------
+def _export(*args: str) -> subprocess.CompletedProcess:
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    return subprocess.run([sys.executable, "export.py", *args], cwd=root, capture_output=True, text=True,
+                          timeout=600)
+
+
+def _error_lines(r: subprocess.CompletedProcess) -> list[str]:
+    return [line for line in r.stderr.splitlines() if line.startswith("error:")]
+
+
+def _contents(folder) -> dict[str, bytes]:
+    return {name: open(os.path.join(folder, name), "rb").read() for name in sorted(os.listdir(folder))}
+
+
+@pytest.mark.cli
+def test_export_cli_missing_folder_is_one_line_before_loading(tiny_workdir, tmp_path):
+    out = tmp_path / "missing" / "bundle"
+    r = _export("--workdir", tiny_workdir, "--out", str(out))
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-2000:]
+    assert _error_lines(r) == [f"error: cannot write {out}: folder {tmp_path / 'missing'} does not exist"], r.stderr
+    # Checked before the workdir is read: a workdir that does not exist is not what is reported.
+    r = _export("--workdir", str(tmp_path / "no_workdir"), "--out", str(out))
+    assert r.returncode == 2 and _error_lines(r) == [f"error: cannot write {out}: folder {tmp_path / 'missing'} "
+                                                     "does not exist"], r.stderr
+    assert os.listdir(tmp_path) == []
+
+
+def _half_write_then_fail(code: int):
+    """An `open` whose files, under an export's temporary folder, take half of what is written and then
+    raise OSError(code): a disk filling up (or a quota reached) part-way through the bundle."""
+    import builtins
+
+    real_open = builtins.open
+
+    class Failing:
+        def __init__(self, f):
+            self.f = f
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+        def write(self, data):
+            self.f.write(data[: len(data) // 2])
+            self.f.flush()
+            raise OSError(code, os.strerror(code))
+
+    def fake_open(file, mode="r", *args, **kwargs):
+        f = real_open(file, mode, *args, **kwargs)
+        return Failing(f) if "w" in mode and ".thflax-export-" in str(file) else f
+
+    return fake_open
+
+
+@pytest.mark.parametrize("where, code, cause", [
+    ("write", errno.ENOSPC, "no space left on device"),
+    ("write", errno.EDQUOT, "disk quota exceeded"),
+    ("mkdtemp", errno.EROFS, "read-only file system"),
+    ("mkdtemp", errno.EACCES, "folder not writable"),
+    ("rename", errno.ENOSPC, "no space left on device"),
+])
+def test_export_write_fault_is_one_line_leaves_nothing_and_keeps_the_old_bundle(tiny_workdir, tmp_path,
+                                                                                monkeypatch, where, code, cause):
+    from thflax import params
+
+    old = tmp_path / "bundle"
+    params.export(tiny_workdir, str(old))
+    before = _contents(old)
+    if where == "write":
+        monkeypatch.setattr("builtins.open", _half_write_then_fail(code))
+    elif where == "mkdtemp":
+        monkeypatch.setattr(tempfile, "mkdtemp", lambda *a, **k: (_ for _ in ()).throw(OSError(code, "refused")))
+    else:  # the new bundle complete, then the rename into place fails (the old one was moved aside)
+        real_replace = os.replace
+
+        def replace(src, dst):
+            if os.path.basename(str(src)).startswith(".thflax-export-") and not str(src).endswith("-old"):
+                raise OSError(code, os.strerror(code))
+            return real_replace(src, dst)
+
+        monkeypatch.setattr(os, "replace", replace)
+    for out, overwrite in ((old, True), (tmp_path / "new", False)):
+        with pytest.raises(OutputError) as err:
+            params.export(tiny_workdir, str(out), overwrite=overwrite)
+        assert _one_line(err) == f"cannot write {out}: {cause}"
+        assert sorted(os.listdir(tmp_path)) == ["bundle"]  # no temporary folder, no half bundle
+        assert _contents(old) == before  # the existing bundle untouched
+
+
+def test_export_real_full_disk_and_read_only_file_system(tiny_fs, tiny_workdir):
+    from thflax import params
+
+    out = tiny_fs / "bundle"  # the tiny model's parameters are ~0.4 MiB; the file system holds 64 KiB
+    with pytest.raises(OutputError) as err:
+        params.export(tiny_workdir, str(out))
+    assert _one_line(err) == f"cannot write {out}: no space left on device"
+    assert os.listdir(tiny_fs) == []
+    subprocess.run(["mount", "-o", "remount,ro", str(tiny_fs)], check=True)
+    with pytest.raises(OutputError) as err:
+        params.export(tiny_workdir, str(out))
+    assert _one_line(err) == f"cannot write {out}: read-only file system"

@@ -90,7 +90,8 @@ def load_config(path: str):
 
     ckpt = checkpoint.Checkpointer(_checkpoint_dir(path, "stl"), read_only=True)
     try:
-        saved = ckpt.restore_meta().get("config")
+        # The newest step whose metadata reads (silently: loading the parameters reports a damaged step).
+        saved = ckpt.restore_newest(ckpt.restore_meta)[0].get("config")
     finally:
         ckpt.close()
     if saved is None:
@@ -112,17 +113,13 @@ def _from_workdir(workdir: str, stage: str, config, given: bool) -> dict[str, An
 
     ckpt = checkpoint.Checkpointer(_checkpoint_dir(workdir, stage), read_only=True)
     try:
-        step = ckpt.latest_step()
-        if step is None:
+        if ckpt.latest_step() is None:
             raise CheckpointError(f"no {stage} checkpoint in {ckpt.directory}")
-        legacy = not os.path.exists(os.path.join(ckpt.step_dir(step), checkpoint.INTEGRITY_FILE))
-        why = None if legacy else ckpt.verify(step)  # a legacy step is restored unverified, with a warning
-        if why is not None:
-            step = ckpt.latest_intact_step()
-            if step is None:
-                raise CheckpointError(why)
-            logging.warning("%s; using the newest intact step, %d", why, step)
-        state, meta = ckpt.restore_arrays(step)
+        # Training's fallback (checkpoint.Checkpointer.restore_newest): the newest step that verifies and
+        # reads; a step without an integrity record is read unverified, and skipped if it does not read.
+        (state, meta), step, skipped = ckpt.restore_newest(ckpt.restore_arrays)
+        for s, why in skipped:
+            logging.warning("%s: skipped checkpoint step %d, using step %d: %s", stage, s, step, why)
     finally:
         ckpt.close()
     _check_signature(meta.get("model"), config, stage, ckpt.directory, given)
@@ -176,6 +173,7 @@ def export(workdir: str, out: str, overwrite: bool = False) -> dict[str, Any]:
         raise InputError(f"{workdir} is already an export bundle")
     if os.path.exists(out) and not (overwrite and is_export(out)):
         raise InputError(f"{out} exists; choose a new folder" + ("" if not is_export(out) else " or overwrite"))
+    files.check_folder(out, creates_folder=True)  # a missing or unwritable folder fails now, not after loading
     config = load_config(workdir)
     tree = {s: jax.tree.map(np.asarray, load_params(workdir, s, config)[0]) for s in STAGES}
     data = serialization.msgpack_serialize(tree)
@@ -183,21 +181,45 @@ def export(workdir: str, out: str, overwrite: bool = False) -> dict[str, Any]:
             "signatures": {s: build.signature(config, s) for s in STAGES},
             "params_file": PARAMS_FILE, "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data),
             "source": os.path.abspath(workdir)}
-    parent = os.path.dirname(os.path.abspath(out))
-    tmp = tempfile.mkdtemp(prefix=".thflax-export-", dir=parent)
-    try:
-        with open(os.path.join(tmp, PARAMS_FILE), "wb") as f:
-            f.write(data)
-        with open(os.path.join(tmp, EXPORT_FILE), "w") as f:
-            json.dump(info, f, indent=1)
-        mode = 0o777 & ~files.umask()
-        os.chmod(tmp, mode)
-        for name in (PARAMS_FILE, EXPORT_FILE):
-            os.chmod(os.path.join(tmp, name), mode & 0o666)
-        if os.path.exists(out):
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    _write_bundle(out, {PARAMS_FILE: data, EXPORT_FILE: json.dumps(info, indent=1).encode()})
     return info
+
+
+def _write_bundle(out: str, contents: dict[str, bytes]) -> None:
+    """Writes folder `out` holding `contents` ({file name: bytes}) whole or not at all.
+
+    The files go to a temporary folder beside `out`, which is renamed into place once complete; a bundle
+    already at `out` (--overwrite) is moved aside first and put back if the new one cannot take its place,
+    and deleted only after. Any OSError (full disk, read-only file system, no permission, missing folder)
+    leaves no temporary folder and becomes one OutputError line naming `out` and the cause (files.CAUSES).
+    """
+    parent = os.path.dirname(os.path.abspath(out))
+    try:
+        tmp = tempfile.mkdtemp(prefix=".thflax-export-", dir=parent)
+    except OSError as e:
+        raise files.output_error(out, e) from e
+    old = None
+    try:
+        mode = 0o777 & ~files.umask()  # mkdtemp's folder is 0700: give it (and the files) the umask's mode
+        for name, data in contents.items():
+            with open(os.path.join(tmp, name), "wb") as f:
+                f.write(data)
+            os.chmod(os.path.join(tmp, name), mode & 0o666)
+        os.chmod(tmp, mode)
+        if os.path.exists(out):  # a folder cannot be renamed over a non-empty one: move the old bundle aside
+            os.replace(out, tmp + "-old")
+            old = tmp + "-old"
+        try:
+            os.replace(tmp, out)
+        except OSError:
+            if old is not None:
+                os.replace(old, out)  # the previous bundle back where it was
+                old = None
+            raise
+    except BaseException as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(e, OSError):
+            raise files.output_error(out, e) from e
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)

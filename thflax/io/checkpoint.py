@@ -32,12 +32,15 @@ the integrity record, and every process reports background save failures.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import json
 import logging
 import os
 import threading
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 import jax
 import numpy as np
@@ -58,6 +61,55 @@ _METADATA_NAMES = {"metadata", "_METADATA", "_CHECKPOINT_METADATA", "_sharding"}
 
 class CorruptCheckpointError(CheckpointError):
     """A checkpoint step whose files are missing, truncated, overwritten or unreadable."""
+
+
+_T = TypeVar("_T")
+
+
+class _ReadLoop(asyncio.SelectorEventLoop):
+    """The event loop of one orbax read, torn down properly when the read fails half-way.
+
+    orbax runs each restore in a fresh event loop and closes it as soon as one read fails, while
+    tensorstore still has the step's other reads in flight. Closing here first cancels the tasks left
+    pending and lets them finish (what `asyncio.run` does, and orbax's `run_until_complete` + `close`
+    does not); a read that completes after that posts its result to a loop that no longer exists,
+    and that result is dropped: nobody awaits it. Without this, each late completion made tensorstore
+    print a 'RuntimeError: Event loop is closed' traceback (dozens after one truncated file).
+    """
+
+    def close(self) -> None:
+        if not self.is_running() and not self.is_closed():
+            pending = [t for t in asyncio.all_tasks(self) if not t.done()]
+            for t in pending:
+                t.cancel()
+            if pending:  # return_exceptions: their failures are retrieved, not logged as "never retrieved"
+                self.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+        super().close()
+
+    def call_soon_threadsafe(self, callback, *args, context=None):
+        try:
+            return super().call_soon_threadsafe(callback, *args, context=context)
+        except RuntimeError:
+            if self.is_closed():  # a late result of a read abandoned by a failed restore (see above)
+                return None
+            raise
+
+
+class _ReadLoopPolicy(asyncio.DefaultEventLoopPolicy):
+    def new_event_loop(self) -> asyncio.AbstractEventLoop:
+        return _ReadLoop()
+
+
+@contextlib.contextmanager
+def _orbax_read() -> Iterator[None]:
+    """Around an orbax restore: the event loops it creates are `_ReadLoop`s (orbax makes its own with
+    `asyncio.new_event_loop`, so the policy is the one public way in)."""
+    old = asyncio.get_event_loop_policy()
+    asyncio.set_event_loop_policy(_ReadLoopPolicy())
+    try:
+        yield
+    finally:
+        asyncio.set_event_loop_policy(old)
 
 
 def _one_line(e: BaseException, limit: int = 200) -> str:
@@ -314,18 +366,21 @@ class Checkpointer:
             raise CheckpointError(f"no checkpoint in {self.directory}")
         return step
 
-    def _checked(self, step: int) -> bool:
-        """Verifies `step`: raises CorruptCheckpointError, warns when unverified; True if verified."""
+    def _checked(self, step: int) -> tuple[bool, str | None]:
+        """Verifies `step`: raises CorruptCheckpointError; (True, None) if verified, else (False, the warning).
+
+        The caller logs the warning once the step has restored: a step that then fails is reported by its
+        error alone (which says it was not verified), one line rather than two.
+        """
         status, reason = self._verify(step)
         if status == "broken":
             raise CorruptCheckpointError(reason)
-        if status == "unverified":
-            log.warning("%s", reason)
-        return status == "ok"
+        return status == "ok", reason
 
     def _restore_meta(self, step: int) -> dict[str, Any]:
         try:
-            return self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta
+            with _orbax_read():
+                return self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta
         except Exception as e:  # noqa: BLE001
             raise CorruptCheckpointError(f"metadata of step {step} in {self.directory} is unreadable: "
                                          f"{_one_line(e)}") from e
@@ -338,11 +393,12 @@ class Checkpointer:
         step has another structure than `target`.
         """
         step = self._resolve(step)
-        verified = self._checked(step)
+        verified, unverified = self._checked(step)
         meta = self._restore_meta(step)
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
         try:
-            out = self.manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract)))
+            with _orbax_read():
+                out = self.manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract)))
         except Exception as e:  # noqa: BLE001 - a corrupt file can raise anything
             if isinstance(e, json.JSONDecodeError):
                 raise CorruptCheckpointError(f"metadata of step {step} in {self.directory} is unreadable: "
@@ -353,7 +409,36 @@ class Checkpointer:
             how = "" if verified else " (not verified: corrupt, or saved from another configuration)"
             raise CorruptCheckpointError(f"checkpoint {self.directory} step {step} could not be restored{how}: "
                                          f"{_one_line(e)}") from e
+        if unverified:
+            log.warning("%s", unverified)
         return out.state, meta
+
+    def restore_newest(self, restore_step: Callable[[int], _T], on_skip: Callable[[int, str], None] | None = None
+                       ) -> tuple[_T, int, list[tuple[int, str]]]:
+        """`restore_step(step)` of the newest step it restores: (its result, the step, skipped).
+
+        The one fallback for training and inference alike: `restore_step` is `restore`, `restore_arrays` or
+        `restore_meta` for one step; a step it fails with CorruptCheckpointError (fails verification, or
+        orbax cannot read it) is skipped, passed to `on_skip(step, reason)` at once and listed in `skipped`
+        as (step, reason), newest first (nothing is logged here: the caller words it). Any other error
+        (e.g. another configuration's model) is raised at once: an older step would not do better. Raises
+        CheckpointError (one line) if there is no checkpoint or no step restores.
+        """
+        self._settle()
+        steps = self.all_steps()
+        if not steps:
+            raise CheckpointError(f"no checkpoint in {self.directory}")
+        skipped: list[tuple[int, str]] = []
+        for step in reversed(steps):
+            try:
+                return restore_step(step), step, skipped
+            except CorruptCheckpointError as e:
+                skipped.append((step, str(e)))
+                if on_skip is not None:
+                    on_skip(step, str(e))
+        newest, reason = skipped[0]
+        more = f"; {len(skipped) - 1} older step(s) also failed" if len(skipped) > 1 else ""
+        raise CheckpointError(f"no intact checkpoint in {self.directory}: newest step {newest}: {reason}{more}")
 
     def restore_latest_intact(self, target: Any) -> tuple[Any, dict[str, Any], int, list[tuple[int, str]]]:
         """Restores the newest step that verifies and restores; returns (state, meta, step, skipped).
@@ -363,25 +448,13 @@ class Checkpointer:
         warning). A verified step that does not match `target` raises at once (an older step would not
         match either). Raises CheckpointError if there is no checkpoint or none is intact.
         """
-        self._settle()
-        steps = self.all_steps()
-        if not steps:
-            raise CheckpointError(f"no checkpoint in {self.directory}")
-        skipped: list[tuple[int, str]] = []
-        for step in reversed(steps):
-            try:
-                state, meta = self.restore(target, step)
-            except CorruptCheckpointError as e:
-                log.warning("skipping checkpoint step %d: %s", step, e)
-                skipped.append((step, str(e)))
-                continue
-            if skipped:
-                log.warning("restored step %d of %s after skipping newer steps %s", step, self.directory,
-                            ", ".join(str(s) for s, _ in skipped))
-            return state, meta, step, skipped
-        newest, reason = skipped[0]
-        more = f"; {len(skipped) - 1} older step(s) also failed" if len(skipped) > 1 else ""
-        raise CheckpointError(f"no intact checkpoint in {self.directory}: newest step {newest}: {reason}{more}")
+        (state, meta), step, skipped = self.restore_newest(
+            lambda s: self.restore(target, s),
+            on_skip=lambda s, why: log.warning("skipping checkpoint step %d: %s", s, why))
+        if skipped:
+            log.warning("restored step %d of %s after skipping newer steps %s", step, self.directory,
+                        ", ".join(str(s) for s, _ in skipped))
+        return state, meta, step, skipped
 
     def quarantine(self, step: int) -> str:
         """Moves a damaged step out of the way (to `<directory>_damaged/<step>`), so training can save that
@@ -415,26 +488,30 @@ class Checkpointer:
         train state. Entries saved as None come back as None.
         """
         step = self._resolve(step)
-        self._checked(step)
+        verified, unverified = self._checked(step)
         meta = self._restore_meta(step)
         path = epath.Path(self.step_dir(step)) / "state"
-        handler = ocp.PyTreeCheckpointHandler()
-        try:
-            tree = handler.metadata(path).tree
-            if not isinstance(tree, dict):
-                raise ValueError(f"the saved state is a {type(tree).__name__}, not a mapping")
-            kept = {k: v for k, v in tree.items() if k not in skip}
-            has_array = lambda x: hasattr(x, "shape")  # noqa: E731 - an orbax ArrayMetadata
-            wanted = {k: v for k, v in kept.items() if jax.tree.leaves(v, is_leaf=has_array)}
-            item = jax.tree.map(lambda m: None if m is None else np.zeros(m.shape, m.dtype), wanted,
-                                is_leaf=lambda x: x is None or has_array(x))
-            restore_args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), item)
-            out = handler.restore(path, args=ocp.args.PyTreeRestore(item=item, restore_args=restore_args,
-                                                                     partial_restore=True)) if wanted else {}
-        except Exception as e:  # noqa: BLE001
-            raise CorruptCheckpointError(f"checkpoint {self.directory} step {step} could not be restored: "
-                                         f"{_one_line(e)}") from e
-        finally:
-            handler.close()
+        with _orbax_read():
+            handler = ocp.PyTreeCheckpointHandler()
+            try:
+                tree = handler.metadata(path).tree
+                if not isinstance(tree, dict):
+                    raise ValueError(f"the saved state is a {type(tree).__name__}, not a mapping")
+                kept = {k: v for k, v in tree.items() if k not in skip}
+                has_array = lambda x: hasattr(x, "shape")  # noqa: E731 - an orbax ArrayMetadata
+                wanted = {k: v for k, v in kept.items() if jax.tree.leaves(v, is_leaf=has_array)}
+                item = jax.tree.map(lambda m: None if m is None else np.zeros(m.shape, m.dtype), wanted,
+                                    is_leaf=lambda x: x is None or has_array(x))
+                restore_args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), item)
+                out = handler.restore(path, args=ocp.args.PyTreeRestore(item=item, restore_args=restore_args,
+                                                                         partial_restore=True)) if wanted else {}
+            except Exception as e:  # noqa: BLE001
+                how = "" if verified else " (not verified: it has no integrity record)"
+                raise CorruptCheckpointError(f"checkpoint {self.directory} step {step} could not be restored{how}: "
+                                             f"{_one_line(e)}") from e
+            finally:
+                handler.close()
+        if unverified:
+            log.warning("%s", unverified)
         state = {k: out.get(k, v) for k, v in kept.items()}  # entries without arrays (None, {}) as saved
         return state, meta

@@ -59,10 +59,11 @@ def unwritable_cause(folder: str) -> str:
     return f"folder {folder} not writable"
 
 
-def check_folder(out: str) -> None:
+def check_folder(out: str, creates_folder: bool = False) -> None:
     """Raises OutputError (one line) unless `out` names a file whose folder exists and is writable;
-    called before the work, so a bad path fails in a second, not after the job."""
-    if os.path.isdir(out):
+    called before the work, so a bad path fails in a second, not after the job. `creates_folder`: `out`
+    is a folder the caller makes (an export bundle), so an existing one is the caller's to refuse or replace."""
+    if os.path.isdir(out) and not creates_folder:
         raise OutputError(f"output {out} is a directory; give a file name")
     folder = os.path.dirname(os.path.abspath(out))
     if not os.path.exists(folder):
