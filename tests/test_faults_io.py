@@ -599,7 +599,7 @@ def _half_write_then_fail(code: int):
 ])
 def test_export_write_fault_is_one_line_leaves_nothing_and_keeps_the_old_bundle(tiny_workdir, tmp_path,
                                                                                 monkeypatch, where, code, cause):
-    from thflax import params
+    from thflax.inference import params
 
     old = tmp_path / "bundle"
     params.export(tiny_workdir, str(old))
@@ -626,7 +626,7 @@ def test_export_write_fault_is_one_line_leaves_nothing_and_keeps_the_old_bundle(
 
 
 def test_export_real_full_disk_and_read_only_file_system(tiny_fs, tiny_workdir):
-    from thflax import params
+    from thflax.inference import params
 
     out = tiny_fs / "bundle"  # the tiny model's parameters are ~0.4 MiB; the file system holds 64 KiB
     with pytest.raises(OutputError) as err:

@@ -264,7 +264,7 @@ def two_step_workdir(tiny_workdir, tiny_data_dir, tiny_corpus, tmp_path_factory)
 def _damage(step_dir: pathlib.Path) -> None:
     """Issue #23's damage: the step's integrity record deleted (so nothing verifies it) and one of its files
     truncated: the OCDBT data file under state/d/, which every array read goes through."""
-    from thflax import checkpoint
+    from thflax.io import checkpoint
 
     (step_dir / checkpoint.INTEGRITY_FILE).unlink()
     (data,) = (step_dir / "state" / "d").iterdir()
@@ -279,7 +279,8 @@ def test_damaged_newest_step_falls_back_to_the_older_one(two_step_workdir, input
     import re
     import shutil
 
-    from thflax import params, video
+    from thflax.inference import params
+    from thflax.io import video
 
     damaged, older = str(tmp_path / "damaged"), str(tmp_path / "older")
     shutil.copytree(two_step_workdir, damaged, symlinks=True)
@@ -330,7 +331,7 @@ def test_every_step_damaged_is_one_line_without_noise(two_step_workdir, inputs, 
 
 _RESTORE_FIVE_TIMES = """
 import sys, time
-from thflax import checkpoint
+from thflax.io import checkpoint
 ck = checkpoint.Checkpointer(sys.argv[1], read_only=True)
 for _ in range(5):
     try:
@@ -350,7 +351,7 @@ def test_failed_restores_leave_no_event_loop_noise(two_step_workdir, tmp_path):
     late one printed a 'RuntimeError: Event loop is closed' traceback (hundreds for these five restores)."""
     import shutil
 
-    from thflax import checkpoint
+    from thflax.io import checkpoint
 
     ckpts = tmp_path / "checkpoints"
     shutil.copytree(pathlib.Path(two_step_workdir, "stl", "checkpoints"), ckpts, symlinks=True)
