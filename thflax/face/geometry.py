@@ -26,11 +26,9 @@ from __future__ import annotations
 import jax.numpy as jnp
 import numpy as np
 
-NUM_POINTS = 68
-NOSE_TIP = 30
-MOUTH_LEFT, MOUTH_RIGHT = 48, 54
+from thflax.face.points import MOUTH, MOUTH_LEFT, MOUTH_RIGHT, NOSE_TIP
+
 ANCHORS = (NOSE_TIP, MOUTH_LEFT, MOUTH_RIGHT)
-MOUTH = tuple(range(48, 68))
 
 #: Points of the calibrated mouth representation (21 points = 42 values).
 MOUTH_REP = (NOSE_TIP,) + MOUTH

@@ -51,6 +51,7 @@ from typing import Any
 import numpy as np
 
 from thflax.errors import NoFaceError, VideoError
+from thflax.face.points import MOUTH, mouth_opening
 from thflax.inference import networks
 from thflax.inference.networks import speech_windows
 from thflax.inference.output import finish_frame, write_frames
@@ -66,7 +67,6 @@ MAX_GAP_SECONDS = 0.2
 #: Template points that speech barely moves: upper jaw contour (near the ears), nose, eye corners (not
 #: the lids, which blink). The similarity aligning the template to a frame is fitted on them.
 STABLE_POINTS = (0, 1, 15, 16) + tuple(range(27, 36)) + (36, 39, 42, 45)
-MOUTH = tuple(range(48, 68))
 #: Jaw points that follow the lower lip, and how much of its vertical displacement each takes.
 JAW = tuple(range(5, 12))
 JAW_WEIGHTS = (0.4, 0.7, 0.9, 1.0, 0.9, 0.7, 0.4)
@@ -99,14 +99,6 @@ def pingpong_indices(num_out: int, num_src: int) -> np.ndarray:
     return np.where(k < num_src, k, period - k)
 
 
-def mouth_opening(landmarks: np.ndarray) -> np.ndarray:
-    """Inner-lip gap relative to the mouth width: [..., 68, 2] -> [...] (0 = closed)."""
-    lm = np.asarray(landmarks, np.float64)
-    gap = np.linalg.norm(lm[..., [61, 62, 63], :] - lm[..., [67, 66, 65], :], axis=-1).mean(-1)
-    width = np.linalg.norm(lm[..., 54, :] - lm[..., 48, :], axis=-1)
-    return gap / np.maximum(width, 1e-6)
-
-
 def choose_reference(landmarks: np.ndarray, detected: np.ndarray, fps: float,
                      seconds: float = REFERENCE_SECONDS) -> int:
     """The frame whose mouth is most closed among the first `seconds` (frames where dlib found the face).
@@ -122,7 +114,9 @@ def choose_reference(landmarks: np.ndarray, detected: np.ndarray, fps: float,
         pool = np.flatnonzero(detected)
     if pool.size == 0:
         raise ValueError("no frame with a detected face")
-    return int(pool[np.argmin(mouth_opening(np.asarray(landmarks)[pool]))])
+    # A floor under the mouth width keeps a degenerate (zero-width) frame comparable instead of NaN,
+    # which argmin would pick.
+    return int(pool[np.argmin(mouth_opening(np.asarray(landmarks)[pool], min_width=1e-6))])
 
 
 def _cmul(a: np.ndarray, z: np.ndarray) -> np.ndarray:

@@ -50,7 +50,8 @@ import numpy as np
 from scipy.spatial import Delaunay
 
 from thflax.errors import InputError, NoFaceError
-from thflax.synthetic.base_face import LOWER_INNER, UPPER_INNER, base_landmarks
+from thflax.face.points import LOWER_INNER, UPPER_INNER
+from thflax.synthetic.base_face import base_landmarks
 
 _log = logging.getLogger(__name__)
 
@@ -631,7 +632,7 @@ def morph(a: Source, b: Source, ratio: float) -> Source:
     photo = np.clip(fm * blend + (1 - fm) * dom_w + 0.5, 0, 255).astype(np.uint8)
     alpha = np.maximum(warp(dom, dom.alpha), face_m).astype(np.float32)
     lm = shared.copy()
-    lm[LOWER_INNER] = lm[UPPER_INNER]
+    lm[list(LOWER_INNER)] = lm[list(UPPER_INNER)]
     return Source(photo, lm, alpha, a.identities + b.identities, max(a.mouth_gap, b.mouth_gap))
 
 
