@@ -51,6 +51,7 @@ from typing import Any
 import numpy as np
 
 from thflax.errors import NoFaceError, VideoError
+from thflax.face.landmarks import interpolate_missing
 from thflax.face.points import MOUTH, mouth_opening
 from thflax.inference import networks
 from thflax.inference.networks import speech_windows
@@ -205,7 +206,8 @@ def lower_face_mask(shape: tuple[int, int], point_sets: Iterable[np.ndarray], si
 
 
 def fill_missing(landmarks: np.ndarray, max_gap: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Fills frames without a face from their neighbours: linear between detected frames, held at the ends.
+    """Fills frames without a face from their neighbours: linear between detected frames, held at the ends
+    (`thflax.face.landmarks.interpolate_missing`), and marks which gaps are too long to be a face.
 
     landmarks [T, 68, 2] with NaN rows. Returns (landmarks [T, 68, 2], detected [T] bool, face [T] bool):
     `face` is False for runs of more than `max_gap` missing frames (no visible face: leave them alone).
@@ -214,9 +216,7 @@ def fill_missing(landmarks: np.ndarray, max_gap: int) -> tuple[np.ndarray, np.nd
     detected = np.all(np.isfinite(lm), axis=(1, 2))
     if not detected.any():
         raise ValueError("no frame with a face")
-    t = np.arange(len(lm))
-    flat = lm.reshape(len(lm), -1)
-    filled = np.stack([np.interp(t, t[detected], flat[detected, k]) for k in range(flat.shape[1])], -1)
+    filled = interpolate_missing(lm).astype(np.float32)
     face = detected.copy()
     start = None
     for i, d in enumerate(list(detected) + [True]):
@@ -226,7 +226,7 @@ def fill_missing(landmarks: np.ndarray, max_gap: int) -> tuple[np.ndarray, np.nd
             if i - start <= max_gap:
                 face[start:i] = True
             start = None
-    return filled.reshape(lm.shape).astype(np.float32), detected, face
+    return filled, detected, face
 
 
 # --- the source video -----------------------------------------------------------------------------

@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from thflax.errors import InputError
+from thflax.face.landmarks import interpolate_missing
 from thflax.face.points import mouth_opening
 
 #: dlib's threshold: descriptors of one person are usually closer than this (Euclidean).
@@ -149,14 +150,9 @@ def mouth_openings(landmarks: np.ndarray) -> np.ndarray:
 
 
 def fill_missing(series: np.ndarray) -> np.ndarray:
-    """[T] with NaN entries linearly interpolated between finite neighbours (ends: nearest finite
-    value); all NaN stays all NaN."""
-    x = np.asarray(series, np.float64)
-    ok = np.isfinite(x)
-    if ok.all() or not ok.any():
-        return x.copy()
-    t = np.arange(len(x))
-    return np.interp(t, t[ok], x[ok])
+    """[T] float64 with NaN entries linearly interpolated between finite neighbours (ends: nearest
+    finite value); all NaN stays all NaN (`thflax.face.landmarks.interpolate_missing`)."""
+    return interpolate_missing(series)
 
 
 def mouth_opening_series(frames: Sequence[np.ndarray] | None = None, landmarks: np.ndarray | None = None,
