@@ -121,7 +121,7 @@ def choose_reference(landmarks: np.ndarray, detected: np.ndarray, fps: float,
 
 
 def _cmul(a: np.ndarray, z: np.ndarray) -> np.ndarray:
-    """Complex product of a [T, 2] with points z [T, K, 2]."""
+    """Complex product of a [T, 2] with points z [T, K, 2] (numpy; `geometry._cmul` is the JAX one)."""
     a = a[:, None, :]
     return np.stack([a[..., 0] * z[..., 0] - a[..., 1] * z[..., 1],
                      a[..., 0] * z[..., 1] + a[..., 1] * z[..., 0]], -1)
@@ -131,7 +131,8 @@ def align_template(template: np.ndarray, frame_landmarks: np.ndarray) -> tuple[n
     """Similarity p -> a·p + b (complex a, b) taking the template onto each frame on `STABLE_POINTS`.
 
     template [68, 2] (reference crop coordinates), frame_landmarks [T, 68, 2] (frame pixels).
-    Returns (a [T, 2], b [T, 2]) as (real, imaginary) parts.
+    Returns (a [T, 2], b [T, 2]) as (real, imaginary) parts, float64. The fit is `geometry.similarity_fit`'s
+    (float32 JAX); only applying the transforms is done here, in float64 numpy.
     """
     from thflax.face import geometry
 
@@ -142,7 +143,11 @@ def align_template(template: np.ndarray, frame_landmarks: np.ndarray) -> tuple[n
 
 
 def apply_similarity(a: np.ndarray, b: np.ndarray, points: np.ndarray) -> np.ndarray:
-    """p -> a·p + b for points [T, K, 2] (or [K, 2], the same for every frame) -> [T, K, 2]."""
+    """p -> a·p + b for points [T, K, 2] (or [K, 2], the same for every frame) -> [T, K, 2] float64.
+
+    `geometry.similarity_apply` in float64 numpy: frame pixels of a large video keep their sub-pixel
+    part (float32 keeps about 7 significant digits).
+    """
     pts = np.broadcast_to(np.asarray(points, np.float64), (len(a),) + np.shape(points)[-2:])
     return _cmul(np.asarray(a, np.float64), pts) + np.asarray(b, np.float64)[:, None, :]
 

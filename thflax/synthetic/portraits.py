@@ -265,7 +265,12 @@ def find_face(image: np.ndarray, name: str = "portrait", max_side: int = 1024) -
 
 
 def _umeyama(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    """Least-squares similarity src -> dst as a 2x3 matrix (no reflection)."""
+    """Least-squares similarity src [K, 2] -> dst [K, 2] as a 2x3 matrix (no reflection), float64.
+
+    Umeyama's SVD fit in numpy. The same transform as `thflax.face.geometry.similarity_fit` (complex
+    closed form, float32 JAX) up to rounding; kept apart because portraits (and so the synthetic
+    corpus) need no JAX, and a float32 fit would change the aligned photos and the byte-identical corpus.
+    """
     ms, md = src.mean(0), dst.mean(0)
     a, b = src - ms, dst - md
     cov = b.T @ a / len(src)
