@@ -50,6 +50,7 @@ import numpy as np
 from scipy.spatial import Delaunay
 
 from thflax.errors import InputError, NoFaceError
+from thflax.io import files
 from thflax.face.points import LOWER_INNER, UPPER_INNER
 from thflax.synthetic.base_face import base_landmarks
 
@@ -112,8 +113,7 @@ class Source:
 
 def cache_dir() -> Path:
     """Where fetched portraits are kept: ``$THFLAX_CACHE_DIR/portraits`` or ``~/.cache/thflax/portraits``."""
-    root = os.environ.get("THFLAX_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "thflax")
-    return Path(root) / "portraits"
+    return Path(files.cache_dir("portraits"))
 
 
 _warned_fetch = False
