@@ -91,7 +91,7 @@ flags.DEFINE_string("video", None, "A video to dub instead of a photo: keeps its
                     "longer speech plays it forward and backward (ping-pong), shorter speech cuts it.")
 flags.DEFINE_string("audio", None, "Speech (wav/flac/mp3/mp4..., any sample rate). Or give --text.")
 flags.DEFINE_string("text", None, "Words to speak (offline, eSpeak NG) instead of --audio.")
-flags.DEFINE_string("voice", "en-us", "eSpeak NG voice for --text, e.g. en-us, en-gb-x-rp, en-us+f3.")
+flags.DEFINE_string("voice", options.DEFAULT_VOICE, "eSpeak NG voice for --text, e.g. en-us, en-gb-x-rp, en-us+f3.")
 # Ranges are generation's (checked there, in one place, for the flags, each jobs row and the web page).
 flags.DEFINE_integer("rate", options.DEFAULT_RATE, "Speaking rate for --text, words per minute "
                      "({}..{}).".format(*options.RATE_RANGE))
