@@ -32,6 +32,10 @@ cli.define_config(os.path.join(os.path.dirname(cli.DEFAULT_CONFIG), "demo.py"), 
 flags.DEFINE_string("workdir", "runs/demo", "Where the corpus, checkpoints and outputs go.")
 flags.DEFINE_integer("eval_utterances", 8, "Held-out utterances to evaluate on.", lower_bound=1)
 
+#: Words per minute of the demo's sentence: inside the corpus speakers' 140..200 (`synthetic.speakers`), a
+#: little slower than generation's default (`options.DEFAULT_RATE`); voice, pitch and padding are the defaults.
+SPEECH_RATE = 160
+
 
 def _say(msg: str) -> None:
     print(f"\n== {msg}", flush=True)
@@ -93,7 +97,6 @@ def main(argv) -> int:
     os.makedirs(workdir, exist_ok=True)
 
     import numpy as np
-    import soundfile as sf
     config = FLAGS.config
     if not config.data.data_dir:
         config.data.data_dir = os.path.join(workdir, "tfds")
@@ -145,18 +148,17 @@ def main(argv) -> int:
     print(f"({time.time() - t0:.0f} s)")
 
     # 4. Generation: a person never seen in training says a sentence that is not in the corpus.
+    from thflax.inference import text_to_speech
     from thflax.io import video
     from thflax.synthetic import grammar
-    from thflax.io import speech
 
     words, uid = unseen_sentence(corpus_dir)
     text = grammar.spoken_text(words)
     photo, who = unseen_person(workdir, (getattr(builder.builder_config, "holdout", None) or ("biden",))[0])
     _say(f"4/4 generating: {who} says \"{' '.join(words)}\" (not in the corpus)")
     t0 = time.time()
-    utt = speech.synthesize(text, voice="en-us", rate=160, pitch=50, leading_silence=0.3, trailing_silence=0.4)
     wav = os.path.join(workdir, f"speech_{uid}.wav")
-    sf.write(wav, utt.audio, utt.sample_rate)
+    text_to_speech.speak_to_wav(text, wav, rate=SPEECH_RATE)
     out = os.path.join(workdir, "talking_head.mp4")
     export_dir = os.path.join(workdir, "export")
     info = params.export(workdir, export_dir, overwrite=True)

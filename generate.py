@@ -75,12 +75,10 @@ def _skip_teardown() -> None:
         os._exit(_EXIT_STATUS)
 
 
-import csv  # noqa: E402
-
 from absl import flags  # noqa: E402
 
 from thflax import cli  # noqa: E402
-from thflax.inference import caches, generation, networks, options
+from thflax.inference import caches, generation, jobs, networks, options  # noqa: E402
 from thflax.errors import InputError  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -91,7 +89,7 @@ flags.DEFINE_string("video", None, "A video to dub instead of a photo: keeps its
                     "longer speech plays it forward and backward (ping-pong), shorter speech cuts it.")
 flags.DEFINE_string("audio", None, "Speech (wav/flac/mp3/mp4..., any sample rate). Or give --text.")
 flags.DEFINE_string("text", None, "Words to speak (offline, eSpeak NG) instead of --audio.")
-flags.DEFINE_string("voice", "en-us", "eSpeak NG voice for --text, e.g. en-us, en-gb-x-rp, en-us+f3.")
+flags.DEFINE_string("voice", options.DEFAULT_VOICE, "eSpeak NG voice for --text, e.g. en-us, en-gb-x-rp, en-us+f3.")
 # Ranges are generation's (checked there, in one place, for the flags, each jobs row and the web page).
 flags.DEFINE_integer("rate", options.DEFAULT_RATE, "Speaking rate for --text, words per minute "
                      "({}..{}).".format(*options.RATE_RANGE))
@@ -117,10 +115,6 @@ flags.DEFINE_bool("compilation_cache", True, "Keep compiled programs and detecte
 flags.DEFINE_bool("timings", False, "Print the seconds each step took, and what the caches did.")
 flags.DEFINE_bool("quiet", False, "No progress bar.")
 flags.mark_flags_as_required(["checkpoint"])
-
-JOB_COLUMNS = ("image", "video", "audio", "text", "out", "voice", "rate", "pitch", "still", "face_index")
-_TRUE, _FALSE = {"1", "true", "yes", "y"}, {"", "0", "false", "no", "n"}
-
 
 def _face_box() -> tuple[int, int, int, int] | None:
     if FLAGS.face_box is None:
@@ -161,177 +155,38 @@ def _print_timings(summary: dict, prefix: str = "") -> None:
     print(f"{prefix}timings: startup={summary.get('startup', 0.0):.2f} {steps} | {stats}", flush=True)
 
 
-def _read_jobs(path: str) -> list[tuple[int, int, dict[str, str] | None]]:
-    """A jobs CSV as (row number, line number, {column: value} or None when the row has too many
-    values); InputError for a bad file or header. Blank lines are not rows."""
-    if os.path.isdir(path):
-        raise InputError(f"--jobs {path} is a folder, not a CSV file")
-    if not os.path.isfile(path):
-        raise InputError(f"jobs file not found: {path}")
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as f:
-            reader = csv.reader(f)
-            header = next(reader, None)
-            lines = [(reader.line_num, row) for row in reader]
-    except (OSError, UnicodeDecodeError, csv.Error) as e:
-        raise InputError(f"cannot read jobs file {path}: {e}") from e
-    if not header or not any(c.strip() for c in header):
-        raise InputError(f"jobs file {path} is empty: it needs a header line such as image,audio,out")
-    columns = [c.strip().lower() for c in header]
-    unknown = [c for c in columns if c not in JOB_COLUMNS]
-    if unknown:
-        raise InputError(f"jobs file {path}: unknown column {unknown[0]!r} (columns: {', '.join(JOB_COLUMNS)})")
-    if len(set(columns)) != len(columns):
-        raise InputError(f"jobs file {path}: a column is named twice in the header")
-    missing = [] if "image" in columns or "video" in columns else ["image or video"]
-    missing += [] if "out" in columns else ["out"]
-    if "audio" not in columns and "text" not in columns:
-        missing.append("audio or text")
-    if missing:
-        raise InputError(f"jobs file {path}: the header has no {' and no '.join(missing)} column")
-    rows = []
-    for number, (line, values) in enumerate((r for r in lines if any(v.strip() for v in r[1])), start=1):
-        row = {c: v.strip() for c, v in zip(columns, values)} if len(values) <= len(columns) else None
-        rows.append((number, line, row))
-    if not rows:
-        raise InputError(f"jobs file {path} has a header but no jobs")
-    return rows
-
-
-def _job_kwargs(row: dict[str, str] | None, base: str) -> dict:
-    """generation.generate's arguments for one CSV row; InputError (one line) for a bad row."""
-    if row is None:
-        raise InputError("more values than the header has columns")
-
-    paths = _row_paths(row, base)
-    path = paths.get
-
-    def integer(name: str, default: int | None) -> int | None:
-        value = row.get(name) or ""
-        if not value:
-            return default
-        try:
-            return int(value)
-        except ValueError:
-            raise InputError(f"{name} must be a whole number, not {value!r}") from None
-
-    image, video, audio, out = path("image"), path("video"), path("audio"), path("out")
-    text = row.get("text") or None
-    if image is not None and video is not None:
-        raise InputError("give image or video, not both")
-    if image is None and video is None:
-        raise InputError("no image or video given")
-    if out is None:
-        raise InputError("no out given")
-    if audio is not None and text is not None:
-        raise InputError("give audio or text, not both")
-    if audio is None and text is None:
-        raise InputError("give audio or text")
-    still = (row.get("still") or "").lower()
-    if still not in _TRUE | _FALSE:
-        raise InputError(f"still must be 1/0, true/false or yes/no, not {row['still']!r}")
-    face_index = integer("face_index", FLAGS.face_index)
-    kwargs = dict(image=image, video=video, audio=audio, out=out,
-                  still=still in _TRUE if still else FLAGS.still, face_index=face_index)
-    if text is not None:
-        kwargs.update(text=text, voice=row.get("voice") or FLAGS.voice, rate=integer("rate", FLAGS.rate),
-                      pitch=integer("pitch", FLAGS.pitch))
-    # The row's numbers against generation's ranges now, before any model is loaded.
-    options.check_options(**{k: kwargs[k] for k in ("face_index", "rate", "pitch") if k in kwargs}, prefix="")
-    return kwargs
-
-
-#: The columns that name files: the ones a row reads, and the one it writes.
-_INPUT_COLUMNS, _OUTPUT_COLUMN = ("image", "video", "audio"), "out"
-
-
-def _row_paths(row: dict[str, str], base: str) -> dict[str, str]:
-    """The files a row names, by column (relative paths from the CSV's folder `base`)."""
-    return {c: os.path.join(base, os.path.expanduser(row[c])) for c in (*_INPUT_COLUMNS, _OUTPUT_COLUMN)
-            if row.get(c)}
-
-
-def _file_keys(path: str) -> set:
-    """What identifies the file at `path`: its real path (./x, d/../x and symlinks resolved; so a file yet to
-    be written compares too) and, when it exists, its device and inode (hard links: os.path.samefile's test)."""
-    keys: set = {os.path.realpath(path)}
-    try:
-        st = os.stat(path)
-        keys.add((st.st_dev, st.st_ino))
-    except OSError:
-        pass
-    return keys
-
-
-def _check_job_paths(rows: list[tuple[int, int, dict[str, str] | None]], base: str, name: str) -> None:
-    """InputError (one line naming the rows and the path) when an out of the jobs file is a file any row
-    reads (its own row's included) or another row's out too.
-
-    Checked for the whole file before anything is written: row by row, an earlier row would already have
-    overwritten a later row's input (or the later row would dub the new video instead of the user's).
-    Rows that are bad otherwise count too: they name the user's files all the same (only a row with more
-    values than columns names nothing for certain, and is reported as bad).
-    """
-    named = [(number, line, row, _row_paths(row, base)) for number, line, row in rows if row is not None]
-    owners: dict = {}  # file key -> (row number, line, column, path as written) of every row naming it
-    for number, line, row, paths in named:
-        for column, path in paths.items():
-            for key in _file_keys(path):
-                owners.setdefault(key, []).append((number, line, column, row[column]))
-    clashes = []
-    for number, line, row, paths in named:
-        if _OUTPUT_COLUMN not in paths:
-            continue
-        seen = set()
-        for key in _file_keys(paths[_OUTPUT_COLUMN]):
-            for other in owners[key]:
-                if other[:3] in seen or other[:3] == (number, line, _OUTPUT_COLUMN):
-                    continue
-                seen.add(other[:3])
-                # An out named twice is one clash, reported at its first row.
-                if other[2] != _OUTPUT_COLUMN or other[0] > number:
-                    clashes.append(((number, line, row[_OUTPUT_COLUMN]), other))
-    if not clashes:
-        return
-    (number, line, out), (other, other_line, column, as_written) = clashes[0]
-    where = "its own" if other == number else f"row {other} (line {other_line})'s"
-    what = (f"also row {other} (line {other_line})'s out" if column == _OUTPUT_COLUMN
-            else f"{where} {column} input{'' if as_written == out else ' ' + as_written}; writing it would destroy "
-                 "that input")
-    more = f" (and {len(clashes) - 1} more such clash{'es' if len(clashes) > 2 else ''})" if len(clashes) > 1 else ""
-    raise InputError(f"{name}: row {number} (line {line})'s out {out} is {what}{more}; nothing was written")
-
-
 def _run_jobs(generation, common: dict, config) -> int:
     """Every row of --jobs with one model load: 0 when all rows made their video, 2 otherwise."""
-    rows = _read_jobs(FLAGS.jobs)
-    base = os.path.dirname(os.path.abspath(FLAGS.jobs))
-    name = os.path.basename(FLAGS.jobs)
-    _check_job_paths(rows, base, name)  # the whole file, before the models load and anything is written
+    rows = jobs.read_jobs(FLAGS.jobs)
+    jobs.check_job_paths(rows)  # the whole file, before the models load and anything is written
 
-    def report(number: int, line: int, e: InputError) -> None:
-        print(f"error: {name} row {number} (line {line}): {' '.join(str(e).split())}", file=sys.stderr, flush=True)
+    def report(job: jobs.Job, e: InputError) -> None:
+        print(f"error: {job.file} row {job.number} (line {job.line}): {' '.join(str(e).split())}", file=sys.stderr,
+              flush=True)
 
-    jobs = []
-    for number, line, row in rows:  # every row's values checked (and reported) before the slow model load
+    # Empty or missing columns get the flags' values.
+    defaults = dict(still=FLAGS.still, face_index=FLAGS.face_index, voice=FLAGS.voice, rate=FLAGS.rate,
+                    pitch=FLAGS.pitch)
+    good = []
+    for job in rows:  # every row's values checked (and reported) before the slow model load
         try:
-            jobs.append((number, line, _job_kwargs(row, base)))
+            good.append((job, job.arguments(**defaults)))
         except InputError as e:
-            report(number, line, e)
+            report(job, e)
     # No good row: nothing to load the models for.
-    models = networks.load_models(FLAGS.checkpoint, config) if jobs else None
+    models = networks.load_models(FLAGS.checkpoint, config) if good else None
     written = 0
-    for number, line, kwargs in jobs:
+    for job, kwargs in good:
         try:
             summary = generation.generate(FLAGS.checkpoint, models=models, **common, **kwargs)
         except InputError as e:
-            report(number, line, e)
+            report(job, e)
             continue
         written += 1
-        print(f"row {number}: wrote {summary['out']} ({summary['frames']} frames, {summary['seconds']:.2f} s)",
+        print(f"row {job.number}: wrote {summary['out']} ({summary['frames']} frames, {summary['seconds']:.2f} s)",
               flush=True)
         if FLAGS.timings:
-            _print_timings(summary, f"row {number} ")
+            _print_timings(summary, f"row {job.number} ")
     print(f"{written} of {len(rows)} videos written", flush=True)
     return 0 if written == len(rows) else 2
 
@@ -341,7 +196,7 @@ def main(argv) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     _check_flags()
     face_box = _face_box()
-    # Every numeric flag against its range before any work (jobs rows are checked in _job_kwargs).
+    # Every numeric flag against its range before any work (jobs rows are checked in Job.arguments).
     options.check_options(fps=FLAGS.fps, size=FLAGS.size, batch=FLAGS.batch, rate=FLAGS.rate, pitch=FLAGS.pitch,
                              face_index=FLAGS.face_index, face_box=face_box, prefix="--")
 

@@ -7,8 +7,8 @@ Sections, in order of importance. Each has a deadline (`--deadlines`, seconds si
 has passed, the section's remaining rows are skipped, so a short lease returns some rows of every section:
   peak       bf16 matmul rate of the card on random data: the MFU denominator.
   ltv        LTV train step (G+D, one step of each player) steps/s, achieved TFLOP/s (XLA's cost
-             analysis of the step before optimisation x steps/s; `on_cpu_flops` says why), MFU against
-             the measured peak of all devices, and the step's device memory
+             analysis of the step before optimisation x steps/s; `train_steps.on_cpu_flops` says why),
+             MFU against the measured peak of all devices, and the step's device memory
              (arguments + outputs + temporaries from XLA's memory analysis), per preset/size/dtype/batch.
   profile    a `jax.profiler` trace of a few LTV steps: device time per kernel and per kind of op
              (convolution, matmul, transpose/copy, elementwise fusion, reduction, ...).
@@ -35,6 +35,7 @@ sys.path.insert(0, ROOT)
 
 import numpy as np  # noqa: E402
 
+from benchmarks.train_steps import compile_train, on_cpu_flops, run_steps  # noqa: E402
 from thflax.testing import median_seconds  # noqa: E402
 
 ROWS: list[dict] = []
@@ -83,79 +84,6 @@ def ltv_config(preset: str, size: int, bf16: bool, batch: int):
     cfg.half_precision = bf16
     cfg.ltv.batch_size = batch
     return cfg
-
-
-def on_cpu_flops(fn, *args) -> float:
-    """FLOPs of jit(fn)(*args) lowered for the host CPU.
-
-    Why: on a GPU, XLA's cost analysis of a lowered program returned nothing (jax 0.11.2, H200) and that
-    of the compiled one counts cuDNN convolutions as 0. The program before optimisation is the same on
-    every backend, so its FLOPs are counted where the analysis works.
-    """
-    import jax
-
-    from thflax.models.flops import lowered_flops
-
-    cpu = jax.devices("cpu")[0]
-    return lowered_flops(jax.jit(fn).lower(*jax.device_put(args, cpu)))
-
-
-def cpu_step_flops(task, state, batch: dict) -> float:
-    """FLOPs of one data-parallel train step on the whole global batch, lowered for one host CPU
-    device (see `on_cpu_flops`)."""
-    import jax
-
-    from thflax.training import parallel
-    from thflax.models.flops import lowered_flops
-
-    mesh = parallel.make_mesh(jax.devices("cpu")[:1])
-    cpu_state = jax.device_put(state, parallel.replicated(mesh))
-    return lowered_flops(parallel.data_parallel(task.train_step, mesh).lower(
-        cpu_state, parallel.global_batch(batch, mesh), jax.random.PRNGKey(0)))
-
-
-def compile_train(cfg, stage: str, batch: dict, force_cpu_flops: bool = False):
-    """(compiled data-parallel train step, replicated state, global batch, key, compile seconds, FLOPs).
-
-    FLOPs are those of the whole global batch (all devices together)."""
-    import jax
-
-    from thflax.models.flops import lowered_flops
-
-    from thflax.training import parallel
-    from thflax.training.tasks import get_task
-
-    task = get_task(cfg, stage)
-    mesh = parallel.make_mesh()
-    init = task.init_state(jax.random.PRNGKey(0))
-    # Counted before the state is donated to the step; the device's own count where it gives one.
-    fl = cpu_step_flops(task, init, batch) if force_cpu_flops else float("nan")
-    state = parallel.replicate(init, mesh)
-    gb = parallel.global_batch(batch, mesh)
-    step = parallel.data_parallel(task.train_step, mesh, donate_state=True)
-    key = jax.random.PRNGKey(0)
-    t = time.perf_counter()
-    lowered = step.lower(state, gb, key)
-    compiled = lowered.compile()
-    seconds = time.perf_counter() - t
-    if not force_cpu_flops:
-        fl = lowered_flops(lowered)
-        if fl != fl:  # NaN: the device gave no count
-            fl = cpu_step_flops(task, jax.device_get(state), batch)
-    return compiled, state, gb, key, seconds, fl
-
-
-def run_steps(compiled, state, gb, key, steps: int):
-    """(steps/s, final state): one untimed step, then `steps` timed ones."""
-    import jax
-
-    state, m = compiled(state, gb, key)
-    jax.block_until_ready(m)
-    t = time.perf_counter()
-    for _ in range(steps):
-        state, m = compiled(state, gb, key)
-    jax.block_until_ready((state, m))
-    return steps / (time.perf_counter() - t), state
 
 
 def section_ltv(a, ctx) -> None:

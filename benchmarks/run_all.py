@@ -77,31 +77,12 @@ def matmul_peak_tflops() -> float:
 
 
 def train_rate(cfg, stage: str, batch: dict, steps: int = 10) -> tuple[float, float, float]:
-    """(steps/s, compile seconds, FLOPs per step) of one stage's data-parallel train step."""
-    import jax
+    """(steps/s, compile seconds, FLOPs per step) of one stage's data-parallel train step (FLOPs: the
+    device's count, NaN where it gives none)."""
+    from benchmarks.train_steps import compile_train, run_steps
 
-    from thflax.training import parallel
-    from thflax.models.flops import lowered_flops
-    from thflax.training.tasks import get_task
-
-    task = get_task(cfg, stage)
-    mesh = parallel.make_mesh()
-    state = parallel.replicate(task.init_state(jax.random.PRNGKey(0)), mesh)
-    gb = parallel.global_batch(batch, mesh)
-    step = parallel.data_parallel(task.train_step, mesh, donate_state=True)
-    key = jax.random.PRNGKey(0)
-    t0 = time.perf_counter()
-    lowered = step.lower(state, gb, key)
-    compiled = lowered.compile()
-    compile_s = time.perf_counter() - t0
-    flops = lowered_flops(lowered)
-    state, m = compiled(state, gb, key)
-    jax.block_until_ready(m)
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        state, m = compiled(state, gb, key)
-    jax.block_until_ready(m)
-    return steps / (time.perf_counter() - t0), compile_s, flops
+    compiled, state, gb, key, compile_s, flops = compile_train(cfg, stage, batch, cpu_when_missing=False)
+    return run_steps(compiled, state, gb, key, steps)[0], compile_s, flops
 
 
 def section_model(args) -> None:

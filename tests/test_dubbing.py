@@ -152,6 +152,7 @@ def test_frame_boxes_put_the_face_where_the_reference_crop_has_it():
 
 
 def test_missing_faces_are_filled_and_the_reference_is_the_most_closed_mouth():
+    from thflax.face import points
     from thflax.inference import dubbing
 
     base = np.random.default_rng(2).uniform(0, 100, (68, 2)).astype(np.float32)
@@ -172,7 +173,7 @@ def test_missing_faces_are_filled_and_the_reference_is_the_most_closed_mouth():
     for up, down in ((61, 67), (62, 66), (63, 65)):
         mouths[:, up] = (5, 0)
         mouths[:, down] = np.stack([np.full(20, 5.0), 10 * opening], -1)
-    np.testing.assert_allclose(dubbing.mouth_opening(mouths), opening, atol=1e-6)
+    np.testing.assert_allclose(points.mouth_opening(mouths, min_width=1e-6), opening, atol=1e-6)
     valid = np.ones(20, bool)
     valid[9] = False
     # The first 0.4 s at 25 fps are frames 0..9; frame 9 is not a detection, so 8.

@@ -67,6 +67,20 @@ def test_fill_gaps_and_longest_run():
     assert landmarks.longest_valid_run(valid) == (0, 7)
 
 
+
+def test_interpolate_missing_fills_every_gap_and_holds_the_ends():
+    lm = np.zeros((10, 68, 2), np.float32) + np.arange(10, dtype=np.float32)[:, None, None]
+    lm[[0, 3, 4, 7, 8, 9]] = np.nan
+    lm[5, 10, 1] = np.nan  # one missing value makes the whole frame missing
+    filled = landmarks.interpolate_missing(lm)
+    assert filled.dtype == np.float64 and filled.shape == lm.shape
+    np.testing.assert_allclose(filled[:, 0, 0], [1, 1, 2, 3, 4, 5, 6, 6, 6, 6])
+    series = np.array([np.nan, 1.0, np.nan, 3.0])
+    np.testing.assert_array_equal(landmarks.interpolate_missing(series), [1, 1, 2, 3])
+    assert np.isnan(landmarks.interpolate_missing(np.full(3, np.nan))).all()
+    assert landmarks.interpolate_missing(np.zeros((0, 68, 2))).shape == (0, 68, 2)
+
+
 def test_smoothing_reduces_jitter_but_keeps_motion():
     t = np.arange(50, dtype=np.float32)
     motion = 10 * np.sin(t / 8)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from thflax.face.geometry import NUM_POINTS
+from thflax.face.points import NUM_POINTS
 
 
 def random_stl_batch(config, batch_size: int, rng: int | np.random.Generator = 0, *,

@@ -26,11 +26,9 @@ from __future__ import annotations
 import jax.numpy as jnp
 import numpy as np
 
-NUM_POINTS = 68
-NOSE_TIP = 30
-MOUTH_LEFT, MOUTH_RIGHT = 48, 54
+from thflax.face.points import MOUTH, MOUTH_LEFT, MOUTH_RIGHT, NOSE_TIP
+
 ANCHORS = (NOSE_TIP, MOUTH_LEFT, MOUTH_RIGHT)
-MOUTH = tuple(range(48, 68))
 
 #: Points of the calibrated mouth representation (21 points = 42 values).
 MOUTH_REP = (NOSE_TIP,) + MOUTH
@@ -67,6 +65,10 @@ def similarity_fit(src, dst):
 
     Points are treated as complex numbers z = x + iy; the transform is z -> a·z + b with complex a
     (rotation and scale) and b (translation), which has the closed-form least-squares solution below.
+    float32 JAX, differentiable and batched, for the model's representation; dubbing fits with it too
+    (`thflax.inference.dubbing.align_template`). Kept apart on purpose: dubbing applies the fitted
+    transforms in float64 numpy (`apply_similarity`), and the synthetic corpus aligns photos with its
+    own float64 numpy SVD fit (`thflax.synthetic.portraits._umeyama`, no JAX, byte-identical corpus).
 
     Args:
       src, dst: [..., K, 2] with K >= 2 non-coincident points.
@@ -97,7 +99,8 @@ def _cmul(a, z):
 
 
 def similarity_apply(a, b, pts):
-    """Applies z -> a·z + b to points [..., K, 2]."""
+    """Applies z -> a·z + b to points [..., K, 2] (float32 JAX; dubbing's float64 numpy twin is
+    `thflax.inference.dubbing.apply_similarity`)."""
     return _cmul(a, jnp.asarray(pts, jnp.float32)) + b[..., None, :]
 
 

@@ -387,6 +387,11 @@ def _ncc(a: np.ndarray, b: np.ndarray) -> float:
 def fill_gaps(landmarks: np.ndarray, max_gap: int = 2) -> tuple[np.ndarray, np.ndarray]:
     """Linearly interpolates runs of at most `max_gap` missing (NaN) frames between valid ones.
 
+    The dataset's filling (`input_pipeline.preprocess`): longer gaps and the ends stay missing, and
+    the blend is computed from the two neighbouring frames in float32 landmarks. `interpolate_missing`
+    fills every gap with numpy's np.interp instead; the two round differently in the last bit (about
+    one filled value in 800), so the prepared dataset keeps this one.
+
     Returns:
       (landmarks [T, 68, 2], valid [T] bool) — longer gaps and gaps at the ends stay NaN / invalid.
     """
@@ -406,6 +411,24 @@ def fill_gaps(landmarks: np.ndarray, max_gap: int = 2) -> tuple[np.ndarray, np.n
             lm[start:t] = lm[start - 1] * (1 - w[:, None, None]) + lm[t] * w[:, None, None]
             valid[start:t] = True
     return lm, valid
+
+
+def interpolate_missing(values: np.ndarray) -> np.ndarray:
+    """Every frame with a non-finite value filled over time: [T, ...] -> [T, ...] float64.
+
+    Linear between the nearest finite frames (np.interp, per value), held at the ends, whatever the
+    gap's length; a frame counts as missing when any of its values is not finite. Without a missing
+    or without a finite frame the values come back unchanged (as float64). Used where every frame
+    needs a value: dubbing's tracked landmarks [T, 68, 2] and the measures' opening series [T].
+    """
+    x = np.asarray(values, np.float64)
+    ok = np.all(np.isfinite(x), axis=tuple(range(1, x.ndim)))
+    if ok.all() or not ok.any():
+        return x.copy()
+    t = np.arange(len(x))
+    flat = x.reshape(len(x), -1)
+    filled = np.stack([np.interp(t, t[ok], flat[ok, k]) for k in range(flat.shape[1])], -1)
+    return filled.reshape(x.shape)
 
 
 def longest_valid_run(valid: np.ndarray) -> tuple[int, int]:

@@ -35,7 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from thflax.face import geometry
+from thflax.face import geometry, points
 
 #: Channel order of the sketch: each entry lists the `geometry.FACE_PARTS` polylines drawn in that channel.
 SKETCH_GROUPS: tuple[tuple[str, ...], ...] = (
@@ -87,8 +87,8 @@ def draw_sketch(landmarks, size: int, thickness: float | None = None, dtype=jnp.
     unbatched = lm.ndim == 2
     if unbatched:
         lm = lm[None]
-    if lm.shape[-2:] != (geometry.NUM_POINTS, 2):
-        raise ValueError(f"landmarks must be [B, {geometry.NUM_POINTS}, 2], got {lm.shape}")
+    if lm.shape[-2:] != (points.NUM_POINTS, 2):
+        raise ValueError(f"landmarks must be [B, {points.NUM_POINTS}, 2], got {lm.shape}")
     sigma = default_thickness(size) if thickness is None else float(thickness)
     out = _draw(lm, int(size), sigma, jnp.dtype(dtype))
     return out[0] if unbatched else out

@@ -34,6 +34,7 @@ from absl import flags
 
 from thflax import cli
 from thflax.errors import InputError
+from thflax.inference import options
 
 FLAGS = flags.FLAGS
 
@@ -52,7 +53,8 @@ def define_flags() -> None:
 
 _log = logging.getLogger(__name__)
 
-#: Voices offered in the page's dropdown (any eSpeak NG voice works in the library).
+#: Voices offered in the page's dropdown (any eSpeak NG voice works in the library); it starts on
+#: generation's default, `options.DEFAULT_VOICE`, which must be among them.
 VOICES = ("en-us", "en-gb-x-rp", "en-us+f3", "en+f5", "en-us+m3", "en-gb-scotland", "en-029")
 #: Seconds between two progress updates sent to the page (one per frame would flood the queue).
 PROGRESS_INTERVAL = 0.25
@@ -70,7 +72,8 @@ def _one_line(err: BaseException, uploads: dict[str, str]) -> str:
 
 
 def make_video(models: Any, checkpoint: str, out_dir: str, photo: str | None, audio: str | None, text: str | None,
-               voice: str = VOICES[0], rate: int = 175, pitch: int = 50, still: bool = False,
+               voice: str = options.DEFAULT_VOICE, rate: int = options.DEFAULT_RATE,
+               pitch: int = options.DEFAULT_PITCH, still: bool = False,
                report: Callable[[int, int], None] | None = None, *,
                source: str | None = None) -> tuple[str, dict[str, Any]]:
     """One request of the page: (path of the new mp4 in `out_dir`, generation's summary).
@@ -128,8 +131,6 @@ def build(models: Any, checkpoint: str, out_dir: str):
     """The page (a `gr.Blocks`), generating with the loaded `models` into `out_dir`."""
     import gradio as gr
 
-    from thflax.inference import options
-
     def run(mode, photo, source, audio, text, voice, rate, pitch, still, progress=gr.Progress()):
         names = {p: os.path.basename(p) for p in (photo, source, audio) if p}  # uploads keep their own names
         last = [0.0]
@@ -168,7 +169,7 @@ def build(models: Any, checkpoint: str, out_dir: str):
                                           height=280, elem_id="source")
                 text = gr.Textbox(label="Text to speak", placeholder="Hello there.", lines=2, elem_id="text")
                 with gr.Row():
-                    voice = gr.Dropdown(list(VOICES), value=VOICES[0], label="Voice", elem_id="voice")
+                    voice = gr.Dropdown(list(VOICES), value=options.DEFAULT_VOICE, label="Voice", elem_id="voice")
                     rate = gr.Slider(*options.RATE_RANGE, value=options.DEFAULT_RATE, step=5,
                                      label="Rate (words/min)", elem_id="rate")
                     pitch = gr.Slider(*options.PITCH_RANGE, value=options.DEFAULT_PITCH, step=1,

@@ -26,8 +26,6 @@ from thflax.io import files
 
 _log = logging.getLogger(__name__)
 
-#: Environment variable naming the cache folder (default ~/.cache/thflax).
-CACHE_ENV = "THFLAX_CACHE_DIR"
 #: Cache files kept on disk (the oldest are dropped first).
 MAX_FUNCTIONS = 64
 MAX_FACES = 1000
@@ -38,13 +36,8 @@ cache_stats = {"functions_loaded": 0, "functions_exported": 0, "faces_cached": 0
                "xla_compiles": 0}
 
 
-def cache_dir() -> str:
-    """The start-up cache folder: $THFLAX_CACHE_DIR, else ~/.cache/thflax."""
-    return os.environ.get(CACHE_ENV) or os.path.join(os.path.expanduser("~"), ".cache", "thflax")
-
-
 def enable_caches(path: str | None = None) -> str | None:
-    """Keeps compiled programs and detected faces under `path` (default `cache_dir()`) across runs.
+    """Keeps compiled programs and detected faces under `path` (default `files.cache_dir()`) across runs.
 
     Turns on JAX's persistent compilation cache (`path/jax`; every program, however quick to
     compile), the traced-function cache (`path/functions`: the STL/LTV functions exported with
@@ -55,7 +48,7 @@ def enable_caches(path: str | None = None) -> str | None:
     global _cache_root
     import jax
 
-    path = os.path.abspath(os.path.expanduser(path or cache_dir()))
+    path = os.path.abspath(os.path.expanduser(path or files.cache_dir()))
     try:
         for sub in ("jax", "functions", "faces"):
             os.makedirs(os.path.join(path, sub), exist_ok=True)

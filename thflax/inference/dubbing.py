@@ -51,6 +51,8 @@ from typing import Any
 import numpy as np
 
 from thflax.errors import NoFaceError, VideoError
+from thflax.face.landmarks import interpolate_missing
+from thflax.face.points import MOUTH, mouth_opening
 from thflax.inference import networks
 from thflax.inference.networks import speech_windows
 from thflax.inference.output import finish_frame, write_frames
@@ -66,7 +68,6 @@ MAX_GAP_SECONDS = 0.2
 #: Template points that speech barely moves: upper jaw contour (near the ears), nose, eye corners (not
 #: the lids, which blink). The similarity aligning the template to a frame is fitted on them.
 STABLE_POINTS = (0, 1, 15, 16) + tuple(range(27, 36)) + (36, 39, 42, 45)
-MOUTH = tuple(range(48, 68))
 #: Jaw points that follow the lower lip, and how much of its vertical displacement each takes.
 JAW = tuple(range(5, 12))
 JAW_WEIGHTS = (0.4, 0.7, 0.9, 1.0, 0.9, 0.7, 0.4)
@@ -99,14 +100,6 @@ def pingpong_indices(num_out: int, num_src: int) -> np.ndarray:
     return np.where(k < num_src, k, period - k)
 
 
-def mouth_opening(landmarks: np.ndarray) -> np.ndarray:
-    """Inner-lip gap relative to the mouth width: [..., 68, 2] -> [...] (0 = closed)."""
-    lm = np.asarray(landmarks, np.float64)
-    gap = np.linalg.norm(lm[..., [61, 62, 63], :] - lm[..., [67, 66, 65], :], axis=-1).mean(-1)
-    width = np.linalg.norm(lm[..., 54, :] - lm[..., 48, :], axis=-1)
-    return gap / np.maximum(width, 1e-6)
-
-
 def choose_reference(landmarks: np.ndarray, detected: np.ndarray, fps: float,
                      seconds: float = REFERENCE_SECONDS) -> int:
     """The frame whose mouth is most closed among the first `seconds` (frames where dlib found the face).
@@ -122,11 +115,13 @@ def choose_reference(landmarks: np.ndarray, detected: np.ndarray, fps: float,
         pool = np.flatnonzero(detected)
     if pool.size == 0:
         raise ValueError("no frame with a detected face")
-    return int(pool[np.argmin(mouth_opening(np.asarray(landmarks)[pool]))])
+    # A floor under the mouth width keeps a degenerate (zero-width) frame comparable instead of NaN,
+    # which argmin would pick.
+    return int(pool[np.argmin(mouth_opening(np.asarray(landmarks)[pool], min_width=1e-6))])
 
 
 def _cmul(a: np.ndarray, z: np.ndarray) -> np.ndarray:
-    """Complex product of a [T, 2] with points z [T, K, 2]."""
+    """Complex product of a [T, 2] with points z [T, K, 2] (numpy; `geometry._cmul` is the JAX one)."""
     a = a[:, None, :]
     return np.stack([a[..., 0] * z[..., 0] - a[..., 1] * z[..., 1],
                      a[..., 0] * z[..., 1] + a[..., 1] * z[..., 0]], -1)
@@ -136,7 +131,8 @@ def align_template(template: np.ndarray, frame_landmarks: np.ndarray) -> tuple[n
     """Similarity p -> a·p + b (complex a, b) taking the template onto each frame on `STABLE_POINTS`.
 
     template [68, 2] (reference crop coordinates), frame_landmarks [T, 68, 2] (frame pixels).
-    Returns (a [T, 2], b [T, 2]) as (real, imaginary) parts.
+    Returns (a [T, 2], b [T, 2]) as (real, imaginary) parts, float64. The fit is `geometry.similarity_fit`'s
+    (float32 JAX); only applying the transforms is done here, in float64 numpy.
     """
     from thflax.face import geometry
 
@@ -147,7 +143,11 @@ def align_template(template: np.ndarray, frame_landmarks: np.ndarray) -> tuple[n
 
 
 def apply_similarity(a: np.ndarray, b: np.ndarray, points: np.ndarray) -> np.ndarray:
-    """p -> a·p + b for points [T, K, 2] (or [K, 2], the same for every frame) -> [T, K, 2]."""
+    """p -> a·p + b for points [T, K, 2] (or [K, 2], the same for every frame) -> [T, K, 2] float64.
+
+    `geometry.similarity_apply` in float64 numpy: frame pixels of a large video keep their sub-pixel
+    part (float32 keeps about 7 significant digits).
+    """
     pts = np.broadcast_to(np.asarray(points, np.float64), (len(a),) + np.shape(points)[-2:])
     return _cmul(np.asarray(a, np.float64), pts) + np.asarray(b, np.float64)[:, None, :]
 
@@ -211,7 +211,8 @@ def lower_face_mask(shape: tuple[int, int], point_sets: Iterable[np.ndarray], si
 
 
 def fill_missing(landmarks: np.ndarray, max_gap: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Fills frames without a face from their neighbours: linear between detected frames, held at the ends.
+    """Fills frames without a face from their neighbours: linear between detected frames, held at the ends
+    (`thflax.face.landmarks.interpolate_missing`), and marks which gaps are too long to be a face.
 
     landmarks [T, 68, 2] with NaN rows. Returns (landmarks [T, 68, 2], detected [T] bool, face [T] bool):
     `face` is False for runs of more than `max_gap` missing frames (no visible face: leave them alone).
@@ -220,9 +221,7 @@ def fill_missing(landmarks: np.ndarray, max_gap: int) -> tuple[np.ndarray, np.nd
     detected = np.all(np.isfinite(lm), axis=(1, 2))
     if not detected.any():
         raise ValueError("no frame with a face")
-    t = np.arange(len(lm))
-    flat = lm.reshape(len(lm), -1)
-    filled = np.stack([np.interp(t, t[detected], flat[detected, k]) for k in range(flat.shape[1])], -1)
+    filled = interpolate_missing(lm).astype(np.float32)
     face = detected.copy()
     start = None
     for i, d in enumerate(list(detected) + [True]):
@@ -232,7 +231,7 @@ def fill_missing(landmarks: np.ndarray, max_gap: int) -> tuple[np.ndarray, np.nd
             if i - start <= max_gap:
                 face[start:i] = True
             start = None
-    return filled.reshape(lm.shape).astype(np.float32), detected, face
+    return filled, detected, face
 
 
 # --- the source video -----------------------------------------------------------------------------

@@ -11,16 +11,16 @@ import numbers
 from typing import Any
 
 from thflax.errors import InputError
+from thflax.io.speech import DEFAULT_PITCH, DEFAULT_RATE, DEFAULT_VOICE  # noqa: F401 (read from here)
 
 #: Without --size, photos are worked on (and written) at most this many pixels on their longer side:
 #: time and memory then do not grow with the camera's resolution.
 MAX_SIDE = 1024
 
-#: Text-to-speech defaults (eSpeak NG): voice, words per minute and base pitch (0..100), and the
-#: silence around the speech so the mouth starts and ends closed (as the demo's utterances do).
-DEFAULT_VOICE = "en-us"
-DEFAULT_RATE = 175
-DEFAULT_PITCH = 50
+#: Text to speech: the voice, words per minute and base pitch are eSpeak NG's own defaults
+#: (`thflax.io.speech.DEFAULT_VOICE`, `DEFAULT_RATE`, `DEFAULT_PITCH`: every entry point reads them from
+#: here); rate and pitch ranges, and the silence around the speech so the mouth starts and ends closed
+#: (as the demo's utterances do).
 RATE_RANGE = (80, 450)
 PITCH_RANGE = (0, 100)
 SPEECH_PADDING = (0.3, 0.4)

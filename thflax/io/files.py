@@ -12,6 +12,10 @@ import tempfile
 
 from thflax.errors import OutputError
 
+#: Environment variable naming the project's cache folder (default ~/.cache/thflax): generation's
+#: start-up caches and the synthetic corpus' fetched portraits live under it.
+CACHE_ENV = "THFLAX_CACHE_DIR"
+
 #: errno -> the cause a user reads ("cannot write PATH: <cause>").
 CAUSES = {
     errno.ENOSPC: "no space left on device",
@@ -34,6 +38,15 @@ def output_error(path: str, err: OSError) -> OutputError:
         # The folder is there but refuses new files: a virtual file system such as /proc or /sys.
         cause = f"folder {folder} cannot take new files"
     return OutputError(f"cannot write {path}: {cause}")
+
+
+def cache_dir(sub: str = "") -> str:
+    """The project's cache folder, $THFLAX_CACHE_DIR else ~/.cache/thflax, or its subfolder `sub`.
+
+    Read at each call (not at import), so a test or a caller that sets the variable later is obeyed.
+    """
+    root = os.environ.get(CACHE_ENV) or os.path.join(os.path.expanduser("~"), ".cache", "thflax")
+    return os.path.join(root, sub) if sub else root
 
 
 def umask() -> int:

@@ -24,6 +24,11 @@ from collections.abc import Iterator
 import numpy as np
 
 SAMPLE_RATE = 16000
+#: What `synthesize` speaks with when not told: voice, words per minute and base pitch (0..100).
+#: Generation's text-to-speech defaults (`thflax.inference.options`) are these.
+DEFAULT_VOICE = "en-us"
+DEFAULT_RATE = 175
+DEFAULT_PITCH = 50
 
 # Voices (language + optional "+variant") that load from the bundled data and
 # give intelligible English; checked by tests/test_synthetic.py.
@@ -256,7 +261,7 @@ def voice_loads(voice: str) -> bool:
     """
     with _LOCK, _signals_deferred():
         try:
-            _run_espeak("", voice, 175, 50)
+            _run_espeak("", voice, DEFAULT_RATE, DEFAULT_PITCH)
         except ValueError:
             return False
     return True
@@ -268,9 +273,9 @@ def _is_pause(mnemonic: str) -> bool:
 
 def synthesize(
     text: str,
-    voice: str = "en-us",
-    rate: int = 175,
-    pitch: int = 50,
+    voice: str = DEFAULT_VOICE,
+    rate: int = DEFAULT_RATE,
+    pitch: int = DEFAULT_PITCH,
     *,
     labels: list[str] | None = None,
     leading_silence: float = 0.0,

@@ -36,6 +36,8 @@ from typing import Any
 import numpy as np
 
 from thflax.errors import InputError
+from thflax.face.landmarks import interpolate_missing
+from thflax.face.points import mouth_opening
 
 #: dlib's threshold: descriptors of one person are usually closer than this (Euclidean).
 SAME_PERSON = 0.6
@@ -47,11 +49,6 @@ GOALS = {
     "opening_std": (">", 0.02),
     "sharpness_ratio": (">=", 0.35),
 }
-
-# Inner-lip point pairs (upper, lower) and the mouth corners of dlib's 68-point layout.
-_INNER_PAIRS = ((61, 67), (62, 66), (63, 65))
-_CORNERS = (48, 54)
-
 
 # --- models (loaded once per process) -------------------------------------------------------------
 
@@ -146,26 +143,16 @@ def identity_distance(photo: np.ndarray, frames: Sequence[np.ndarray], every: in
 def mouth_openings(landmarks: np.ndarray) -> np.ndarray:
     """Inner-mouth opening over mouth width per frame [T] of landmarks [T, 68, 2] (NaN stays NaN).
 
-    Opening: the mean of the distances 61–67, 62–66, 63–65; width: the distance 48–54. The ratio
-    does not depend on the face's size in the frame (about 0 closed, 0.3–0.5 wide open).
+    `thflax.face.points.mouth_opening` with no value (NaN) where the mouth has no width: a measure
+    reports nothing rather than a ratio over an invented width.
     """
-    lm = np.asarray(landmarks, np.float64)
-    upper, lower = [p[0] for p in _INNER_PAIRS], [p[1] for p in _INNER_PAIRS]
-    opening = np.linalg.norm(lm[..., lower, :] - lm[..., upper, :], axis=-1).mean(-1)
-    width = np.linalg.norm(lm[..., _CORNERS[1], :] - lm[..., _CORNERS[0], :], axis=-1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(width > 0, opening / width, np.nan)
+    return mouth_opening(landmarks, min_width=None)
 
 
 def fill_missing(series: np.ndarray) -> np.ndarray:
-    """[T] with NaN entries linearly interpolated between finite neighbours (ends: nearest finite
-    value); all NaN stays all NaN."""
-    x = np.asarray(series, np.float64)
-    ok = np.isfinite(x)
-    if ok.all() or not ok.any():
-        return x.copy()
-    t = np.arange(len(x))
-    return np.interp(t, t[ok], x[ok])
+    """[T] float64 with NaN entries linearly interpolated between finite neighbours (ends: nearest
+    finite value); all NaN stays all NaN (`thflax.face.landmarks.interpolate_missing`)."""
+    return interpolate_missing(series)
 
 
 def mouth_opening_series(frames: Sequence[np.ndarray] | None = None, landmarks: np.ndarray | None = None,

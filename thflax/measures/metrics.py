@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
-from thflax.face import geometry
+from thflax.face.points import LOWER_INNER, MOUTH, UPPER_INNER
 
-MOUTH = geometry.MOUTH
 NON_MOUTH = tuple(range(48))
 
 
@@ -50,9 +49,14 @@ def lmd(pred, true, points=MOUTH, center: bool = True, reduce: str = "mean", mas
 
 
 def mouth_opening(landmarks):
-    """Inner-lip opening [...]: mean vertical gap between points 61–63 and 67–65 (units of the input)."""
+    """Inner-lip opening [...]: mean vertical gap between points 61–63 and 67–65 (units of the input).
+
+    float32 JAX for the train step; `thflax.synthetic.portraits.inner_gap` is the same formula in
+    numpy float64 (portraits need no JAX), `thflax.face.points.mouth_opening` the gap's length over
+    the mouth width.
+    """
     lm = jnp.asarray(landmarks, jnp.float32)
-    return jnp.mean(lm[..., (67, 66, 65), 1] - lm[..., (61, 62, 63), 1], -1)
+    return jnp.mean(lm[..., LOWER_INNER, 1] - lm[..., UPPER_INNER, 1], -1)
 
 
 def psnr(pred, true, data_range: float = 255.0):

@@ -2,9 +2,9 @@
 
 Every plain `thflax.synthetic.speakers.Speaker` is a variant of one real photo,
 ``skimage.data.astronaut()``. This module holds what is derived from that photo once per process
-(dlib's 68 landmarks, the person matte, the photo with its smiling mouth painted shut) and the
-68-point index groups the rest of the synthetic face model uses. Coordinates are pixels of the
-512x512 photo ("photo px").
+(dlib's 68 landmarks, the person matte, the photo with its smiling mouth painted shut); the
+68-point index groups are `thflax.face.points`'. Coordinates are pixels of the 512x512 photo
+("photo px").
 """
 
 from __future__ import annotations
@@ -15,14 +15,7 @@ import cv2
 import numpy as np
 
 from thflax.face.landmarks import dlib_models
-
-# dlib 68-point index groups.
-JAW = np.arange(0, 17)
-NOSE = np.arange(27, 36)
-MOUTH = np.arange(48, 68)
-INNER_LIP = np.arange(60, 68)
-UPPER_INNER = np.array([61, 62, 63])
-LOWER_INNER = np.array([67, 66, 65])  # paired with UPPER_INNER (61<->67, 62<->66, 63<->65)
+from thflax.face.points import INNER_LIP
 
 
 @functools.lru_cache(maxsize=1)
@@ -118,7 +111,7 @@ def closed_mouth_photo() -> np.ndarray:
     lm = base_landmarks().astype(np.float64)
     # The inner-lip polygon, its lower edge pushed down and corners out a little:
     # dlib's straight segments cut the curved smile, leaving teeth just outside.
-    poly = lm[INNER_LIP].copy()
+    poly = lm[list(INNER_LIP)].copy()
     poly[[5, 6, 7], 1] += 2.0
     poly[0] += (lm[60] - lm[64]) / np.linalg.norm(lm[60] - lm[64]) * 2.0
     poly[4] += (lm[64] - lm[60]) / np.linalg.norm(lm[64] - lm[60]) * 2.0

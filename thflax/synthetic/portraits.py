@@ -50,7 +50,9 @@ import numpy as np
 from scipy.spatial import Delaunay
 
 from thflax.errors import InputError, NoFaceError
-from thflax.synthetic.base_face import LOWER_INNER, UPPER_INNER, base_landmarks
+from thflax.io import files
+from thflax.face.points import LOWER_INNER, UPPER_INNER
+from thflax.synthetic.base_face import base_landmarks
 
 _log = logging.getLogger(__name__)
 
@@ -111,8 +113,7 @@ class Source:
 
 def cache_dir() -> Path:
     """Where fetched portraits are kept: ``$THFLAX_CACHE_DIR/portraits`` or ``~/.cache/thflax/portraits``."""
-    root = os.environ.get("THFLAX_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "thflax")
-    return Path(root) / "portraits"
+    return Path(files.cache_dir("portraits"))
 
 
 _warned_fetch = False
@@ -264,7 +265,12 @@ def find_face(image: np.ndarray, name: str = "portrait", max_side: int = 1024) -
 
 
 def _umeyama(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    """Least-squares similarity src -> dst as a 2x3 matrix (no reflection)."""
+    """Least-squares similarity src [K, 2] -> dst [K, 2] as a 2x3 matrix (no reflection), float64.
+
+    Umeyama's SVD fit in numpy. The same transform as `thflax.face.geometry.similarity_fit` (complex
+    closed form, float32 JAX) up to rounding; kept apart because portraits (and so the synthetic
+    corpus) need no JAX, and a float32 fit would change the aligned photos and the byte-identical corpus.
+    """
     ms, md = src.mean(0), dst.mean(0)
     a, b = src - ms, dst - md
     cov = b.T @ a / len(src)
@@ -631,7 +637,7 @@ def morph(a: Source, b: Source, ratio: float) -> Source:
     photo = np.clip(fm * blend + (1 - fm) * dom_w + 0.5, 0, 255).astype(np.uint8)
     alpha = np.maximum(warp(dom, dom.alpha), face_m).astype(np.float32)
     lm = shared.copy()
-    lm[LOWER_INNER] = lm[UPPER_INNER]
+    lm[list(LOWER_INNER)] = lm[list(UPPER_INNER)]
     return Source(photo, lm, alpha, a.identities + b.identities, max(a.mouth_gap, b.mouth_gap))
 
 

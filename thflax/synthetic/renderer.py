@@ -33,7 +33,8 @@ from scipy.spatial import Delaunay
 from thflax.io import speech
 from thflax.synthetic import portraits
 from thflax.synthetic.appearance import portrait_speaker_photo, speaker_photo
-from thflax.synthetic.base_face import INNER_LIP, base_landmarks
+from thflax.face.points import INNER_LIP
+from thflax.synthetic.base_face import base_landmarks
 from thflax.synthetic.head_motion import head_poses
 from thflax.synthetic.speakers import PortraitSpeaker, Speaker, neutral_shape, portrait_neutral_shape
 from thflax.synthetic.visemes import deform_mouth, mouth_trajectory
@@ -262,7 +263,7 @@ class Renderer:
         Rendered 4x supersampled in a small crop, so edges are anti-aliased and
         the visible opening matches the ground-truth contour to sub-pixel level.
         """
-        inner = lm[INNER_LIP]
+        inner = lm[list(INNER_LIP)]
         gap = float(np.linalg.norm(lm[62] - lm[66]))
         mw = float(np.linalg.norm(lm[64] - lm[60]))
         h, w = frame.shape[:2]

@@ -15,7 +15,8 @@ import dataclasses
 import numpy as np
 
 from thflax.io import speech
-from thflax.synthetic.base_face import JAW, LOWER_INNER, MOUTH, NOSE, UPPER_INNER, base_landmarks
+from thflax.face.points import JAW, LOWER_INNER, MOUTH, NOSE, UPPER_INNER
+from thflax.synthetic.base_face import base_landmarks
 
 @dataclasses.dataclass(frozen=True)
 class Speaker:
@@ -169,7 +170,7 @@ def neutral_shape(speaker: Speaker) -> np.ndarray:
     gap = lm[LOWER_INNER, 1] - lm[UPPER_INNER, 1]  # [3]
     g = float(gap.mean())
     # Pairs coincide exactly, so the triangles between them collapse cleanly.
-    lm[LOWER_INNER] = lm[UPPER_INNER]
+    lm[list(LOWER_INNER)] = lm[list(UPPER_INNER)]
     lm[[56, 57, 58], 1] -= gap
     lm[[55, 59], 1] -= 0.7 * g
     lm[[48, 54, 60, 64], 1] -= 0.4 * g
@@ -187,9 +188,10 @@ def _vary_shape(lm: np.ndarray, speaker: Speaker, fw: float, c: np.ndarray) -> n
     lm[JAW, 0] = c[0] + (lm[JAW, 0] - c[0]) * (1 + (speaker.face_width - 1) * wt)
     chin_w = np.array([0.15, 0.45, 0.75, 1.0, 0.75, 0.45, 0.15])  # points 5..11
     lm[5:12, 1] += speaker.chin_length * fw * chin_w
-    mc = lm[MOUTH].mean(0)
-    lm[MOUTH] = mc + (lm[MOUTH] - mc) * speaker.mouth_size
-    nc = lm[NOSE[4:]].mean(0)
+    mouth = list(MOUTH)
+    mc = lm[mouth].mean(0)
+    lm[mouth] = mc + (lm[mouth] - mc) * speaker.mouth_size
+    nc = lm[list(NOSE[4:])].mean(0)
     lm[31:36, 0] = nc[0] + (lm[31:36, 0] - nc[0]) * speaker.nose_width
     lm[17:27, 1] -= speaker.brow_raise * fw
     return lm.astype(np.float32)
@@ -199,5 +201,5 @@ def portrait_neutral_shape(speaker: Speaker, lm0: np.ndarray) -> np.ndarray:
     """Neutral landmarks of a portrait speaker, float32 [68, 2] in source-photo px, from the source's
     landmarks ``lm0`` [68, 2] (its photo is already closed-mouthed, `portraits.close_mouth`)."""
     lm = lm0.astype(np.float64).copy()
-    lm[LOWER_INNER] = lm[UPPER_INNER]
+    lm[list(LOWER_INNER)] = lm[list(UPPER_INNER)]
     return _vary_shape(lm, speaker, float(lm[16, 0] - lm[0, 0]), lm.mean(0))

@@ -13,7 +13,7 @@ import math
 import numpy as np
 from scipy.ndimage import gaussian_filter1d
 
-from thflax.synthetic.base_face import MOUTH
+from thflax.face.points import MOUTH
 
 # Targets per phoneme class: (opening 0..1, width -1 rounded .. +1 spread).
 _VOWEL_TARGETS: dict[str, tuple[float, float]] = {
@@ -167,7 +167,7 @@ def deform_mouth(shape: np.ndarray, opening: float, width: float, open_gain: flo
     out[4:13, 1] += down * jaw_w
     # Width: corners move most, lips in between partly; rounding also pouts the
     # lips (thicker vertically) and narrows the opening horizontally.
-    mc = out[MOUTH].mean(0)
+    mc = out[list(MOUTH)].mean(0)
     k = 0.09 * width if width > 0 else 0.16 * width
     wt = np.ones(20)
     wt[[0, 6, 12, 16]] = 1.0  # corners 48, 54, 60, 64
