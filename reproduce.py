@@ -90,7 +90,7 @@ def train_and_evaluate(workdir: str, configs: dict, builder, timing: dict[str, f
     from thflax.measures import evaluation
     from thflax.measures.seed_tables import ABLATION_ROWS
     from thflax.inference import networks
-    from thflax.training import tasks, trainer
+    from thflax.training import stages
 
     stage_dirs = {}
     for _, mod in ABLATION_ROWS:
@@ -100,10 +100,7 @@ def train_and_evaluate(workdir: str, configs: dict, builder, timing: dict[str, f
             src = os.path.join(workdir, "_stages", key)
             if key not in stage_dirs:
                 print(f"== training {key} ({c[stage].num_steps} steps, seed {c.seed})", flush=True)
-                t0 = time.time()
-                task = tasks.get_task(c, stage)
-                trainer.train_stage(c, src, task, pipeline.StageData(c, task, builder))
-                timing[key] = time.time() - t0
+                timing[key] = stages.train_stages(c, src, [stage], builder)[stage]
                 stage_dirs[key] = src
             row_dir = os.path.join(workdir, mod)
             os.makedirs(row_dir, exist_ok=True)
