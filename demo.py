@@ -125,14 +125,13 @@ def main(argv) -> int:
           f"build report: {reports}  ({time.time() - t0:.0f} s)")
 
     # 2. Training.
-    from thflax.training import tasks, trainer
+    from thflax.training import stages, tasks
 
-    for stage in tasks.stage_names("all"):
-        _say(f"2/4 training {stage.upper()} ({config[stage].num_steps} steps) -> {workdir}/{stage}")
-        t0 = time.time()
-        task = tasks.get_task(config, stage)
-        trainer.train_stage(config, workdir, task, pipeline.StageData(config, task, builder))
-        print(f"{stage}: {time.time() - t0:.0f} s")
+    stages.train_stages(
+        config, workdir, tasks.stage_names("all"), builder,
+        on_start=lambda stage: _say(f"2/4 training {stage.upper()} ({config[stage].num_steps} steps) -> "
+                                    f"{workdir}/{stage}"),
+        on_done=lambda stage, seconds: print(f"{stage}: {seconds:.0f} s"))
 
     # 3. Evaluation.
     _say(f"3/4 end-to-end evaluation on {FLAGS.eval_utterances} held-out utterances")

@@ -30,7 +30,7 @@ once into <workdir>/tfds, is the same), each into <workdir>/seed<i>/ (that run's
 summary.json, per_utterance.json, timing.json); <workdir>/table2.md then has mean ± std (ddof=1) per
 cell and an Orderings section stating, for each of the paper's claims (Full best on LMD / SSIM / PSNR;
 Full vs w/o Splitnet, vs w/o Attention, vs Baseline; every model row vs the two floors), whether it
-holds beyond the seed-to-seed spread (`thflax.measures.evaluation.ORDERING_RULE`: paired per seed) or lies
+holds beyond the seed-to-seed spread (`thflax.measures.seed_tables.ORDERING_RULE`: paired per seed) or lies
 within it; summary.json has per row and metric the mean, std and per-seed values, plus the orderings;
 timing.json each seed's and the total time.
 
@@ -50,9 +50,6 @@ from absl import flags
 
 from thflax import cli
 
-ROWS = (("Baseline", "baseline"), ("w/o Splitnet", "no_split"), ("w/o Attention", "no_attention"),
-        ("Full", "full"))
-
 FLAGS = flags.FLAGS
 cli.define_config(os.path.join(os.path.dirname(cli.DEFAULT_CONFIG), "full.py"),
                   "Only its --config.x=y overrides are used: they apply to every row's config.")
@@ -71,8 +68,10 @@ def row_configs(workdir: str, seed_offset: int = 0, data_dir: str | None = None)
     and the training stream (clip, reference and target choices, shuffling), not the corpus. `data_dir`
     defaults to <workdir>/tfds.
     """
+    from thflax.measures.seed_tables import ABLATION_ROWS
+
     configs = {}
-    for _, mod in ROWS:
+    for _, mod in ABLATION_ROWS:
         c = importlib.import_module(f"configs.{mod}").get_config()
         c.data.data_dir = data_dir or os.path.join(workdir, "tfds")
         cli.apply_overrides(c)
@@ -89,21 +88,19 @@ def train_and_evaluate(workdir: str, configs: dict, builder, timing: dict[str, f
     step's seconds to `timing`."""
     from input_pipeline import pipeline
     from thflax.measures import evaluation
+    from thflax.measures.seed_tables import ABLATION_ROWS
     from thflax.inference import networks
-    from thflax.training import tasks, trainer
+    from thflax.training import stages
 
     stage_dirs = {}
-    for _, mod in ROWS:
+    for _, mod in ABLATION_ROWS:
         c = configs[mod]
         for stage, key in (("stl", f"stl_{'split' if c.stl.split else 'nosplit'}"),
                            ("ltv", f"ltv_{'attn' if c.ltv.attention else 'noattn'}")):
             src = os.path.join(workdir, "_stages", key)
             if key not in stage_dirs:
                 print(f"== training {key} ({c[stage].num_steps} steps, seed {c.seed})", flush=True)
-                t0 = time.time()
-                task = tasks.get_task(c, stage)
-                trainer.train_stage(c, src, task, pipeline.StageData(c, task, builder))
-                timing[key] = time.time() - t0
+                timing[key] = stages.train_stages(c, src, [stage], builder)[stage]
                 stage_dirs[key] = src
             row_dir = os.path.join(workdir, mod)
             os.makedirs(row_dir, exist_ok=True)
@@ -113,7 +110,7 @@ def train_and_evaluate(workdir: str, configs: dict, builder, timing: dict[str, f
 
     print("== evaluating", flush=True)
     t0 = time.time()
-    models = [(name, networks.load_models(os.path.join(workdir, mod), configs[mod])) for name, mod in ROWS]
+    models = [(name, networks.load_models(os.path.join(workdir, mod), configs[mod])) for name, mod in ABLATION_ROWS]
     test = pipeline.utterances(configs["full"], pipeline.TEST_SPLIT, builder=builder)
     result = evaluation.run_table(models, test, workdir, FLAGS.max_utterances, template_models=models[-1][1])
     timing["evaluation"] = time.time() - t0
@@ -133,7 +130,7 @@ def _write_timing(workdir: str, timing: dict) -> None:
 def main(argv) -> int:
     del argv
     from input_pipeline import pipeline
-    from thflax.measures import evaluation
+    from thflax.measures import evaluation, paper_tables, seed_tables
 
     workdir = os.path.abspath(FLAGS.workdir)
     os.makedirs(workdir, exist_ok=True)
@@ -149,11 +146,11 @@ def main(argv) -> int:
         summary, table, paths = train_and_evaluate(workdir, configs, builder, timing)
         timing["total"] = time.time() - t_all
         _write_timing(workdir, timing)
-        _write(paths["table"], table + "\n\n" + evaluation.markdown_published_table2())
+        _write(paths["table"], table + "\n\n" + paper_tables.markdown_published_table2())
         _write(os.path.join(workdir, "table1.md"),
-               evaluation.markdown_table1(evaluation.aggregate_seeds([summary]), data_name))
+               paper_tables.markdown_table1(seed_tables.aggregate_seeds([summary]), data_name))
         print(table)
-        full, others = summary["Full"], [summary[n] for n, m in ROWS if m != "full"]
+        full, others = summary["Full"], [summary[n] for n, m in seed_tables.ABLATION_ROWS if m != "full"]
         best_lmd = all(full["lmd"] <= o["lmd"] for o in others)
         best_ssim = all(full["ssim"] >= o["ssim"] for o in others)
         print(f"\nFull best on LMD: {best_lmd}; best on SSIM: {best_ssim} (the paper's ordering holds if both; "
@@ -179,19 +176,19 @@ def main(argv) -> int:
         timing[f"seed{i}"] = seed_timing
         summaries.append(summary)
 
-    agg = evaluation.aggregate_seeds(summaries)
-    ords = evaluation.orderings(summaries)
+    agg = seed_tables.aggregate_seeds(summaries)
+    ords = seed_tables.orderings(summaries)
     n_utt = agg.get("Full", {}).get("utterances", {}).get("mean", float("nan"))
-    table = evaluation.markdown_table_seeds(agg)
+    table = seed_tables.markdown_table_seeds(agg)
     head = (f"# Table 2 ({data_name}): mean ± std over {FLAGS.seeds} training seeds "
             f"(config.seed = {', '.join(map(str, seeds))})\n\n"
             f"Each cell: mean ± sample standard deviation over the seeds (ddof=1); \"–\" = undefined in every "
             f"seed, \"(k/N seeds)\" = defined in k of them only. Every seed trains on the same corpus and is "
             f"scored on the same {n_utt:.0f} test utterances; per-seed tables in seed<i>/table2.md.")
-    orderings_md = evaluation.markdown_orderings(ords)
+    orderings_md = seed_tables.markdown_orderings(ords)
     _write(os.path.join(workdir, "table2.md"),
-           "\n\n".join([head, table, orderings_md, evaluation.markdown_published_table2()]))
-    _write(os.path.join(workdir, "table1.md"), evaluation.markdown_table1(agg, data_name, ords))
+           "\n\n".join([head, table, orderings_md, paper_tables.markdown_published_table2()]))
+    _write(os.path.join(workdir, "table1.md"), paper_tables.markdown_table1(agg, data_name, ords))
     evaluation.write_json(os.path.join(workdir, "summary.json"),
                           {"data": data_name, "seeds": seeds, "std": "sample standard deviation over seeds, ddof=1",
                            "rows": agg, "orderings": ords})

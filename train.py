@@ -31,15 +31,11 @@ flags.mark_flags_as_required(["workdir"])
 
 
 def train_and_evaluate(config, workdir: str) -> None:
-    """Trains the stages `config.stage` names, in order, on the dataset `config.data` names."""
-    from input_pipeline import pipeline
-    from thflax.training import tasks, trainer
+    """Trains the stages `config.stage` names, in order, on the dataset `config.data` names (prepared after
+    every stage's task is built: a config mistake fails before the slow preparation)."""
+    from thflax.training import stages, tasks
 
-    # Tasks first: a config mistake fails before the (slow) dataset preparation.
-    stage_tasks = [tasks.get_task(config, stage) for stage in tasks.stage_names(config.stage)]
-    builder = pipeline.get_builder(config.data)
-    for task in stage_tasks:
-        trainer.train_stage(config, workdir, task, pipeline.StageData(config, task, builder))
+    stages.train_stages(config, workdir, tasks.stage_names(config.stage))
 
 
 def main(argv):

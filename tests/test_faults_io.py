@@ -519,7 +519,7 @@ def test_perceptual_cli_refuses_a_bad_output_before_training(tmp_path):
     import sys
 
     for out, cause in ((tmp_path / "missing" / "net.msgpack", "does not exist"), (tmp_path, "is a directory")):
-        r = subprocess.run([sys.executable, "-m", "thflax.training.perceptual", "--out", str(out)],
+        r = subprocess.run([sys.executable, "-m", "thflax.training.face_features", "--out", str(out)],
                            capture_output=True, text=True, timeout=300)
         assert r.returncode == 2, r.stderr[-2000:]
         assert cause in r.stderr and "Traceback" not in r.stderr

@@ -11,7 +11,8 @@ import sys
 import configs.default, configs.tiny
 import thflax, thflax.face.geometry, thflax.training.losses, thflax.measures.metrics, thflax.training.parallel, thflax.face.sketch
 import thflax.models.stl, thflax.models.ltv, thflax.training.stl_stage, thflax.training.ltv_stage, thflax.training.train_state
-import thflax.io.checkpoint, thflax.training.trainer, thflax.inference.generation, thflax.training.tasks, thflax.models.build, thflax.training.perceptual
+import thflax.io.checkpoint, thflax.training.trainer, thflax.inference.generation, thflax.training.tasks, thflax.models.build
+import thflax.models.face_features, thflax.training.face_features
 bad = sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "tensorflow_datasets", "dlib", "librosa", "cv2"))
 print("BAD", bad)
 """

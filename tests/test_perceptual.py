@@ -1,4 +1,5 @@
-"""The face feature network trained here (thflax/training/perceptual.py) and the LTV net's perceptual term."""
+"""The face feature network trained here (thflax/models/face_features.py, trained by
+thflax/training/face_features.py) and the LTV net's perceptual term."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from thflax.training import perceptual, tasks
+from thflax.models import face_features
+from thflax.training import face_features as feature_training
+from thflax.training import tasks
 from thflax.errors import InputError
 from thflax.io.images import to_unit
 
@@ -33,7 +36,7 @@ def _two_people(n: int, size: int = 32, seed: int = 0):
 @pytest.fixture(scope="module")
 def net():
     frames, lms, who = _two_people(256)
-    trained, m = perceptual.train(frames, lms, who, 2, steps=60, batch=32)
+    trained, m = feature_training.train(frames, lms, who, 2, steps=60, batch=32)
     return trained, m
 
 
@@ -52,30 +55,30 @@ def test_distance_is_zero_for_equal_images_and_has_a_gradient(net):
     frames, _, _ = _two_people(4, seed=2)
     a = to_unit(frames[:2])
     b = to_unit(frames[2:])
-    assert float(perceptual.distance(trained, a, a)) == 0.0
-    d = float(perceptual.distance(trained, a, b))
+    assert float(face_features.distance(trained, a, a)) == 0.0
+    d = float(face_features.distance(trained, a, b))
     assert d > 0.01
-    g = jax.grad(lambda x: perceptual.distance(trained, x, b))(a)
+    g = jax.grad(lambda x: face_features.distance(trained, x, b))(a)
     assert float(jnp.abs(g).sum()) > 0 and bool(jnp.all(jnp.isfinite(g)))
 
 
 def test_save_load_round_trip_and_one_line_errors(net, tmp_path):
     trained, _ = net
     path = str(tmp_path / "f.msgpack")
-    perceptual.save(trained, path, ["a", "b"])
-    back = perceptual.load(path, 32)
+    face_features.save(trained, path, ["a", "b"])
+    back = face_features.load(path, 32)
     frames, _, _ = _two_people(2, seed=3)
     x = to_unit(frames)
     for u, v in zip(trained.features(x), back.features(x)):
         np.testing.assert_array_equal(np.asarray(u), np.asarray(v))
     with pytest.raises(InputError, match="trained on 32x32 crops, the LTV net works at 64x64"):
-        perceptual.load(path, 64)
+        face_features.load(path, 64)
     with pytest.raises(InputError, match="cannot read the perceptual network"):
-        perceptual.load(str(tmp_path / "missing.msgpack"))
+        face_features.load(str(tmp_path / "missing.msgpack"))
     junk = tmp_path / "junk.msgpack"
     junk.write_bytes(b"\x81\xa1a\x01")  # a msgpack map, but not ours
     with pytest.raises(InputError, match="not a perceptual network") as e:
-        perceptual.load(str(junk))
+        face_features.load(str(junk))
     assert "\n" not in str(e.value)
 
 
@@ -89,11 +92,11 @@ def test_ltv_perceptual_term(net, tmp_path):
     with pytest.raises(InputError, match="needs config.ltv.perceptual_net"):
         tasks.get_task(config, "ltv")
     path = str(tmp_path / "f.msgpack")
-    perceptual.save(trained, path, ["a", "b"])
+    face_features.save(trained, path, ["a", "b"])
     config.ltv.perceptual_net = path
     task = tasks.get_task(config, "ltv")
     frames, lms, _ = _two_people(4, seed=4)
     fake, target = to_unit(frames[:2]), to_unit(frames[2:])
     terms = task.g_loss_terms(fake, jnp.zeros((2, 32, 32, 1)), target, jnp.zeros((2, 4, 4, 1)), jnp.asarray(lms[:2]))
-    np.testing.assert_allclose(float(terms["perceptual"]), float(perceptual.distance(trained, fake, target)),
+    np.testing.assert_allclose(float(terms["perceptual"]), float(face_features.distance(trained, fake, target)),
                                rtol=1e-6)

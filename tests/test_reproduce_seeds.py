@@ -2,6 +2,7 @@
 seed-to-seed spread, and Table 1 / the paper's published rows kept apart from ours (issue #14).
 
 Hand-made per-seed summaries (what `evaluation.summarize` returns per seed): no corpus, no training.
+The tables are thflax/measures/seed_tables.py and paper_tables.py.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import json
 import numpy as np
 import pytest
 
-from thflax.measures import evaluation
+from thflax.measures import evaluation, paper_tables, seed_tables
 
 NAN = float("nan")
 
@@ -54,7 +55,7 @@ def _cells(table: str) -> dict[str, dict[str, str]]:
 
 def test_aggregate_seeds_mean_sample_std_and_nan_cells():
     seeds = _seeds()
-    agg = evaluation.aggregate_seeds(seeds)
+    agg = seed_tables.aggregate_seeds(seeds)
     assert list(agg) == list(seeds[0])  # row order kept
     full_lmd = agg["Full"]["lmd"]
     assert full_lmd["values"] == [2.00, 2.10, 2.05] and full_lmd["n"] == 3
@@ -66,14 +67,14 @@ def test_aggregate_seeds_mean_sample_std_and_nan_cells():
     tmpl = agg["Template landmarks (no speech)"]["sync_r"]  # defined in one seed only
     assert tmpl["n"] == 1 and tmpl["mean"] == pytest.approx(0.1) and np.isnan(tmpl["std"])
     # A row or key missing from a seed counts as undefined there.
-    partial = evaluation.aggregate_seeds([{"A": {"lmd": 1.0}}, {"A": {"lmd": 3.0, "ssim": 0.5}}, {}])
+    partial = seed_tables.aggregate_seeds([{"A": {"lmd": 1.0}}, {"A": {"lmd": 3.0, "ssim": 0.5}}, {}])
     assert partial["A"]["lmd"]["n"] == 2 and partial["A"]["lmd"]["mean"] == 2.0
     assert partial["A"]["ssim"]["n"] == 1 and np.isnan(partial["A"]["ssim"]["values"][0])
 
 
 def test_markdown_table_seeds_shows_mean_pm_std_and_dashes_for_nan():
-    agg = evaluation.aggregate_seeds(_seeds())
-    cells = _cells(evaluation.markdown_table_seeds(agg))
+    agg = seed_tables.aggregate_seeds(_seeds())
+    cells = _cells(seed_tables.markdown_table_seeds(agg))
     assert cells["Full"]["LMD"] == "2.05 ± 0.05"
     assert cells["Full"]["SSIM"] == f"0.810 ± {np.std([0.80, 0.81, 0.82], ddof=1):.3f}"
     assert cells["Real video (ceiling)"]["SSIM"] == "–" and cells["Real video (ceiling)"]["LMD"] == "–"
@@ -82,7 +83,7 @@ def test_markdown_table_seeds_shows_mean_pm_std_and_dashes_for_nan():
     assert cells["Template landmarks (no speech)"]["sync r"] == "0.10 (1/3 seeds)"
     assert cells["Full"]["head LMD"] == "–"  # a key no seed has
     # One seed: the value alone, no "±".
-    one = _cells(evaluation.markdown_table_seeds(evaluation.aggregate_seeds(_seeds()[:1])))
+    one = _cells(seed_tables.markdown_table_seeds(seed_tables.aggregate_seeds(_seeds()[:1])))
     assert one["Full"]["LMD"] == "2.00" and one["Real video (ceiling)"]["SSIM"] == "–"
 
 
@@ -91,7 +92,7 @@ def _verdicts(comparisons: list[dict]) -> dict[tuple[str, str, str], str]:
 
 
 def test_orderings_hold_only_beyond_the_paired_spread():
-    ords = evaluation.orderings(_seeds())
+    ords = seed_tables.orderings(_seeds())
     comp = _verdicts(ords["components"])
     assert {k for k in comp} == {("Full", r, k) for r in ("Baseline", "w/o Splitnet", "w/o Attention")
                                  for k in ("lmd", "ssim", "psnr")}
@@ -122,21 +123,21 @@ def test_orderings_full_best_holds_when_every_pair_does():
     seeds = _seeds()
     for s in seeds:  # make w/o Attention and w/o Splitnet clearly worse on LMD in every seed
         s["w/o Attention"]["lmd"] = s["Full"]["lmd"] + 0.2
-    best = {b["claim"]: b["verdict"] for b in evaluation.orderings(seeds)["best"]}
+    best = {b["claim"]: b["verdict"] for b in seed_tables.orderings(seeds)["best"]}
     assert best["Full best on LMD"] == "holds"
     assert best["Full best on PSNR"] == "not shown"  # w/o Splitnet's PSNR is within the spread
 
 
 def test_orderings_with_one_seed_and_undefined_cells():
-    one = evaluation.orderings(_seeds()[:1])
+    one = seed_tables.orderings(_seeds()[:1])
     assert {c["verdict"] for c in one["components"]} == {"one seed (no spread)"}
     assert {b["verdict"] for b in one["best"]} == {"one seed (no spread)"}
-    c = evaluation.paired_comparison(_seeds(), "Real video (ceiling)", "Full", "ssim")
+    c = seed_tables.paired_comparison(_seeds(), "Real video (ceiling)", "Full", "ssim")
     assert c["verdict"] == "undefined" and c["n"] == 0
     # A seed where one side is undefined is left out of the pairs, not counted as a win or a loss.
     seeds = _seeds()
     seeds[1]["Baseline"]["lmd"] = NAN
-    c = evaluation.paired_comparison(seeds, "Full", "Baseline", "lmd")
+    c = seed_tables.paired_comparison(seeds, "Full", "Baseline", "lmd")
     assert c["n"] == 2 and c["verdict"] == "holds" and np.isnan(c["diffs"][1])
 
 
@@ -146,13 +147,13 @@ def test_orderings_claim_nothing_below_the_printed_resolution():
     for i, s in enumerate(seeds):
         s["Template landmarks (no speech)"]["ssim"] = s["Full"]["ssim"] - 1e-5 * (1 + 0.1 * i)
         s["Reference frame (copied)"]["ssim"] = s["Full"]["ssim"] - 1e-3 * (1 + 0.1 * i)
-    floors = _verdicts(evaluation.orderings(seeds)["floors"])
+    floors = _verdicts(seed_tables.orderings(seeds)["floors"])
     assert floors[("Full", "Template landmarks (no speech)", "ssim")] == "within the spread"
     assert floors[("Full", "Reference frame (copied)", "ssim")] == "holds"
 
 
 def test_orderings_markdown_states_the_rule_and_every_claim():
-    md = evaluation.markdown_orderings(evaluation.orderings(_seeds()))
+    md = seed_tables.markdown_orderings(seed_tables.orderings(_seeds()))
     assert "ddof=1" in md and "every seed" in md
     assert "- Full best on LMD: **not shown** (vs w/o Attention: within the spread)" in md
     assert "- Full better than w/o Attention on LMD: **within the spread** (mean advantage" in md
@@ -163,7 +164,7 @@ def test_orderings_markdown_states_the_rule_and_every_claim():
 
 def test_seed_summary_json_is_strict_with_nan_as_null(tmp_path):
     seeds = _seeds()
-    obj = {"rows": evaluation.aggregate_seeds(seeds), "orderings": evaluation.orderings(seeds)}
+    obj = {"rows": seed_tables.aggregate_seeds(seeds), "orderings": seed_tables.orderings(seeds)}
     path = tmp_path / "summary.json"
     evaluation.write_json(str(path), obj)
     raw = json.loads(path.read_text())  # strict JSON: no bare NaN
@@ -174,8 +175,8 @@ def test_seed_summary_json_is_strict_with_nan_as_null(tmp_path):
 
 
 def test_table1_puts_measured_and_published_ssim_in_separate_columns():
-    agg = evaluation.aggregate_seeds(_seeds())
-    md = evaluation.markdown_table1(agg, "synthetic_talking_heads/small", evaluation.orderings(_seeds()))
+    agg = seed_tables.aggregate_seeds(_seeds())
+    md = paper_tables.markdown_table1(agg, "synthetic_talking_heads/small", seed_tables.orderings(_seeds()))
     cells = _cells(md)
     head = [c.strip() for c in md.splitlines()[2].strip("|").split("|")]
     measured, published = head[1], head[2]
@@ -191,12 +192,12 @@ def test_table1_puts_measured_and_published_ssim_in_separate_columns():
     # The SSIM orderings of our two rows follow the table.
     assert "- Full better than w/o Attention on SSIM: **holds**" in md
     # One seed: values without ±, no orderings.
-    one = _cells(evaluation.markdown_table1(evaluation.aggregate_seeds(_seeds()[:1]), "x"))
+    one = _cells(paper_tables.markdown_table1(seed_tables.aggregate_seeds(_seeds()[:1]), "x"))
     assert one['The proposed (w attention) = our "Full"']["SSIM measured here (x)"] == "0.800"
 
 
 def test_published_table2_is_marked_and_apart_from_ours():
-    md = evaluation.markdown_published_table2()
+    md = paper_tables.markdown_published_table2()
     assert md.startswith("## ") and "not measured here" in md.splitlines()[0]
     cells = _cells(md)
     assert list(cells) == ["Chen [12]", "Wiles [15]", "Chung [1]", "Baseline", "ATVGnet [4]",
@@ -205,16 +206,18 @@ def test_published_table2_is_marked_and_apart_from_ours():
     assert [cells["ATVGnet [4]"][k] for k in ("LMD", "SSIM", "PSNR")] == ["1.29", "0.83", "32.15"]
 
 
-def test_ordering_row_names_match_the_rows_reproduce_and_run_table_make():
-    """The orderings find their rows by name: reproduce.py's ROWS and run_table's floor rows must be named
-    as `MODEL_ROWS` / `FLOOR_ROWS` (read from the sources: importing reproduce.py would define its flags)."""
-    import ast
-    import inspect
-    import pathlib
+def test_ordering_row_names_match_the_rows_run_table_makes(monkeypatch, tmp_path):
+    """The orderings find their rows by name: run_table's ceiling and floor rows are named `REAL_ROW` and
+    `FLOOR_ROWS`, and the model rows keep the names they are given (reproduce.py gives
+    `seed_tables.ABLATION_ROWS`' names)."""
+    seen = []
 
-    src = (pathlib.Path(__file__).parents[1] / "reproduce.py").read_text()
-    rows = next(ast.literal_eval(node.value) for node in ast.parse(src).body
-                if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "ROWS")
-    assert tuple(name for name, _ in rows) == evaluation.MODEL_ROWS
-    run_table = inspect.getsource(evaluation.run_table)
-    assert all(f'Row("{name}"' in run_table for name in evaluation.FLOOR_ROWS)
+    def fake_evaluate(rows, utterances, max_utterances=None, progress=True):
+        seen.extend((r.name, r.kind) for r in rows)
+        return {r.name: [] for r in rows}
+
+    monkeypatch.setattr(evaluation, "evaluate", fake_evaluate)
+    evaluation.run_table([(name, object()) for name in seed_tables.MODEL_ROWS], [], str(tmp_path))
+    assert seen == [(evaluation.REAL_ROW, "real"), (evaluation.FLOOR_ROWS[0], "reference"),
+                    (evaluation.FLOOR_ROWS[1], "template")] + [(name, "model") for name in seed_tables.MODEL_ROWS]
+    assert set(evaluation.FLOOR_ROWS) <= set(_seeds()[0]) and set(seed_tables.MODEL_ROWS) <= set(_seeds()[0])

@@ -56,6 +56,11 @@ from thflax.errors import InputError
 
 EVAL_SIZE = 256
 
+#: The rows `run_table` adds before the models': the ceiling, then the floors (the orderings over seeds
+#: find the floors by these names).
+REAL_ROW = "Real video (ceiling)"
+FLOOR_ROWS = ("Reference frame (copied)", "Template landmarks (no speech)")
+
 
 @dataclasses.dataclass
 class Row:
@@ -244,11 +249,12 @@ def markdown_table(summary: dict[str, dict[str, float]]) -> str:
     def cell(v, digits: int) -> str:
         return "–" if v is None or not np.isfinite(v) else f"{v:.{digits}f}"
 
-    return _table(summary, cell)
+    return markdown_rows(summary, cell)
 
 
-def _table(rows: dict[str, dict[str, Any]], cell: Callable[[Any, int], str]) -> str:
-    """Method | one column per `COLUMNS` entry; `cell(row[key], digits)` writes each cell."""
+def markdown_rows(rows: dict[str, dict[str, Any]], cell: Callable[[Any, int], str]) -> str:
+    """Method | one column per `COLUMNS` entry; `cell(row[key], digits)` writes each cell (the layout
+    `markdown_table` and the tables over seeds share)."""
     head = "| Method | " + " | ".join(c for c, _, _ in COLUMNS) + " |"
     sep = "|---|" + "|".join("---:" for _ in COLUMNS) + "|"
     lines = [head, sep]
@@ -316,230 +322,9 @@ def run_table(models: list[tuple[str, Any]], utterances, out_dir: str, max_utter
     """
     rows = [Row(name, m) for name, m in models]
     if trivial_rows:
-        rows = [Row("Real video (ceiling)", kind="real"), Row("Reference frame (copied)", kind="reference"),
-                Row("Template landmarks (no speech)", template_models or models[0][1], kind="template")] + rows
+        rows = [Row(REAL_ROW, kind="real"), Row(FLOOR_ROWS[0], kind="reference"),
+                Row(FLOOR_ROWS[1], template_models or models[0][1], kind="template")] + rows
     results = evaluate(rows, utterances, max_utterances, progress=progress)
     summary = summarize(results)
     table = markdown_table(summary)
     return summary, table, write_results(out_dir, results, summary, table)
-
-
-# ----------------------------------------------------------------------------------------------------------
-# Several training seeds (reproduce.py --seeds N): mean ± std per cell and which orderings survive the noise.
-
-#: The rows reproduce.py trains (the paper's Table 2 ablation) and the floors run_table adds; same names.
-MODEL_ROWS = ("Baseline", "w/o Splitnet", "w/o Attention", "Full")
-FLOOR_ROWS = ("Reference frame (copied)", "Template landmarks (no speech)")
-#: The paper's own metrics, compared in the orderings; LMD is better lower, SSIM and PSNR higher.
-ORDERING_KEYS = (("LMD", "lmd"), ("SSIM", "ssim"), ("PSNR", "psnr"))
-LOWER_IS_BETTER = frozenset({"lmd", "lmd_sum", "lmd_head", "lmd_stl"})
-
-ORDERING_RULE = (
-    "A beats B on a metric when, with d_i = A's advantage over B in training seed i (paired: every seed "
-    "trains on the same corpus and is scored on the same test utterances, so the corpus' difficulty "
-    "cancels), d_i > 0 in every seed AND mean(d) > std(d) (sample std over seeds, ddof=1): the mean "
-    "advantage exceeds its seed-to-seed spread; and mean(d) is at least half a unit of the last digit the "
-    "table prints (LMD 0.005, SSIM 0.0005, PSNR 0.005), so no order is claimed between equal-looking cells. "
-    "'reversed' is the same with B ahead; anything else is 'within the spread'. A screen, not a "
-    "significance test: with 3 seeds it amounts to a paired t above sqrt(3) = 1.7 (one-sided p ~ 0.11) on "
-    "top of the sign agreeing in all 3 seeds.")
-
-
-def _resolution(key: str) -> float:
-    """Half a unit of the last digit `markdown_table` prints for `key` (0 for keys it does not print)."""
-    return next((0.5 * 10.0 ** -digits for _, k, digits in COLUMNS if k == key), 0.0)
-
-
-def aggregate_seeds(summaries: list[dict[str, dict[str, float]]]) -> dict[str, dict[str, dict[str, Any]]]:
-    """`summarize` outputs of several training seeds -> {row: {key: {"mean", "std", "n", "values"}}}.
-
-    `values` are the per-seed numbers in seed order (NaN where a seed has none: an undefined metric, a
-    blank cell such as the real video's SSIM); `mean` and `std` are over the finite ones, `std` the sample
-    standard deviation (ddof=1, NaN with fewer than 2), `n` how many were finite. Rows and keys keep the
-    first summary's order; a row or key missing from a seed counts as NaN there.
-    """
-    rows: dict[str, list[str]] = {}
-    for s in summaries:
-        for name, row in s.items():
-            keys = rows.setdefault(name, [])
-            keys += [k for k in row if k not in keys]
-    out: dict[str, dict[str, dict[str, Any]]] = {}
-    for name, keys in rows.items():
-        out[name] = {}
-        for key in keys:
-            vals = [s.get(name, {}).get(key) for s in summaries]
-            vals = [float("nan") if v is None else float(v) for v in vals]
-            ok = np.array([v for v in vals if np.isfinite(v)])
-            out[name][key] = {"mean": float(ok.mean()) if ok.size else float("nan"),
-                              "std": float(ok.std(ddof=1)) if ok.size > 1 else float("nan"),
-                              "n": int(ok.size), "values": vals}
-    return out
-
-
-def _mean_std_cell(cell: dict[str, Any] | None, digits: int, n_seeds: int) -> str:
-    """"m ± s" at `digits`; "–" when undefined in every seed; "(k/N seeds)" when some seeds lack it."""
-    if not cell or not cell["n"]:
-        return "–"
-    text = f"{cell['mean']:.{digits}f}"
-    if np.isfinite(cell["std"]):
-        text += f" ± {cell['std']:.{digits}f}"
-    if cell["n"] < n_seeds:
-        text += f" ({cell['n']}/{n_seeds} seeds)"
-    return text
-
-
-def markdown_table_seeds(agg: dict[str, dict[str, dict[str, Any]]]) -> str:
-    """`markdown_table`'s layout with "mean ± std" over seeds per cell (from `aggregate_seeds`)."""
-    n_seeds = max((len(c["values"]) for row in agg.values() for c in row.values()), default=0)
-    return _table(agg, lambda c, digits: _mean_std_cell(c, digits, n_seeds))
-
-
-def paired_comparison(summaries: list[dict[str, dict[str, float]]], better: str, worse: str,
-                      key: str) -> dict[str, Any]:
-    """Whether row `better` beats row `worse` on `key` over seeds, by `ORDERING_RULE`.
-
-    Returns {"better", "worse", "key", "diffs": [per-seed advantage of `better`, > 0 = ahead; NaN where
-    either is undefined], "mean", "std" (of the finite diffs, ddof=1), "n", "verdict"}: verdict is "holds",
-    "reversed", "within the spread", "one seed (no spread)" or "undefined" (no seed has both).
-    """
-    sign = -1.0 if key in LOWER_IS_BETTER else 1.0
-    diffs = []
-    for s in summaries:
-        a, b = s.get(better, {}).get(key), s.get(worse, {}).get(key)
-        diffs.append(float("nan") if a is None or b is None else sign * (float(a) - float(b)))
-    d = np.array([x for x in diffs if np.isfinite(x)])
-    mean = float(d.mean()) if d.size else float("nan")
-    std = float(d.std(ddof=1)) if d.size > 1 else float("nan")
-    res = _resolution(key)
-    if d.size == 0:
-        verdict = "undefined"
-    elif d.size == 1:
-        verdict = "one seed (no spread)"
-    elif np.all(d > 0) and mean > std and mean >= res:
-        verdict = "holds"
-    elif np.all(d < 0) and -mean > std and -mean >= res:
-        verdict = "reversed"
-    else:
-        verdict = "within the spread"
-    return {"better": better, "worse": worse, "key": key, "diffs": diffs, "mean": mean, "std": std,
-            "n": int(d.size), "verdict": verdict}
-
-
-def orderings(summaries: list[dict[str, dict[str, float]]], model_rows: tuple[str, ...] = MODEL_ROWS,
-              full: str = "Full", floors: tuple[str, ...] = FLOOR_ROWS) -> dict[str, Any]:
-    """The paper's Table 2 claims checked against the seed-to-seed spread (`paired_comparison`).
-
-    * components: `full` vs each other model row on LMD, SSIM and PSNR ("each component helps": vs
-      w/o Splitnet, vs w/o Attention, vs Baseline);
-    * best: "`full` best on <metric>" holds only if every one of those comparisons on it holds ("against":
-      each comparison's verdict);
-    * floors: every model row vs each floor row (copied reference, template landmarks).
-    Rows absent from the summaries are left out. Returns {"rule", "components", "best", "floors"}.
-    """
-    present = [n for n in summaries[0]] if summaries else []
-    others = [r for r in model_rows if r != full and r in present]
-    has_full = full in present
-    components = [paired_comparison(summaries, full, r, key) for r in others for _, key in ORDERING_KEYS] \
-        if has_full else []
-    best = []
-    for label, key in ORDERING_KEYS:
-        pairs = [c for c in components if c["key"] == key]
-        if not pairs:
-            continue
-        verdicts = {c["verdict"] for c in pairs}
-        verdict = "holds" if verdicts == {"holds"} else (
-            "one seed (no spread)" if "one seed (no spread)" in verdicts else "not shown")
-        best.append({"claim": f"{full} best on {label}", "key": key, "verdict": verdict,
-                     "against": {c["worse"]: c["verdict"] for c in pairs}})
-    floor_cmp = [paired_comparison(summaries, r, f, key) for r in model_rows if r in present
-                 for f in floors if f in present for _, key in ORDERING_KEYS]
-    return {"rule": ORDERING_RULE, "components": components, "best": best, "floors": floor_cmp}
-
-
-def _comparison_line(c: dict[str, Any]) -> str:
-    label = {k: lbl for lbl, k in ORDERING_KEYS}.get(c["key"], c["key"])
-    if c["n"] > 1:
-        detail = (f"mean advantage {c['mean']:+.3g} ± {c['std']:.2g} over {c['n']} seeds; per seed "
-                  + ", ".join("–" if not np.isfinite(x) else f"{x:+.3g}" for x in c["diffs"]))
-    elif c["n"] == 1:
-        detail = f"advantage {c['mean']:+.3g}"
-    else:
-        detail = "no seed has both"
-    return f"- {c['better']} better than {c['worse']} on {label}: **{c['verdict']}** ({detail})"
-
-
-def markdown_orderings(ords: dict[str, Any]) -> str:
-    """`orderings` as a markdown section: the rule, then one line per claim."""
-    lines = ["## Orderings", "", ords["rule"], "", "The paper's claims (Table 2: Full best on LMD, SSIM "
-             "and PSNR among its own rows; each component helps):", ""]
-    lines += [f"- {b['claim']}: **{b['verdict']}**"
-              + (" (" + "; ".join(f"vs {r}: {v}" for r, v in b["against"].items() if v != "holds") + ")"
-                 if b["verdict"] == "not shown" else "")
-              for b in ords["best"]]
-    lines += [_comparison_line(c) for c in ords["components"]]
-    if ords["floors"]:
-        lines += ["", "Model rows against the floors (a model must beat copying the reference and "
-                  "ignoring the speech):", ""]
-        lines += [_comparison_line(c) for c in ords["floors"]]
-    return "\n".join(lines)
-
-
-# ----------------------------------------------------------------------------------------------------------
-# The paper's published numbers (Wang et al., Interspeech 2020), shown beside ours, never mixed with them.
-
-#: Table 2 (GRID): (method, LMD, SSIM, PSNR) as printed. Measured by the paper on GRID; LMD at the
-#: paper's (unstated) landmark scale, so not comparable in absolute value with ours at 256 px.
-PAPER_TABLE2 = (("Chen [12]", 1.59, 0.76, 29.33), ("Wiles [15]", 1.48, 0.80, 29.39),
-                ("Chung [1]", 1.44, 0.79, 29.87), ("Baseline", 1.82, 0.77, 28.78),
-                ("ATVGnet [4]", 1.29, 0.83, 32.15), ("The proposed (w/o Splitnet)", 1.07, 0.84, 29.23),
-                ("The proposed (w/o Attention)", 1.33, 0.89, 29.68), ("The proposed", 1.01, 0.91, 29.73))
-#: Table 1 (the paper's own recordings with natural head motion): (method, SSIM, our row or None).
-PAPER_TABLE1 = (("Chen [12]", 0.74, None), ("ATVG [4]", 0.80, None),
-                ("The proposed (w/o attention)", 0.83, "w/o Attention"),
-                ("The proposed (w attention)", 0.88, "Full"))
-PUBLISHED_NOTE = "published, not measured here"
-
-
-def markdown_published_table2() -> str:
-    """The paper's Table 2 as printed, under its own heading: published numbers, not measured here."""
-    lines = [f"## Paper's Table 2 on GRID ({PUBLISHED_NOTE})", "",
-             "Numbers as printed in Wang et al. 2020 (GRID, real speakers); not reproduced by this run and "
-             "not comparable in absolute value (other data, LMD at another scale). Only the orderings "
-             "within a table can be compared.", "",
-             "| Method | LMD | SSIM | PSNR |", "|---|---:|---:|---:|"]
-    lines += [f"| {m} | {lmd:.2f} | {ssim:.2f} | {psnr:.2f} |" for m, lmd, ssim, psnr in PAPER_TABLE2]
-    return "\n".join(lines)
-
-
-def markdown_table1(agg: dict[str, dict[str, dict[str, Any]]], data_name: str,
-                    ords: dict[str, Any] | None = None, floors: tuple[str, ...] = FLOOR_ROWS) -> str:
-    """Table 1 (SSIM): our measured SSIM (mean ± std over seeds, from `aggregate_seeds`) beside the paper's
-    published numbers, in separate columns: the floors and the paper's two rows matched to ours
-    (w/o attention = "w/o Attention", w attention = "Full"), and its published peers (Chen, ATVG).
-    With `ords` (`orderings` of several seeds) the SSIM comparisons of those rows follow the table."""
-    n_seeds = max((len(c["values"]) for row in agg.values() for c in row.values()), default=0)
-    mine = [row for _, _, row in PAPER_TABLE1 if row]
-
-    def ours(row: str | None) -> str:
-        return _mean_std_cell(agg.get(row, {}).get("ssim"), 3, n_seeds) if row else "–"
-
-    seeds = f", mean ± std over {n_seeds} training seeds (ddof=1)" if n_seeds > 1 else ""
-    lines = [f"# Table 1: SSIM ({data_name})", "",
-             f"| Method | SSIM measured here ({data_name}{seeds}) | SSIM in the paper ({PUBLISHED_NOTE}) |",
-             "|---|---:|---:|"]
-    lines += [f"| {f} (floor) | {ours(f)} | – |" for f in floors if f in agg]
-    for method, ssim, row in PAPER_TABLE1:
-        name = f"{method} = our \"{row}\"" if row else method
-        lines.append(f"| {name} | {ours(row)} | {ssim:.2f} |")
-    lines += ["", "The paper's Table 1 is on data with natural head motion: read this file from a run on a "
-              "head-motion corpus (the default synthetic_talking_heads/small, not grid_like). Its published "
-              "column is the paper's own recordings (real people, 300×300 crops) and its peers as it reports "
-              "them: not measured here, and comparable with ours only in its ordering (w attention > "
-              "w/o attention > ATVG > Chen)."]
-    if ords is not None:
-        cmp = [c for c in ords["components"] + ords["floors"]
-               if c["key"] == "ssim" and c["better"] in mine and c["worse"] in set(mine) | set(floors)]
-        if cmp:
-            lines += ["", "SSIM orderings over seeds (the rule: table2.md's Orderings section):", ""]
-            lines += [_comparison_line(c) for c in cmp]
-    return "\n".join(lines)

@@ -27,12 +27,12 @@ import numpy as np
 import optax
 from jax import lax
 
-from thflax.training import losses, perceptual
+from thflax.training import losses
 from thflax.measures import metrics
 from thflax.face import sketch, warp
 from thflax.errors import InputError
 from thflax.io.images import to_uint8, to_unit
-from thflax.models import build, ltv
+from thflax.models import build, face_features, ltv
 from thflax.training.parallel import AXIS
 from thflax.training.train_state import TrainState, all_finite, ema_update, make_optimizer, select
 
@@ -51,8 +51,8 @@ class LTVTask:
         self.generator = build.build_generator(config)
         self.discriminator = build.build_discriminator(config)
         self.tx = {n: make_optimizer(c.learning_rate, b1=c.adam_b1, grad_clip=c.grad_clip) for n in (G, D)}
-        # A frozen face feature network trained on this corpus (thflax.training.perceptual), for the perceptual term.
-        self.perceptual = perceptual.load(c.perceptual_net, self.size) if c.perceptual_weight else None
+        # A frozen face feature network trained on this corpus (thflax.training.face_features), for the perceptual term.
+        self.perceptual = face_features.load(c.perceptual_net, self.size) if c.perceptual_weight else None
 
     def signature(self) -> dict[str, Any]:
         return build.signature(self.config, self.name)
@@ -125,7 +125,7 @@ class LTVTask:
         if fm is not None:
             terms["fm"] = losses.feature_matching(*fm)
         if self.perceptual is not None:
-            terms["perceptual"] = perceptual.distance(self.perceptual, fake, target)
+            terms["perceptual"] = face_features.distance(self.perceptual, fake, target)
         if self.config.ltv.mouth_weight:
             # The mouth is ~1-2 % of the crop: in the whole-image terms an unpainted (warped, closed)
             # mouth costs almost nothing, so the network learns to leave it to the warp. This term is
