@@ -68,13 +68,12 @@ def bench_one(cfg: dict, size: int, batch: int, dtype, repeats: int) -> dict:
     # Random weights; the rbg generator compiles much faster than threefry on XLA CPU.
     variables = ltv.init_generator(model, jax.random.key(0, impl="unsafe_rbg"), size)
 
-    # A warp generator also takes the reference and target landmarks (None otherwise).
-    rl, tl = (lm, lm + 0.01) if model.warp else (None, None)
-    full = jax.jit(lambda v, r, s, rs: model.apply(v, r, s, reference_sketch=rs, reference_landmarks=rl, landmarks=tl))
-    enc = jax.jit(lambda v, r, rs: model.apply(v, r, rs, rl, method=ltv.Generator.encode_reference))
-    dec = jax.jit(lambda v, f, s: model.apply(v, f, s, tl, method=ltv.Generator.decode))
-    sk_dec = jax.jit(lambda v, f, l: model.apply(v, f, draw_sketch(l, size), l if model.warp else None,
-                                                 method=ltv.Generator.decode))
+    # Sketches given (precomputed) except in sk_dec, which times the generator drawing its own.
+    rl, tl = lm, lm + 0.01
+    full = jax.jit(lambda v, r, s, rs: model.apply(v, r, rl, tl, target_sketch=s, reference_sketch=rs))
+    enc = jax.jit(lambda v, r, rs: model.apply(v, r, rl, reference_sketch=rs, method=ltv.Generator.encode_reference))
+    dec = jax.jit(lambda v, f, s: model.apply(v, f, tl, target_sketch=s, method=ltv.Generator.decode))
+    sk_dec = jax.jit(lambda v, f, l: model.apply(v, f, l, method=ltv.Generator.decode))
 
     t0 = time.perf_counter()
     full_l = full.lower(variables, ref, sk, rsk)

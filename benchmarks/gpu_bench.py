@@ -142,7 +142,6 @@ def gen_fns(preset: str, size: int, batch: int, dtype):
     import jax.numpy as jnp
 
     from thflax.models import ltv
-    from thflax.face.sketch import draw_sketch
 
     model = ltv.make_generator(preset, dtype=dtype)
     rng = np.random.default_rng(0)
@@ -152,11 +151,10 @@ def gen_fns(preset: str, size: int, batch: int, dtype):
     rl = lm if model.warp else None
 
     def encode(v, r, l):
-        rs = draw_sketch(l, size) if model.use_reference_sketch else None
-        return model.apply(v, r, rs, l if model.warp else None, method=ltv.Generator.encode_reference)
+        return model.apply(v, r, l, method=ltv.Generator.encode_reference)
 
-    def sk_dec(v, f, l):
-        return model.apply(v, f, draw_sketch(l, size), l if model.warp else None, method=ltv.Generator.decode)
+    def sk_dec(v, f, l):  # the generator draws the target sketch itself
+        return model.apply(v, f, l, method=ltv.Generator.decode)
 
     def full(v, r, l):
         return sk_dec(v, encode(v, r, l), l + 0.005)

@@ -57,6 +57,7 @@ def get_config() -> ConfigDict:
     c.ltv = ConfigDict()
     c.ltv.image_size = 128  # must match the dataset's crop size
     c.ltv.generator = "fast"  # preset in thflax.models.ltv.GENERATOR_PRESETS
+    c.ltv.generator_overrides = {}  # field -> value changes to that preset (thflax.models.ltv.Generator fields)
     c.ltv.attention = True  # False = "w/o Attention"
     c.ltv.adam_b1 = 0.9  # the paper gives Adam and lr only; PyTorch's default betas
     c.ltv.disc_channels = 32

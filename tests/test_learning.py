@@ -55,10 +55,9 @@ def learn_config(tmp_path_factory):
     # while the demo's model (128², preset as is) moved it (0.019 vs 0.007, BENCHMARKS.md). (Measured
     # before the lips' term, which now makes the network paint the mouth from either start.)
     from thflax.configlib import ConfigDict
-    from thflax.models import ltv
 
     d = c.to_dict()
-    d["ltv"]["generator"] = {**ltv.GENERATOR_PRESETS["warp"], "mask_bias": -2.0}
+    d["ltv"]["generator"], d["ltv"]["generator_overrides"] = "warp", {"mask_bias": -2.0}
     return ConfigDict(d)
 
 

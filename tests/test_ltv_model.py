@@ -26,11 +26,10 @@ def _faces(n, seed=0):
 
 
 def _inputs(b=2, size=S, seed=0):
+    """(reference [b, size, size, 3], reference_landmarks [b, 68, 2], target_landmarks [b, 68, 2])."""
     rng = np.random.default_rng(seed)
     ref = jnp.asarray(rng.uniform(-1, 1, (b, size, size, 3)), jnp.float32)
-    sk = draw_sketch(_faces(b, seed), size)
-    rsk = draw_sketch(_faces(b, seed + 1), size)
-    return ref, sk, rsk
+    return ref, _faces(b, seed + 1), _faces(b, seed)
 
 
 def _model(**kw):
@@ -39,9 +38,9 @@ def _model(**kw):
 
 def _fns(model):
     """Jitted (full, encode_reference, decode) of `model` (eager Flax applies compile op by op: slow)."""
-    full = jax.jit(lambda v, r, s, rs: model.apply(v, r, s, reference_sketch=rs))
-    enc = jax.jit(lambda v, r, rs: model.apply(v, r, rs, method=ltv.Generator.encode_reference))
-    dec = jax.jit(lambda v, f, s: model.apply(v, f, s, method=ltv.Generator.decode))
+    full = jax.jit(lambda v, r, rl, tl: model.apply(v, r, rl, tl))
+    enc = jax.jit(lambda v, r, rl: model.apply(v, r, rl, method=ltv.Generator.encode_reference))
+    dec = jax.jit(lambda v, f, tl: model.apply(v, f, tl, method=ltv.Generator.decode))
     return full, enc, dec
 
 
@@ -66,8 +65,8 @@ def test_depth_to_space_layout():
 def test_shapes_ranges_and_params_only(tiny):
     model, variables = tiny
     assert set(variables) == {"params"}, "no batch statistics or other collections"
-    ref, sk, rsk = _inputs()
-    img, mask = _fns(model)[0](variables, ref, sk, rsk)
+    ref, rl, tl = _inputs()
+    img, mask = _fns(model)[0](variables, ref, rl, tl)
     assert img.shape == (2, S, S, 3) and img.dtype == jnp.float32
     assert mask.shape == (2, S, S, 1) and mask.dtype == jnp.float32
     assert float(img.min()) >= -1 and float(img.max()) <= 1
@@ -83,19 +82,24 @@ def test_attention_structure(tiny):
     assert {"img_encoder", "bg_encoder", "lm_encoder", "decoder", "mask0", "fuse0"} <= names
 
 
-def test_requires_reference_sketch(tiny):
+def test_one_call_draws_the_sketches(tiny):
+    """Every preset takes (reference, reference_landmarks, target_landmarks) and draws its sketches:
+    the same result as passing the sketches of those landmarks."""
     model, variables = tiny
-    ref, sk, _ = _inputs()
-    with pytest.raises(ValueError, match="reference_sketch"):
-        model.apply(variables, ref, sk)
+    ref, rl, tl = _inputs()
+    drawn = _fns(model)[0](variables, ref, rl, tl)
+    given = jax.jit(lambda v: model.apply(v, ref, rl, tl, target_sketch=draw_sketch(tl, S),
+                                          reference_sketch=draw_sketch(rl, S)))(variables)
+    for a, b in zip(drawn, given):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
 def test_without_reference_sketch():
     model = _model(use_reference_sketch=False)
-    ref, sk, _ = _inputs()
-    variables = jax.eval_shape(lambda: model.init(_key(1), ref, sk))
+    ref, rl, tl = _inputs()
+    variables = jax.eval_shape(lambda: model.init(_key(1), ref, rl, tl))
     assert variables["params"]["img_encoder"]["stem"]["Conv_0"]["kernel"].shape[2] == 4  # image only, padded 3 -> 4 (even)
-    img, mask = jax.eval_shape(model.apply, variables, ref, sk)
+    img, mask = jax.eval_shape(model.apply, variables, ref, rl, tl)
     assert img.shape == (2, S, S, 3) and mask.shape == (2, S, S, 1)
 
 
@@ -103,12 +107,12 @@ def test_no_attention_ablation():
     model = _model(attention=False)
     variables = ltv.init_generator(model, _key(0), S)
     assert "encoder" in variables["params"] and "img_encoder" not in variables["params"]
-    ref, sk, rsk = _inputs()
+    ref, rl, tl = _inputs()
     full, enc, dec = _fns(model)
-    img, mask = full(variables, ref, sk, rsk)
+    img, mask = full(variables, ref, rl, tl)
     assert img.shape == (2, S, S, 3)
     np.testing.assert_array_equal(mask, jnp.ones((2, S, S, 1)))
-    img2, _ = dec(variables, enc(variables, ref, rsk), sk)
+    img2, _ = dec(variables, enc(variables, ref, rl), tl)
     np.testing.assert_array_equal(img2, img)
 
 
@@ -116,33 +120,34 @@ def test_no_attention_ablation():
 def test_cached_decode_equals_call(kw, tiny):
     model = _model(**kw)
     variables = tiny[1] if not kw else ltv.init_generator(model, _key(2), S)
-    ref, sk, rsk = _inputs(seed=3)
+    ref, rl, tl = _inputs(seed=3)
     full, enc, dec = _fns(model)
-    img, mask = full(variables, ref, sk, rsk)
-    feats = enc(variables, ref, rsk)
+    img, mask = full(variables, ref, rl, tl)
+    feats = enc(variables, ref, rl)
     # Separately compiled programs, same ops: bit-identical results.
-    img2, mask2 = dec(variables, feats, sk)
+    img2, mask2 = dec(variables, feats, tl)
     np.testing.assert_array_equal(img2, img)
     np.testing.assert_array_equal(mask2, mask)
     assert mask.shape == (2, S, S, 1)
     # The same reference features serve every frame: decoding another sketch changes the output.
-    img3, _ = dec(variables, feats, draw_sketch(_faces(2, 7), S))
+    img3, _ = dec(variables, feats, _faces(2, 7))
     assert float(jnp.abs(img3 - img).max()) > 1e-4
 
 
 def test_batch_independence(tiny):
     model, variables = tiny
-    ref, sk, rsk = _inputs(b=3)
+    ref, rl, tl = _inputs(b=3)
     full = _fns(model)[0]
-    img, _ = full(variables, ref, sk, rsk)
-    img0, _ = full(variables, ref[:1], sk[:1], rsk[:1])
+    img, _ = full(variables, ref, rl, tl)
+    img0, _ = full(variables, ref[:1], rl[:1], tl[:1])
     # 1e-5 on CPU; GPUs pick other convolution kernels for another batch size (seen: 1.5e-5 on an
     # H200), while a real dependence on the other examples would show at the 1e-2 scale.
     np.testing.assert_allclose(img0[0], img[0], atol=1e-5 if jax.default_backend() == "cpu" else 1e-4)
 
 
 def test_discriminator_shapes():
-    ref, sk, _ = _inputs()
+    ref, _, tl = _inputs()
+    sk = draw_sketch(tl, S)
     d = ltv.Discriminator(**ltv.DISCRIMINATOR_PRESETS["tiny"])
     v = jax.jit(d.init)(_key(0), ref, sk)
     assert set(v) == {"params"}
@@ -158,7 +163,8 @@ def test_discriminator_shapes():
 def test_discriminator_gradients_reach_image():
     """D's parameters get finite gradients, and its BCE loss sends a gradient to the generated image."""
     disc = ltv.Discriminator(**ltv.DISCRIMINATOR_PRESETS["tiny"])
-    ref, sk, _ = _inputs()
+    ref, _, tl = _inputs()
+    sk = draw_sketch(tl, S)
     dvars = jax.jit(disc.init)(_key(1), ref, sk)
 
     def loss(dp, img):
@@ -179,17 +185,18 @@ def test_bfloat16_compute_float32_params(tiny):
     assert jax.tree_util.tree_structure(jax.eval_shape(lambda: ltv.init_generator(model, _key(0), S))) == \
         jax.tree_util.tree_structure(variables)
     assert all(x.dtype == jnp.float32 for x in jax.tree_util.tree_leaves(variables))
-    ref, sk, rsk = _inputs()
-    img, mask = jax.jit(lambda v: model.apply(v, ref, sk, reference_sketch=rsk))(variables)
+    ref, rl, tl = _inputs()
+    sk = draw_sketch(tl, S)
+    img, mask = jax.jit(lambda v: model.apply(v, ref, rl, tl))(variables)
     assert img.dtype == jnp.float32 and mask.dtype == jnp.float32
     assert bool(jnp.all(jnp.isfinite(img)))
-    feats = jax.eval_shape(lambda: model.apply(variables, ref, rsk, method=ltv.Generator.encode_reference))
+    feats = jax.eval_shape(lambda: model.apply(variables, ref, rl, method=ltv.Generator.encode_reference))
     # Encoder features are bf16; the reference pixels kept for output composition stay float32.
     assert all(x.dtype == jnp.bfloat16 for k, v in feats.items() if k != "reference"
                for x in jax.tree_util.tree_leaves(v))
     assert feats["reference"].dtype == jnp.float32
     # Same params in float32 give nearly the same output (bf16 rounding only).
-    img32, _ = _fns(_model())[0](variables, ref, sk, rsk)
+    img32, _ = _fns(_model())[0](variables, ref, rl, tl)
     diff = float(jnp.abs(img - img32).max())
     assert 0 < diff < 0.1
     disc = ltv.Discriminator(**ltv.DISCRIMINATOR_PRESETS["tiny"], dtype=jnp.bfloat16)
@@ -199,13 +206,11 @@ def test_bfloat16_compute_float32_params(tiny):
 
 
 def test_presets_shapes():
-    ref, sk, rsk = _inputs(b=1, size=64)
-    for name in ltv.GENERATOR_PRESETS:
+    ref, rl, tl = _inputs(b=1, size=64)
+    for name in ltv.GENERATOR_PRESETS:  # one call for every preset, warp or not
         model = ltv.make_generator(name)
         variables = jax.eval_shape(lambda m=model: ltv.init_generator(m, _key(0), 64))
-        lm = ltv.dummy_landmarks(1) if model.warp else None
-        img, mask = jax.eval_shape(lambda v, m=model: m.apply(v, ref, sk, reference_sketch=rsk, reference_landmarks=lm,
-                                                              landmarks=lm), variables)
+        img, mask = jax.eval_shape(lambda v, m=model: m.apply(v, ref, rl, tl), variables)
         assert img.shape == (1, 64, 64, 3) and mask.shape == (1, 64, 64, 1), name
     assert ltv.make_generator("fast", attention=False).attention is False
 
@@ -225,7 +230,7 @@ def test_overfits_single_target(tiny):
     Also checks the generator's gradients: finite, non-zero, and reaching the attention mask heads.
     """
     model, variables = tiny
-    ref, sk, rsk = _inputs(b=1, seed=11)
+    ref, rl, tl = _inputs(b=1, seed=11)
     rng = np.random.default_rng(5)
     # Target: a smooth image different from the reference (so copying the reference is not enough).
     yy, xx = np.mgrid[0:S, 0:S] / S
@@ -236,7 +241,7 @@ def test_overfits_single_target(tiny):
     state = opt.init(params)
 
     def loss_fn(p):
-        img, _ = model.apply({"params": p}, ref, sk, reference_sketch=rsk)
+        img, _ = model.apply({"params": p}, ref, rl, tl)
         return jnp.mean((img - target) ** 2)
 
     @jax.jit
@@ -271,8 +276,9 @@ def test_warp_generator_carries_the_reference_pixels_to_the_target_geometry():
     ref = jnp.asarray(r.uniform(-1, 1, (1, size, size, 3)).astype(np.float32))
     sk = jnp.zeros((1, size, size, 6), jnp.float32)
     lm = ltv.dummy_landmarks(1)
-    still, mask = model.apply(variables, ref, sk, reference_sketch=sk, reference_landmarks=lm, landmarks=lm)
-    moved, _ = model.apply(variables, ref, sk, reference_sketch=sk, reference_landmarks=lm, landmarks=lm + 0.1)
+    # The sketches are given (blank): the test is about the warp, not about what the sketch adds.
+    still, mask = model.apply(variables, ref, lm, lm, target_sketch=sk, reference_sketch=sk)
+    moved, _ = model.apply(variables, ref, lm, lm + 0.1, target_sketch=sk, reference_sketch=sk)
     # Masks start mostly closed, so the untrained output is mostly the (warped) reference.
     assert float(mask.mean()) < 0.3
     err_still = float(jnp.abs(still - ref).mean())
@@ -283,11 +289,9 @@ def test_warp_generator_carries_the_reference_pixels_to_the_target_geometry():
     inner = (slice(12, 20), slice(12, 20))
     shifted_ref = jnp.roll(ref, (shift, shift), axis=(1, 2))
     assert float(jnp.abs(moved[0][inner] - shifted_ref[0][inner]).mean()) < float(jnp.abs(moved[0][inner] - ref[0][inner]).mean())
-    feats = model.apply(variables, ref, sk, lm, method=ltv.Generator.encode_reference)
-    cached, _ = model.apply(variables, feats, sk, lm + 0.1, method=ltv.Generator.decode)
+    feats = model.apply(variables, ref, lm, reference_sketch=sk, method=ltv.Generator.encode_reference)
+    cached, _ = model.apply(variables, feats, lm + 0.1, target_sketch=sk, method=ltv.Generator.decode)
     np.testing.assert_allclose(np.asarray(cached), np.asarray(moved), atol=1e-5)
-    with pytest.raises(ValueError, match="needs the target landmarks"):
-        model.apply(variables, feats, sk, None, method=ltv.Generator.decode)
 
 
 @pytest.mark.heavy  # four compiles
@@ -295,23 +299,21 @@ def test_warp_generator_carries_the_reference_pixels_to_the_target_geometry():
 def test_channel_padded_convolutions_compute_the_same_function_with_the_same_parameters(preset):
     """channel_multiple=8 (for cuDNN) pads channels inside each convolution: the parameters (tree,
     shapes, initial values) and the outputs of generator and discriminator are those of the default."""
-    ref, sk, rsk = _inputs()
-    lms = _faces(2, 3) if ltv.GENERATOR_PRESETS[preset].get("warp") else None
+    ref, rl, tl = _inputs()
+    sk = draw_sketch(tl, S)
     plain, padded = (ltv.Generator(**{**ltv.GENERATOR_PRESETS[preset], "channel_multiple": m}) for m in (0, 8))
     init = lambda g: ltv.init_generator(g, _key(0), S)  # noqa: E731
     v0, v8 = init(plain), init(padded)
     assert jax.tree.structure(v0) == jax.tree.structure(v8)
     for a, b in zip(jax.tree.leaves(v0), jax.tree.leaves(v8)):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
-    run = lambda g: jax.jit(lambda v: g.apply(v, ref, sk, reference_sketch=rsk, reference_landmarks=lms,  # noqa: E731
-                                              landmarks=lms))(v0)
+    run = lambda g: jax.jit(lambda v: g.apply(v, ref, rl, tl))(v0)  # noqa: E731
     with jax.default_matmul_precision("highest"):  # GPUs would otherwise pick TF32 for one and not the other
         for x, y in zip(run(plain), run(padded)):
             np.testing.assert_allclose(np.asarray(x), np.asarray(y), atol=2e-5)
 
     def kernel_channels(g):  # (C_in, C_out) of every convolution the forward pass runs
-        jaxpr = jax.make_jaxpr(lambda v: g.apply(v, ref, sk, reference_sketch=rsk, reference_landmarks=lms,
-                                                 landmarks=lms))(v0)
+        jaxpr = jax.make_jaxpr(lambda v: g.apply(v, ref, rl, tl))(v0)
         eqns = [e for e in jax.tree.leaves(jaxpr.jaxpr.eqns, is_leaf=lambda e: hasattr(e, "primitive"))]
         found = []
         while eqns:

@@ -121,28 +121,24 @@ def render_frames(models: Models, ref_crop: np.ndarray, ref_template: np.ndarray
     import jax
     import jax.numpy as jnp
 
-    from thflax.face import sketch
     from thflax.io.images import to_uint8, to_unit
     from thflax.models import ltv as ltv_lib
 
-    size = models.image_size
     gen = models.generator
     ref = to_unit(np.asarray(ref_crop)[None])
     variables = models.generator_variables
 
     def build():
-        # The reference sketch is drawn inside the jitted function: drawn eagerly, op by op, it cost
-        # more start-up time than the whole compiled (and cached) encoder.
+        # The generator draws its sketches inside these jitted functions: drawn eagerly, op by op, the
+        # reference sketch cost more start-up time than the whole compiled (and cached) encoder.
         @jax.jit
         def encode(v, r, rl):
-            rs = sketch.draw_sketch(rl, size) if gen.use_reference_sketch else None
-            return gen.apply(v, r, rs, rl if gen.warp else None, method=ltv_lib.Generator.encode_reference)
+            return gen.apply(v, r, rl, method=ltv_lib.Generator.encode_reference)
 
         @jax.jit
         def decode(v, f, lms):
             f = jax.tree.map(lambda a: jnp.broadcast_to(a, (lms.shape[0],) + a.shape[1:]), f)
-            img, mask = gen.apply(v, f, sketch.draw_sketch(lms, size), lms if gen.warp else None,
-                                  method=ltv_lib.Generator.decode)
+            img, mask = gen.apply(v, f, lms, method=ltv_lib.Generator.decode)
             return to_uint8(img).astype(jnp.uint8), mask[..., 0]
 
         return encode, decode

@@ -47,10 +47,14 @@ def _checkpoint_dir(workdir: str, stage: str) -> str:
 
 
 def config_from_json(text: str | dict):
-    """A saved config (JSON) laid over the default schema (`configs/default.py`)."""
-    from configs import default
+    """A saved config (JSON) laid over the default schema (`configs/default.py`).
 
-    saved = json.loads(text) if isinstance(text, str) else text
+    Every saved config is read here, so older schemas are converted here, once
+    (`thflax.models.build.upgrade_saved_config`: e.g. `ltv.generator` as a dict of fields)."""
+    from configs import default
+    from thflax.models import build
+
+    saved = build.upgrade_saved_config(json.loads(text) if isinstance(text, str) else text)
     config = default.get_config()
 
     def merge(dst, src: dict):
@@ -59,14 +63,7 @@ def config_from_json(text: str | dict):
                 merge(dst[k], v)
             else:
                 old = dst[k] if k in dst else None
-                value = tuple(v) if isinstance(old, tuple) and isinstance(v, list) else v
-                if isinstance(v, dict) and old is not None and hasattr(dst, "ignore_type"):
-                    # A field whose default is a name but may be a dict, e.g. ltv.generator (a preset
-                    # name, or a dict of Generator fields): ml_collections would refuse the type change.
-                    with dst.ignore_type():
-                        dst[k] = value
-                else:
-                    dst[k] = value
+                dst[k] = tuple(v) if isinstance(old, tuple) and isinstance(v, list) else v
 
     merge(config, saved)
     return config
@@ -102,7 +99,7 @@ def load_config(path: str):
 def _check_signature(saved: Any, config, stage: str, where: str, given: bool) -> None:
     from thflax.models import build
 
-    if saved != build.signature(config, stage):
+    if not build.same_signature(saved, build.signature(config, stage)):
         than = "than the one given" if given else "than the saved one (the STL stage's)"
         raise CheckpointError(f"the {stage} parameters in {where} were trained with a different {stage} "
                               f"configuration {than}")

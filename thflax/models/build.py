@@ -3,7 +3,10 @@
 `build_stl(config)`, `build_generator(config)` and `build_discriminator(config)` turn the config's
 `stl` / `ltv` sections into Flax modules; `signature(config, stage)` is the part of the config that
 a stage's parameters depend on (a checkpoint or export whose signature differs is refused;
-`config.ltv.conv_channel_multiple` is not in it: it changes how convolutions run, not what they compute).
+`config.ltv.conv_channel_multiple` is not in it: it changes how convolutions run, not what they compute);
+`same_signature` compares a saved signature with a fresh one. The generator is named by
+`config.ltv.generator` (a preset of `ltv.GENERATOR_PRESETS`) and `config.ltv.generator_overrides` (its
+field changes); `upgrade_saved_config` converts configs saved when `ltv.generator` could be a dict.
 """
 
 from __future__ import annotations
@@ -45,20 +48,42 @@ def init_stl(config, rng: jax.Array) -> dict[str, Any]:
     return build_stl(config).init(rng, mfcc, template, train=False)
 
 
-def _generator_preset(ltv_config) -> str | dict[str, Any]:
-    g = ltv_config.generator
-    if isinstance(g, str):
-        if g not in ltv.GENERATOR_PRESETS:
-            raise InputError(f"unknown generator preset {g!r}; expected one of: {', '.join(ltv.GENERATOR_PRESETS)}")
-        return g
-    return g.to_dict() if hasattr(g, "to_dict") else dict(g)
+def generator_spec(config) -> tuple[str, dict[str, Any]]:
+    """(preset name, field overrides) of `config.ltv.generator` / `config.ltv.generator_overrides`."""
+    c = config.ltv
+    preset = c.generator
+    if not isinstance(preset, str):
+        raise InputError("config.ltv.generator must be a preset name (field changes go in "
+                         "config.ltv.generator_overrides); a saved config with a dict there is converted when "
+                         "read (thflax.inference.params.config_from_json)")
+    if preset not in ltv.GENERATOR_PRESETS:
+        raise InputError(f"unknown generator preset {preset!r}; expected one of: {', '.join(ltv.GENERATOR_PRESETS)}")
+    overrides = c.get("generator_overrides") or {}
+    return preset, (overrides.to_dict() if hasattr(overrides, "to_dict") else dict(overrides))
+
+
+def upgrade_saved_config(saved: dict[str, Any]) -> dict[str, Any]:
+    """A saved config (as a plain dict) in today's schema; `saved` itself is left as it was.
+
+    Configs saved before `ltv.generator_overrides` existed may hold a dict of `ltv.Generator` fields in
+    `ltv.generator`: it becomes the preset closest to it plus the fields where they differ
+    (`ltv.preset_and_overrides`), which builds the same network."""
+    old = saved.get("ltv")
+    if not isinstance(old, dict) or not isinstance(old.get("generator"), dict):
+        return saved
+    preset, overrides = ltv.preset_and_overrides(old["generator"])
+    return {**saved, "ltv": {**old, "generator": preset,
+                             "generator_overrides": {**overrides, **(old.get("generator_overrides") or {})}}}
 
 
 def build_generator(config) -> ltv.Generator:
-    """The LTV generator of `config.ltv` (a preset name or a dict of `ltv.Generator` fields)."""
+    """The LTV generator of `config.ltv`: a preset with its overrides, the attention switch, precision and
+    channel padding from the config."""
+    preset, overrides = generator_spec(config)
     c = config.ltv
-    return ltv.make_generator(_generator_preset(c), attention=bool(c.attention), dtype=compute_dtype(config),
-                              channel_multiple=int(c.conv_channel_multiple))
+    # The config's own switches win over an override of the same field (as they did over a dict's).
+    return ltv.make_generator(preset, **{**overrides, "attention": bool(c.attention), "dtype": compute_dtype(config),
+                                         "channel_multiple": int(c.conv_channel_multiple)})
 
 
 def init_generator(config, rng: jax.Array) -> dict[str, Any]:
@@ -86,7 +111,12 @@ def _stl_signature(config) -> dict[str, Any]:
 
 def _ltv_signature(config) -> dict[str, Any]:
     c = config.ltv
-    return {"stage": "ltv", "generator": _generator_preset(c), "attention": bool(c.attention), "image_size": int(c.image_size),
+    preset, overrides = generator_spec(config)
+    overrides = {k: v for k, v in overrides.items() if k not in ltv.RUNTIME_FIELDS}
+    # A plain preset is saved by name; with overrides, as the dict of Generator fields that older
+    # versions saved for a dict-valued ltv.generator.
+    generator = {**ltv.GENERATOR_PRESETS[preset], **overrides} if overrides else preset
+    return {"stage": "ltv", "generator": generator, "attention": bool(c.attention), "image_size": int(c.image_size),
             "disc_channels": int(c.disc_channels), "disc_layers": int(c.disc_layers)}
 
 
@@ -96,3 +126,28 @@ _SIGNATURES = {"stl": _stl_signature, "ltv": _ltv_signature}
 def signature(config, stage: str) -> dict[str, Any]:
     """The config fields stage `stage`'s parameters depend on, JSON-normalised."""
     return jsonable(_SIGNATURES[stage](config))
+
+
+def _architecture(generator: Any) -> Any:
+    """A signature's generator entry (preset name or dict of fields) as its full field dict, less
+    `attention` (the builder takes it from config.ltv.attention, which the signature holds itself)."""
+    fields = ltv.generator_fields(generator)
+    fields.pop("attention", None)
+    return jsonable(fields)
+
+
+def same_signature(saved: Any, current: Any) -> bool:
+    """Whether parameters saved under signature `saved` fit a model of signature `current`.
+
+    Equal signatures match; LTV signatures also match when their generators name the same fields
+    however written (a preset name, or the dict of fields of an older config), so checkpoints and
+    bundles from before `ltv.generator_overrides` keep loading."""
+    if saved == current:
+        return True
+    if not (isinstance(saved, dict) and isinstance(current, dict)) or saved.get("stage") != "ltv":
+        return False
+    try:
+        return ({**saved, "generator": _architecture(saved.get("generator"))}
+                == {**current, "generator": _architecture(current.get("generator"))})
+    except (KeyError, TypeError, ValueError):  # an unknown preset name or a malformed entry: no match
+        return False

@@ -2,12 +2,15 @@
 
 Generator (`Generator`, a UNet with the paper's attention, eq. 8–9)
 -------------------------------------------------------------------
-Inputs: `reference` [B, S, S, 3] in [-1, 1] (a frame of the person: identity and background),
-`sketch` [B, S, S, C] of the TARGET landmarks (`thflax.face.sketch.draw_sketch`, C = 6) and, when
-`use_reference_sketch` (default), `reference_sketch` [B, S, S, C], the sketch of the reference frame's own
-landmarks. Knowing where the face *was* in the reference lets the net relate reference appearance to the
-target geometry (which parts must move where) instead of having to find the face in the image first; it
-costs nothing per generated frame because it only enters the cached reference encoder.
+Call: `generator(reference, reference_landmarks, target_landmarks)` for every preset, with
+`reference` [B, S, S, 3] in [-1, 1] (a frame of the person: identity and background) and the
+landmarks [B, 68, 2] of the reference frame and of the frame to generate (normalised crop
+coordinates). The generator draws what it needs from them (`thflax.face.sketch.draw_sketch`, C = 6
+channels): the `sketch` [B, S, S, C] of the TARGET landmarks and, when `use_reference_sketch`
+(default), the `reference_sketch` of the reference frame's own landmarks. Knowing where the face
+*was* in the reference lets the net relate reference appearance to the target geometry (which parts
+must move where) instead of having to find the face in the image first; it costs nothing per
+generated frame because it only enters the cached reference encoder.
 
 With `attention=True` (the paper) there are three encoders with the same level structure (level 0 at
 resolution S / `patch`, each further level halves it with a stride-2 convolution):
@@ -48,11 +51,17 @@ are never normalised.
 Mixed precision: `dtype` is the computation dtype (e.g. jnp.bfloat16); parameters are always `param_dtype`
 (float32). The returned image and mask are float32.
 
-Generation with a fixed reference: `encode_reference(reference, reference_sketch)` returns the reference
-features (a pytree) and `decode(ref_features, sketch)` returns (image, mask) with
-`decode(encode_reference(r, rs), s) == __call__(r, s, reference_sketch=rs)` exactly (the same ops). Use
+Generation with a fixed reference: `encode_reference(reference, reference_landmarks)` returns the
+reference features (a pytree) and `decode(ref_features, target_landmarks)` returns (image, mask) with
+`decode(encode_reference(r, rl), tl) == __call__(r, rl, tl)` exactly (the same ops). Use
 `model.apply(variables, ..., method=Generator.encode_reference)` / `method=Generator.decode`. Only the
 landmark encoder and the decoder run per frame. (With attention=False the "features" are the inputs.)
+
+Layers: the top modules (`Generator`, `Discriminator`) keep the configuration fields (dtype,
+normalisation, channel padding) and build the layer constructors once (`layer_defs`: a `conv`
+partial of nn.Conv carrying dtype and `channel_padded_conv`, a `norm` constructor, a transposed
+convolution), which the blocks (`ConvBlock`, `Encoder`, `Decoder`) take as fields — the pattern of
+flax's examples/imagenet. Parameter names and shapes do not depend on it.
 
 Discriminator (`Discriminator`): a PatchGAN on concat(image, sketch) -> stride-2 4×4 convolutions ->
 [B, S / 2^num_layers, S / 2^num_layers, 1] logits (no sigmoid: the BCE-with-logits of eq. 10 is in the loss).
@@ -64,6 +73,8 @@ FLOPs: `generator_flops(config, size)` lowers the jitted forward and reads XLA's
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import math
 from typing import Any, Sequence
 
@@ -72,7 +83,7 @@ import jax.numpy as jnp
 import flax.linen as nn
 
 from thflax.models.flops import lowered_flops
-from thflax.face.sketch import NUM_SKETCH_CHANNELS
+from thflax.face.sketch import NUM_SKETCH_CHANNELS, draw_sketch
 
 Dtype = Any
 
@@ -159,26 +170,48 @@ def channel_padded_conv(multiple: int):
     return conv
 
 
+ModuleDef = Any  # a module constructor (usually a functools.partial of a Flax module), as in flax's examples
+
+
+def group_norm(groups: int, dtype: Dtype, param_dtype: Dtype):
+    """Norm constructor for `ConvBlock`: channels -> GroupNorm with gcd(channels, `groups`) groups.
+
+    The group count depends on the layer's width, so the constructor takes it (a plain partial of
+    nn.GroupNorm could not); called inside a block, the module is auto-named `GroupNorm_0` there.
+    """
+    def make(features: int) -> nn.GroupNorm:
+        return nn.GroupNorm(num_groups=_groups(features, groups), dtype=dtype, param_dtype=param_dtype)
+
+    return make
+
+
+def layer_defs(norm: str, norm_groups: int, channel_multiple: int, dtype: Dtype,
+               param_dtype: Dtype) -> tuple[ModuleDef, ModuleDef | None, ModuleDef]:
+    """(conv, norm, conv_transpose) constructors shared by every layer of a network, built once by the
+    top module (`Generator`, `Discriminator`) so the blocks take them instead of repeating the dtype,
+    normalisation and channel-padding fields. `norm` is None for norm="none"."""
+    conv = functools.partial(nn.Conv, padding="SAME", dtype=dtype, param_dtype=param_dtype,
+                             conv_general_dilated=channel_padded_conv(channel_multiple))
+    norm_def = None if norm == "none" else group_norm(norm_groups, dtype, param_dtype)
+    conv_t = functools.partial(nn.ConvTranspose, dtype=dtype, param_dtype=param_dtype)
+    return conv, norm_def, conv_t
+
+
 class ConvBlock(nn.Module):
-    """Conv -> (GroupNorm) -> leaky ReLU."""
+    """Conv -> (norm) -> leaky ReLU. `norm` None: no normalisation, and the convolution has a bias."""
 
     features: int
+    conv: ModuleDef
+    norm: ModuleDef | None = None
     kernel: int = 3
     stride: int = 1
-    norm: bool = True
-    norm_groups: int = 8
-    channel_multiple: int = 0
-    dtype: Dtype = jnp.float32
-    param_dtype: Dtype = jnp.float32
 
     @nn.compact
     def __call__(self, x):
-        x = nn.Conv(self.features, (self.kernel, self.kernel), (self.stride, self.stride), padding="SAME",
-                    use_bias=not self.norm, dtype=self.dtype, param_dtype=self.param_dtype,
-                    conv_general_dilated=channel_padded_conv(self.channel_multiple))(x)
-        if self.norm:
-            x = nn.GroupNorm(num_groups=_groups(self.features, self.norm_groups), dtype=self.dtype,
-                             param_dtype=self.param_dtype)(x)
+        x = self.conv(self.features, (self.kernel, self.kernel), (self.stride, self.stride),
+                      use_bias=self.norm is None)(x)
+        if self.norm is not None:
+            x = self.norm(self.features)(x)
         return _act(x)
 
 
@@ -186,31 +219,27 @@ class Encoder(nn.Module):
     """Feature pyramid: stem at level 0, then one stride-2 conv (+ `convs_per_level` convs) per level.
 
     The stem is a 3×3 convolution when `patch` == 1, else a (2·patch)×(2·patch) convolution with stride
-    `patch` (it sees each patch and half a patch around it).
+    `patch` (it sees each patch and half a patch around it). Levels from `norm_from_level` on are
+    normalised with `norm` (None: none).
     """
 
     channels: Sequence[int]
+    conv: ModuleDef
+    norm: ModuleDef | None = None
     patch: int = 1
     convs_per_level: int = 0
-    norm: str = "group"
-    norm_groups: int = 8
     norm_from_level: int = 0
-    channel_multiple: int = 0
-    dtype: Dtype = jnp.float32
-    param_dtype: Dtype = jnp.float32
 
     @nn.compact
     def __call__(self, x):
-        kw = dict(norm_groups=self.norm_groups, channel_multiple=self.channel_multiple, dtype=self.dtype,
-                  param_dtype=self.param_dtype)
         k = 3 if self.patch == 1 else 2 * self.patch
-        h = ConvBlock(self.channels[0], kernel=k, stride=self.patch, norm=False, name="stem", **kw)(x)
+        h = ConvBlock(self.channels[0], self.conv, kernel=k, stride=self.patch, name="stem")(x)
         feats = [h]
         for i in range(1, len(self.channels)):
-            norm = self.norm != "none" and i >= self.norm_from_level
-            h = ConvBlock(self.channels[i], stride=2, norm=norm, name=f"down{i}", **kw)(h)
+            norm = self.norm if i >= self.norm_from_level else None
+            h = ConvBlock(self.channels[i], self.conv, norm, stride=2, name=f"down{i}")(h)
             for j in range(self.convs_per_level):
-                h = h + ConvBlock(self.channels[i], norm=norm, name=f"conv{i}_{j}", **kw)(h)
+                h = h + ConvBlock(self.channels[i], self.conv, norm, name=f"conv{i}_{j}")(h)
             feats.append(h)
         return feats
 
@@ -220,61 +249,58 @@ class Decoder(nn.Module):
 
     channels: Sequence[int]
     out_channels: int
+    conv: ModuleDef
+    conv_transpose: ModuleDef
+    norm: ModuleDef | None = None
     bottleneck_blocks: int = 1
     convs_per_level: int = 0
     upsample: str = "transpose"
-    norm: str = "group"
-    norm_groups: int = 8
     norm_from_level: int = 0
-    channel_multiple: int = 0
-    dtype: Dtype = jnp.float32
-    param_dtype: Dtype = jnp.float32
 
     @nn.compact
     def __call__(self, skips):
-        kw = dict(norm_groups=self.norm_groups, channel_multiple=self.channel_multiple, dtype=self.dtype,
-                  param_dtype=self.param_dtype)
         depth = len(self.channels) - 1
-        use_norm = lambda i: self.norm != "none" and i >= self.norm_from_level  # noqa: E731
+        norm_at = lambda i: self.norm if i >= self.norm_from_level else None  # noqa: E731
         x = skips[depth]
         for k in range(self.bottleneck_blocks):
-            y = ConvBlock(self.channels[depth], norm=use_norm(depth), name=f"res{k}a", **kw)(x)
-            x = x + ConvBlock(self.channels[depth], norm=use_norm(depth), name=f"res{k}b", **kw)(y)
+            y = ConvBlock(self.channels[depth], self.conv, norm_at(depth), name=f"res{k}a")(x)
+            x = x + ConvBlock(self.channels[depth], self.conv, norm_at(depth), name=f"res{k}b")(y)
         for i in reversed(range(depth)):
             c = self.channels[i]
             if self.upsample == "transpose":
-                x = nn.ConvTranspose(c, (2, 2), (2, 2), padding="VALID", dtype=self.dtype,
-                                     param_dtype=self.param_dtype, name=f"up{i}")(x)
-                x = _act(x)
+                x = _act(self.conv_transpose(c, (2, 2), (2, 2), padding="VALID", name=f"up{i}")(x))
             elif self.upsample == "resize":
                 b, h, w, ch = x.shape
                 x = jax.image.resize(x, (b, 2 * h, 2 * w, ch), "nearest")
-                x = ConvBlock(c, norm=False, name=f"up{i}", **kw)(x)
+                x = ConvBlock(c, self.conv, name=f"up{i}")(x)
             else:
                 raise ValueError(f"unknown upsample {self.upsample!r}")
             x = jnp.concatenate([x, skips[i]], axis=-1)
-            x = ConvBlock(c, norm=use_norm(i), name=f"merge{i}", **kw)(x)
+            x = ConvBlock(c, self.conv, norm_at(i), name=f"merge{i}")(x)
             for j in range(self.convs_per_level):
-                x = x + ConvBlock(c, norm=use_norm(i), name=f"conv{i}_{j}", **kw)(x)
-        x = nn.Conv(self.out_channels, (3, 3), padding="SAME", dtype=self.dtype,
-                    param_dtype=self.param_dtype, name="out",
-                    conv_general_dilated=channel_padded_conv(self.channel_multiple))(x)
+                x = x + ConvBlock(c, self.conv, norm_at(i), name=f"conv{i}_{j}")(x)
+        x = self.conv(self.out_channels, (3, 3), name="out")(x)
         return jnp.tanh(x.astype(jnp.float32))
 
 
 class Generator(nn.Module):
     """LTV generator: UNet with landmark attention (see the module docstring).
 
-    `__call__(reference, sketch, train=False, reference_sketch=None, reference_landmarks=None,
-    landmarks=None) -> (image, mask)`: reference [B, S, S, 3] in [-1, 1], sketch / reference_sketch
-    [B, S, S, C] in [0, 1]; image [B, S, S, 3] float32 in [-1, 1], mask [B, S, S, 1] float32 in [0, 1].
+    `__call__(reference, reference_landmarks, target_landmarks, train=False) -> (image, mask)`, the same
+    call for every preset: reference [B, S, S, 3] in [-1, 1]; reference_landmarks, target_landmarks
+    [B, 68, 2] normalised crop coordinates; image [B, S, S, 3] float32 in [-1, 1], mask [B, S, S, 1]
+    float32 in [0, 1]. The generator draws the sketches it needs (`thflax.face.sketch.draw_sketch`) and
+    uses the landmarks themselves where `warp` needs them, so callers never branch on the preset.
+    `target_sketch` / `reference_sketch` (keyword-only, [B, S, S, C]) pass sketches the caller already
+    drew (the training step draws the target's for the discriminator too; benchmarks and tests pass
+    their own), in which case they are used instead of drawing.
 
     With `warp` (attention only), the reference is first warped to the target geometry by a
-    thin-plate spline from `reference_landmarks` to `landmarks` ([B, 68, 2], normalised;
-    `thflax.face.warp`): the warped frame enters the landmark encoder with the sketch, and the output
-    is composed with it (out = m ⊙ decoded + (1 − m) ⊙ warped). The person's own pixels then carry
-    identity and sharpness wherever the mask is off; the decoder paints only what a warp cannot
-    (the mouth interior, shading, occlusions). The untrained generator is the pure warp.
+    thin-plate spline from `reference_landmarks` to `target_landmarks` (`thflax.face.warp`): the warped
+    frame enters the landmark encoder with the sketch, and the output is composed with it
+    (out = m ⊙ decoded + (1 − m) ⊙ warped). The person's own pixels then carry identity and sharpness
+    wherever the mask is off; the decoder paints only what a warp cannot (the mouth interior, shading,
+    occlusions). The untrained generator is the pure warp.
     S must be divisible by patch · 2^depth. `train` is accepted for API symmetry (no dropout / batch stats).
     """
 
@@ -302,10 +328,10 @@ class Generator(nn.Module):
 
     def setup(self):
         chs = self.level_channels()
-        kw = dict(norm=self.norm, norm_groups=self.norm_groups, norm_from_level=self.norm_from_level,
-                  channel_multiple=self.channel_multiple, dtype=self.dtype, param_dtype=self.param_dtype)
-        padded = channel_padded_conv(self.channel_multiple)
-        enc = dict(channels=chs, patch=self.patch, convs_per_level=self.convs_per_level, **kw)
+        conv, norm, conv_t = layer_defs(self.norm, self.norm_groups, self.channel_multiple, self.dtype,
+                                        self.param_dtype)
+        enc = dict(channels=chs, conv=conv, norm=norm, patch=self.patch, convs_per_level=self.convs_per_level,
+                   norm_from_level=self.norm_from_level)
         if self.attention:
             self.img_encoder = Encoder(**enc)
             self.bg_encoder = Encoder(**enc)
@@ -313,31 +339,34 @@ class Generator(nn.Module):
             # Masks start mostly closed (sigmoid(-2) ≈ 0.12): with `compose_output` the untrained generator
             # is then close to "copy the reference" (or the pure warp), the trivial baseline, and learns
             # where to paint.
-            self.mask_heads = [nn.Conv(1, (3, 3), padding="SAME", dtype=self.dtype, param_dtype=self.param_dtype,
-                                       conv_general_dilated=padded,
-                                       bias_init=nn.initializers.constant(self.mask_bias), name=f"mask{i}")
+            self.mask_heads = [conv(1, (3, 3), bias_init=nn.initializers.constant(self.mask_bias), name=f"mask{i}")
                                for i in range(self.depth + 1)]
-            self.fusers = [nn.Conv(c, (1, 1), dtype=self.dtype, param_dtype=self.param_dtype, name=f"fuse{i}",
-                                   conv_general_dilated=padded)
-                           for i, c in enumerate(chs)]
+            self.fusers = [conv(c, (1, 1), name=f"fuse{i}") for i, c in enumerate(chs)]
         else:
             self.encoder = Encoder(**enc)
-        self.decoder = Decoder(chs, 3 * self.patch**2, bottleneck_blocks=self.bottleneck_blocks,
-                               convs_per_level=self.convs_per_level, upsample=self.upsample, **kw)
+        self.decoder = Decoder(chs, 3 * self.patch**2, conv=conv, conv_transpose=conv_t, norm=norm,
+                               bottleneck_blocks=self.bottleneck_blocks, convs_per_level=self.convs_per_level,
+                               upsample=self.upsample, norm_from_level=self.norm_from_level)
 
     def _prep(self, x):
         return pad_channels(jnp.asarray(x).astype(self.dtype))
 
-    def _check(self, reference_sketch):
-        if self.use_reference_sketch and reference_sketch is None:
-            raise ValueError("Generator(use_reference_sketch=True) needs reference_sketch (the sketch of the "
-                             "reference frame's landmarks)")
+    def _size(self, ref_features) -> int:
+        """S, from the cached reference features (level 0 is at S / patch)."""
+        if "reference" in ref_features:
+            return ref_features["reference"].shape[1]
+        return ref_features["img"][0].shape[1] * self.patch
+
+    def encode_reference(self, reference, reference_landmarks, *, reference_sketch=None):
+        """Reference-only work, cached across frames: a pytree of per-level features (or the inputs).
+
+        reference [B, S, S, 3] in [-1, 1], reference_landmarks [B, 68, 2]; the reference sketch is drawn
+        here when the preset uses it (or `reference_sketch` [B, S, S, C] is taken as given).
+        """
         if self.warp and not self.attention:
             raise ValueError("Generator(warp=True) needs attention=True")
-
-    def encode_reference(self, reference, reference_sketch=None, reference_landmarks=None):
-        """Reference-only work, cached across frames: a pytree of per-level features (or the inputs)."""
-        self._check(reference_sketch)
+        if self.use_reference_sketch and reference_sketch is None:
+            reference_sketch = draw_sketch(reference_landmarks, jnp.shape(reference)[1])
         if not self.attention:
             feats = {"reference": jnp.asarray(reference)}
             if self.use_reference_sketch:
@@ -349,22 +378,22 @@ class Generator(nn.Module):
         if self.compose_output or self.warp:
             feats["reference"] = jnp.asarray(reference, jnp.float32)
         if self.warp:
-            if reference_landmarks is None:
-                raise ValueError("Generator(warp=True) needs reference_landmarks")
             feats["reference_landmarks"] = jnp.asarray(reference_landmarks, jnp.float32)
         return feats
 
-    def decode(self, ref_features, sketch, landmarks=None):
-        """Per-frame work: landmark encoder + attention + decoder. Returns (image, mask), both float32."""
-        size = sketch.shape[1]
+    def decode(self, ref_features, target_landmarks, *, target_sketch=None):
+        """Per-frame work: landmark encoder + attention + decoder. Returns (image, mask), both float32.
+
+        target_landmarks [B, 68, 2]; their sketch is drawn here (or `target_sketch` is taken as given).
+        """
+        size = self._size(ref_features)
+        sketch = draw_sketch(target_landmarks, size) if target_sketch is None else target_sketch
         base = ref_features.get("reference")  # what the output is composed with where the mask is off
         if self.warp:
             from thflax.face import warp as warp_lib
 
-            if landmarks is None:
-                raise ValueError("Generator(warp=True) needs the target landmarks")
-            flow = warp_lib.tps_flow(ref_features["reference_landmarks"], jnp.asarray(landmarks, jnp.float32),
-                                     size)
+            flow = warp_lib.tps_flow(ref_features["reference_landmarks"],
+                                     jnp.asarray(target_landmarks, jnp.float32), size)
             base = warp_lib.warp(ref_features["reference"], flow)
             sketch = jnp.concatenate([jnp.asarray(sketch, jnp.float32), base], -1)
         if not self.attention:
@@ -393,11 +422,11 @@ class Generator(nn.Module):
             img = mask * img.astype(jnp.float32) + (1.0 - mask) * base
         return img, mask
 
-    def __call__(self, reference, sketch, train: bool = False, reference_sketch=None, reference_landmarks=None,
-                 landmarks=None):
+    def __call__(self, reference, reference_landmarks, target_landmarks, train: bool = False, *,
+                 target_sketch=None, reference_sketch=None):
         del train
-        return self.decode(self.encode_reference(reference, reference_sketch, reference_landmarks), sketch,
-                           landmarks)
+        feats = self.encode_reference(reference, reference_landmarks, reference_sketch=reference_sketch)
+        return self.decode(feats, target_landmarks, target_sketch=target_sketch)
 
 
 class Discriminator(nn.Module):
@@ -419,22 +448,19 @@ class Discriminator(nn.Module):
     @nn.compact
     def __call__(self, image, sketch, train: bool = False, features: bool = False):
         del train
-        kw = dict(norm_groups=self.norm_groups, channel_multiple=self.channel_multiple, dtype=self.dtype,
-                  param_dtype=self.param_dtype)
+        conv, norm, _ = layer_defs(self.norm, self.norm_groups, self.channel_multiple, self.dtype, self.param_dtype)
         x = jnp.concatenate([jnp.asarray(image).astype(self.dtype), jnp.asarray(sketch).astype(self.dtype)], -1)
         x = pad_channels(x)
-        x = ConvBlock(self.base_channels, kernel=4, stride=2, norm=False, **kw)(x)
+        x = ConvBlock(self.base_channels, conv, kernel=4, stride=2)(x)
         feats = [x]
         for n in range(1, self.num_layers):
             c = min(self.base_channels * 2**n, self.max_channels)
-            x = ConvBlock(c, kernel=4, stride=2, norm=self.norm != "none", **kw)(x)
+            x = ConvBlock(c, conv, norm, kernel=4, stride=2)(x)
             feats.append(x)
         c = min(self.base_channels * 2**self.num_layers, self.max_channels)
-        x = ConvBlock(c, kernel=4, stride=1, norm=self.norm != "none", **kw)(x)
+        x = ConvBlock(c, conv, norm, kernel=4, stride=1)(x)
         feats.append(x)
-        x = nn.Conv(1, (4, 4), padding="SAME", dtype=self.dtype, param_dtype=self.param_dtype, name="logits",
-                    conv_general_dilated=channel_padded_conv(self.channel_multiple))(x)
-        logits = x.astype(jnp.float32)
+        logits = conv(1, (4, 4), name="logits")(x).astype(jnp.float32)
         return (logits, [f.astype(jnp.float32) for f in feats]) if features else logits
 
 
@@ -443,6 +469,42 @@ def make_generator(preset: str | dict = DEFAULT_PRESET, **overrides) -> Generato
     cfg = dict(GENERATOR_PRESETS[preset]) if isinstance(preset, str) else dict(preset)
     cfg.update(overrides)
     return Generator(**cfg)
+
+
+#: Generator fields that say how it runs, not what it computes or which parameters it has: the
+#: builder sets them from the config (precision, channel padding), so they are no part of an architecture.
+RUNTIME_FIELDS = ("dtype", "param_dtype", "channel_multiple")
+
+
+def generator_fields(preset: str | dict, overrides: dict | None = None) -> dict[str, Any]:
+    """Every architecture field of `make_generator(preset, **overrides)`, defaults included.
+
+    Two specs name the same network exactly when their fields are equal, however they were written
+    (a preset name, a preset plus overrides, or an old config's dict of fields)."""
+    fields = {f.name: f.default for f in dataclasses.fields(Generator)
+              if f.name not in ("parent", "name") + RUNTIME_FIELDS}
+    fields.update(GENERATOR_PRESETS[preset] if isinstance(preset, str) else preset)
+    fields.update(overrides or {})
+    return {k: v for k, v in fields.items() if k not in RUNTIME_FIELDS}
+
+
+def preset_and_overrides(fields: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """(preset name, overrides) naming the same network as `Generator(**fields)`.
+
+    For configs saved when `ltv.generator` could be a dict of fields: the preset is the one that
+    needs the fewest overrides (`DEFAULT_PRESET` on a tie, then `GENERATOR_PRESETS` order), and the
+    overrides are the fields where it differs, so `generator_fields(preset, overrides)` equals
+    `generator_fields(fields)` exactly."""
+    want = generator_fields(fields)
+    order = [DEFAULT_PRESET] + [p for p in GENERATOR_PRESETS if p != DEFAULT_PRESET]
+    best = None
+    for name in order:
+        have = generator_fields(name)
+        diff = {k: v for k, v in want.items() if have[k] != v}
+        if best is None or len(diff) < len(best[1]):
+            best = (name, diff)
+    runtime = {k: v for k, v in fields.items() if k in RUNTIME_FIELDS}  # kept as given (the builder sets them)
+    return best[0], {**best[1], **runtime}
 
 
 def dummy_inputs(size: int, batch: int = 1, channels: int = NUM_SKETCH_CHANNELS):
@@ -459,16 +521,17 @@ def dummy_landmarks(batch: int = 1) -> jnp.ndarray:
 
 
 def init_generator(model: Generator, rng, size: int, batch: int = 1):
-    """Initial variables {'params': ...} for `model` at resolution `size`."""
+    """Initial variables {'params': ...} for `model` at resolution `size` (parameters depend on shapes only)."""
     ref, sk, rsk = dummy_inputs(size, batch)
-    rsk = rsk if model.use_reference_sketch else None
-    lm = dummy_landmarks(batch) if model.warp else None
-    return jax.jit(lambda k: model.init(k, ref, sk, reference_sketch=rsk, reference_landmarks=lm, landmarks=lm))(rng)
+    lm = dummy_landmarks(batch)
+    # Given sketches: init needs their shapes only, and drawing them would only cost time.
+    return jax.jit(lambda k: model.init(k, ref, lm, lm, target_sketch=sk, reference_sketch=rsk))(rng)
 
 
 def generator_flops(config: str | dict | Generator = DEFAULT_PRESET, size: int = 128, batch: int = 1,
                     path: str = "full") -> float:
-    """Forward FLOPs per frame from XLA's cost analysis of the jitted forward.
+    """Forward FLOPs per frame from XLA's cost analysis of the jitted forward (sketches given: drawing
+    them is not counted).
 
     Args:
       config: preset name, dict of Generator fields, or a Generator.
@@ -479,17 +542,19 @@ def generator_flops(config: str | dict | Generator = DEFAULT_PRESET, size: int =
     """
     model = config if isinstance(config, Generator) else make_generator(config)
     ref, sk, rsk = dummy_inputs(size, batch)
-    rsk = rsk if model.use_reference_sketch else None
     variables = jax.eval_shape(lambda: init_generator(model, jax.random.key(0), size, 1))
-    lm = dummy_landmarks(batch) if model.warp else None
+    lm = dummy_landmarks(batch)
     if path == "full":
-        fn, args = (lambda v, r, s, rs: model.apply(v, r, s, reference_sketch=rs, reference_landmarks=lm,
-                                                    landmarks=lm)), (variables, ref, sk, rsk)
+        fn, args = (lambda v, r, s, rs: model.apply(v, r, lm, lm, target_sketch=s, reference_sketch=rs)), \
+            (variables, ref, sk, rsk)
     elif path == "encode":
-        fn, args = (lambda v, r, rs: model.apply(v, r, rs, lm, method=Generator.encode_reference)), (variables, ref, rsk)
+        fn, args = (lambda v, r, rs: model.apply(v, r, lm, reference_sketch=rs, method=Generator.encode_reference)), \
+            (variables, ref, rsk)
     elif path == "decode":
-        feats = jax.eval_shape(lambda v: model.apply(v, ref, rsk, lm, method=Generator.encode_reference), variables)
-        fn, args = (lambda v, f, s: model.apply(v, f, s, lm, method=Generator.decode)), (variables, feats, sk)
+        feats = jax.eval_shape(lambda v: model.apply(v, ref, lm, reference_sketch=rsk,
+                                                     method=Generator.encode_reference), variables)
+        fn, args = (lambda v, f, s: model.apply(v, f, lm, target_sketch=s, method=Generator.decode)), \
+            (variables, feats, sk)
     else:
         raise ValueError(f"unknown path {path!r}")
     return lowered_flops(jax.jit(fn).lower(*args)) / batch

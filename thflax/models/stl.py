@@ -31,6 +31,7 @@ statistics at inference, so frames are processed independently before the GRU).
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import flax.linen as nn
@@ -42,58 +43,66 @@ from thflax.face import geometry
 LANDMARK_SCALE = 256.0
 
 
-class AudioEncoder(nn.Module):
-    """Conv + BN + ReLU blocks over one frame's MFCC window, then FC. [N, W, n_mfcc] -> [N, features]."""
+ModuleDef = Any  # a module constructor (a functools.partial of a Flax module), as in flax's examples
 
+
+class AudioEncoder(nn.Module):
+    """Conv + BN + ReLU blocks over one frame's MFCC window, then FC. [N, W, n_mfcc] -> [N, features].
+
+    `conv`, `norm`, `dense` are the STL net's layer constructors (`STLNet.layer_defs`): they carry the
+    dtype, and `norm` the train/inference mode and the cross-device BatchNorm axis."""
+
+    conv: ModuleDef
+    norm: ModuleDef
+    dense: ModuleDef
     channels: tuple[int, ...] = (32, 64, 128)
     features: int = 512
-    bn_axis_name: str | None = None
-    dtype: Any = jnp.float32
 
     @nn.compact
-    def __call__(self, x, train: bool):
-        x = x[..., None].astype(self.dtype)  # the window is a 1-channel time x cepstrum image
+    def __call__(self, x):
+        x = x[..., None]  # the window is a 1-channel time x cepstrum image (conv casts it to its dtype)
         for i, ch in enumerate(self.channels):
-            x = nn.Conv(ch, (3, 3), strides=(1, 1) if i == 0 else (2, 2), use_bias=False, dtype=self.dtype)(x)
-            x = nn.BatchNorm(use_running_average=not train, axis_name=self.bn_axis_name, momentum=0.9,
-                             dtype=self.dtype)(x)
-            x = nn.relu(x)
+            x = self.conv(ch, (3, 3), strides=(1, 1) if i == 0 else (2, 2))(x)
+            x = nn.relu(self.norm()(x))
         x = x.reshape(x.shape[0], -1)
-        return nn.relu(nn.Dense(self.features, dtype=self.dtype)(x))
+        return nn.relu(self.dense(self.features)(x))
 
 
 class Branch(nn.Module):
-    """One STL branch. template_in_gru=True is eq. 4 (lip), False is eq. 5 (head)."""
+    """One STL branch. template_in_gru=True is eq. 4 (lip), False is eq. 5 (head).
+
+    `conv`, `norm`, `dense`, `gru` are the STL net's layer constructors (`STLNet.layer_defs`)."""
 
     out_points: int
     template_in_gru: bool
+    conv: ModuleDef
+    norm: ModuleDef
+    dense: ModuleDef
+    gru: ModuleDef
     audio_channels: tuple[int, ...] = (32, 64, 128)
     audio_features: int = 512
     template_features: int = 256
     gru_features: int = 256
-    bn_axis_name: str | None = None
-    dtype: Any = jnp.float32
 
     @nn.compact
-    def __call__(self, mfcc, template, carry=None, train: bool = False):
+    def __call__(self, mfcc, template, carry=None):
         """mfcc [B, T, W, n], template [B, P_in, 2] (canonical px) -> (offsets [B, T, out_points, 2], carry)."""
         b, t = mfcc.shape[:2]
-        audio = AudioEncoder(self.audio_channels, self.audio_features, self.bn_axis_name, self.dtype)(
-            mfcc.reshape((b * t,) + mfcc.shape[2:]), train).reshape(b, t, -1)
+        audio = AudioEncoder(self.conv, self.norm, self.dense, self.audio_channels, self.audio_features)(
+            mfcc.reshape((b * t,) + mfcc.shape[2:])).reshape(b, t, -1)
         # Centre the template so the encoder sees shape, not where the face sits in the crop.
         tmpl = (template - template.mean(axis=1, keepdims=True)) / 32.0
-        tmpl = nn.relu(nn.Dense(self.template_features, dtype=self.dtype)(tmpl.reshape(b, -1).astype(self.dtype)))
+        tmpl = nn.relu(self.dense(self.template_features)(tmpl.reshape(b, -1)))
         tmpl = jnp.broadcast_to(tmpl[:, None], (b, t, tmpl.shape[-1]))
         x = jnp.concatenate([audio, tmpl], -1) if self.template_in_gru else audio
-        rnn = nn.RNN(nn.GRUCell(self.gru_features, dtype=self.dtype, param_dtype=jnp.float32, name="gru"),
-                     return_carry=True)
+        rnn = nn.RNN(self.gru(self.gru_features, name="gru"), return_carry=True)
         if carry is None:
             carry = rnn.cell.initialize_carry(jax.random.PRNGKey(0), (b, x.shape[-1]))
         carry, h = rnn(x, initial_carry=carry)
         if not self.template_in_gru:
             h = jnp.concatenate([h, tmpl], -1)
         # Zero-initialised head: training starts at the template baseline (see module docstring).
-        out = nn.Dense(self.out_points * 2, kernel_init=nn.initializers.zeros, dtype=self.dtype, name="head")(h)
+        out = self.dense(self.out_points * 2, kernel_init=nn.initializers.zeros, name="head")(h)
         return out.astype(jnp.float32).reshape(b, t, self.out_points, 2), carry
 
 
@@ -116,23 +125,33 @@ class STLNet(nn.Module):
     bn_axis_name: str | None = None
     dtype: Any = jnp.float32
 
-    def _branch(self, name, points, template_in_gru):
-        return Branch(points, template_in_gru, self.audio_channels, self.audio_features,
-                      self.template_features, self.gru_features, self.bn_axis_name, self.dtype, name=name)
+    def layer_defs(self, train: bool) -> dict[str, ModuleDef]:
+        """The layer constructors every branch uses, built once here (flax examples' ModuleDef pattern):
+        the dtype (parameters stay float32), and BatchNorm's mode and cross-device axis."""
+        return dict(conv=functools.partial(nn.Conv, use_bias=False, dtype=self.dtype),
+                    norm=functools.partial(nn.BatchNorm, use_running_average=not train, axis_name=self.bn_axis_name,
+                                           momentum=0.9, dtype=self.dtype),
+                    dense=functools.partial(nn.Dense, dtype=self.dtype),
+                    gru=functools.partial(nn.GRUCell, dtype=self.dtype, param_dtype=jnp.float32))
+
+    def _branch(self, name: str, points: int, template_in_gru: bool, train: bool) -> Branch:
+        return Branch(points, template_in_gru, **self.layer_defs(train), audio_channels=self.audio_channels,
+                      audio_features=self.audio_features, template_features=self.template_features,
+                      gru_features=self.gru_features, name=name)
 
     @nn.compact
     def __call__(self, mfcc, template, carry=None, train: bool = False):
         template = template.astype(jnp.float32) * LANDMARK_SCALE
         carry = carry or {}
         if not self.split:
-            offs, c = self._branch("full", 68, True)(mfcc, template, carry.get("full"), train)
+            offs, c = self._branch("full", 68, True, train)(mfcc, template, carry.get("full"))
             full = template[:, None] + offs
             return {"full": full, "landmarks": full / LANDMARK_SCALE}, {"full": c}
         anchors = geometry.canonical_anchors(LANDMARK_SCALE)
         t_mouth = geometry.calibrate_mouth(template, anchors)
         t_head = geometry.head_points(template)
-        m_off, c_lip = self._branch("lip", len(geometry.MOUTH_REP), True)(mfcc, t_mouth, carry.get("lip"), train)
-        h_off, c_head = self._branch("head", len(geometry.HEAD_REP), False)(mfcc, t_head, carry.get("head"), train)
+        m_off, c_lip = self._branch("lip", len(geometry.MOUTH_REP), True, train)(mfcc, t_mouth, carry.get("lip"))
+        h_off, c_head = self._branch("head", len(geometry.HEAD_REP), False, train)(mfcc, t_head, carry.get("head"))
         mouth = t_mouth[:, None] + m_off
         head = t_head[:, None] + h_off
         full = geometry.merge(mouth, head)

@@ -86,16 +86,15 @@ class LTVTask:
                 "landmarks": tf.gather(example["landmarks"], tgt),
                 "ref_landmarks": tf.gather(example["landmarks"], ref)}
 
-    def _sketches(self, batch):
-        return (sketch.draw_sketch(batch["landmarks"], self.size),
-                sketch.draw_sketch(batch["ref_landmarks"], self.size))
+    def _sketch(self, batch):
+        """The target landmarks' sketch [b, S, S, C]: the discriminator's condition (and the generator's)."""
+        return sketch.draw_sketch(batch["landmarks"], self.size)
 
-    def generate(self, params, reference, sk, ref_sk, batch):
-        """Generator forward: (image [-1, 1], mask). `batch` gives the landmarks a warp generator needs."""
-        g = self.generator
-        lms = (batch["ref_landmarks"], batch["landmarks"]) if g.warp else (None, None)
-        return g.apply({"params": params}, reference, sk, reference_sketch=ref_sk if g.use_reference_sketch else None,
-                       reference_landmarks=lms[0], landmarks=lms[1])
+    def generate(self, params, reference, batch, target_sketch):
+        """Generator forward: (image [-1, 1], mask) for reference [b, S, S, 3] in [-1, 1] and the batch's
+        landmarks. The target sketch drawn for the discriminator is passed on, not drawn twice."""
+        return self.generator.apply({"params": params}, reference, batch["ref_landmarks"], batch["landmarks"],
+                                    target_sketch=target_sketch)
 
     # ---- state -----------------------------------------------------------------------------------
     def init_state(self, rng: jax.Array) -> TrainState:
@@ -138,22 +137,20 @@ class LTVTask:
         del rng  # no stochastic layers
         c = self.config.ltv
         ref, tgt = to_unit(batch["reference"]), to_unit(batch["target"])
-        sk, ref_sk = self._sketches(batch)
+        sk = self._sketch(batch)
         gp, dp = state.params[G], state.params[D]
         disc = lambda p, img, **kw: self.discriminator.apply({"params": p}, img, sk, **kw)  # noqa: E731
-        weights = {"gan": c.gan_weight, "mse": c.mse_weight, "l1": c.l1_weight, "mask": c.mask_weight,
-                   "fm": c.fm_weight, "mouth": c.mouth_weight,
-                   "perceptual": c.perceptual_weight}
 
         def generator_loss(p):
-            fake, mask = self.generate(p, ref, sk, ref_sk, batch)
+            fake, mask = self.generate(p, ref, batch, sk)
             if c.fm_weight:  # the discriminator's activations on the fake and (no gradient) the real image
                 logits, fake_feats = disc(dp, fake, features=True)
                 fm = (fake_feats, disc(dp, tgt, features=True)[1])
             else:
                 logits, fm = disc(dp, fake), None
             terms = self.g_loss_terms(fake, mask, tgt, logits, batch["landmarks"], fm)
-            return sum(weights[k] * v for k, v in terms.items()), (terms, fake)
+            # Each term's weight is config.ltv.<term>_weight, read by its name (no second list to keep in step).
+            return sum(c[f"{k}_weight"] * v for k, v in terms.items()), (terms, fake)
 
         def discriminator_loss(p, fake):
             return losses.d_loss(disc(p, tgt), disc(p, fake))
@@ -189,8 +186,8 @@ class LTVTask:
         del rng
         gp = state.ema_params[G] if state.ema_params else state.params[G]
         ref = to_unit(batch["reference"])
-        sk, ref_sk = self._sketches(batch)
-        fake, mask = self.generate(gp, ref, sk, ref_sk, batch)
+        sk = self._sketch(batch)
+        fake, mask = self.generate(gp, ref, batch, sk)
         out, tgt, ref8 = to_uint8(fake), jnp.asarray(batch["target"], jnp.float32), jnp.asarray(batch["reference"], jnp.float32)
         face = metrics.polygon_mask(batch["landmarks"][:, metrics.FACE_OUTLINE], self.size)[..., None]
         mouth = metrics.polygon_mask(batch["landmarks"][:, metrics.OUTER_LIP], self.size)[..., None]

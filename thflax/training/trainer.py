@@ -69,8 +69,10 @@ def flat_hparams(config: ConfigDict) -> dict[str, bool | int | float | str]:
 
 def _restore(ckpt: checkpoint.Checkpointer, state, task: Task):
     """The newest intact checkpoint restored into `state`'s structure (refusing another config's)."""
+    from thflax.models import build
+
     def check_config(meta):
-        if meta.get("model") and meta["model"] != task.signature():
+        if meta.get("model") and not build.same_signature(meta["model"], task.signature()):
             raise checkpoint.CheckpointError(
                 f"checkpoint in {ckpt.directory} was trained with a different {task.name} config; "
                 "use another --workdir or the original config")
