@@ -37,6 +37,16 @@ flags.DEFINE_integer("eval_utterances", 8, "Held-out utterances to evaluate on."
 SPEECH_RATE = 160
 
 
+def mouth_line(m: dict) -> str:
+    """The video's inner-mouth contrast and teeth (`face_measures.mouth_interior`) next to the photo's own,
+    or the reasons they are undefined."""
+    def pair(contrast: float, teeth: float, reason: str | None) -> str:
+        return f"n/a ({reason})" if reason else f"contrast {contrast:.1f}, teeth {teeth:.1f}"
+
+    return (pair(m["mouth_contrast"], m["teeth_brightness"], m["mouth_reason"]) + " (photo: "
+            + pair(m["photo_mouth_contrast"], m["photo_teeth_brightness"], m["photo_mouth_reason"]) + ")")
+
+
 def _say(msg: str) -> None:
     print(f"\n== {msg}", flush=True)
 
@@ -175,7 +185,9 @@ def main(argv) -> int:
     m = face_measures.measure_video(photo, out, wav)
     print("measured with dlib on the video (goal in brackets): " + ", ".join(
         f"{k} {m[k]:.3f} ({op} {goal}{', met' if face_measures.meets_goal(k, m[k]) else ', NOT met'})"
-        for k, (op, goal) in face_measures.GOALS.items()))
+        for k, (op, goal) in face_measures.GOALS.items())
+        + "; inside the mouth (open frames, 64-px mouth; no goal yet): "
+        + mouth_line(m))
 
     _say(f"done in {(time.time() - t_start) / 60:.1f} min")
     print(f"export bundle:    {export_dir}")

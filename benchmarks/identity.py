@@ -14,7 +14,13 @@ whole photo (`thflax.inference.generation.generate`) and measured against the ph
                       r at no shift;
   opening std         spread of the inner-mouth opening / mouth width over time (goal > 0.02);
   sharpness ratio     variance of the Laplacian in the face vs the photo's, at one face size
-                      (goal >= 0.35).
+                      (goal >= 0.35);
+  mouth contrast      std of the luminance (0-255) inside the inner lips, mouth scaled to 64 px wide,
+                      median over the open-mouth frames (top quarter of the openings); no goal yet;
+  teeth               99th percentile of that luminance minus the outer lips' median: white teeth
+                      ~100+, a pink smear ~0 or below. Both "n/a" when the mouth never opens; the
+                      photo's own values (its mouth as one frame; n/a when closed) are printed under
+                      the table.
 Each photo also gets a "copied photo" row: a still video of the photo with the same speech, which
 keeps the identity (distance ~0) and the sharpness (~1) but has no mouth motion (opening std ~0,
 r undefined or chance): the scale the model's row is read against. Read the lip-sync r with the
@@ -79,6 +85,8 @@ COLUMNS = (
     ("r at 0", "lip_sync_corr_at_0", "{:.3f}"),
     ("opening std (> 0.02)", "opening_std", "{:.4f}"),
     ("sharpness ratio (>= 0.35)", "sharpness_ratio", "{:.2f}"),
+    ("mouth contrast", "mouth_contrast", "{:.1f}"),
+    ("teeth", "teeth_brightness", "{:.1f}"),
 )
 
 
@@ -144,6 +152,22 @@ def markdown_table(rows: list[tuple[str, str, dict]]) -> str:
     return "\n".join(lines)
 
 
+def photo_mouth_lines(rows: list[tuple[str, str, dict]]) -> str:
+    """One line per photo: its own mouth contrast and teeth (the photo as one frame), what a video of it
+    keeps at best, or why there is none (a closed mouth)."""
+    lines, seen = [], set()
+    for photo, _, m in rows:
+        if photo in seen:
+            continue
+        seen.add(photo)
+        if m.get("photo_mouth_reason"):
+            lines.append(f"{photo} itself: mouth contrast and teeth n/a ({m['photo_mouth_reason']})")
+        else:
+            lines.append(f"{photo} itself: mouth contrast {_cell(m['photo_mouth_contrast'], '{:.1f}')}, "
+                         f"teeth {_cell(m['photo_teeth_brightness'], '{:.1f}')}")
+    return "\n".join(lines)
+
+
 def still_video(photo_path: str, like_video: str, audio_path: str, out: str) -> None:
     """A still video of the photo, at `like_video`'s size, frame rate and length, with the speech."""
     import cv2
@@ -194,7 +218,7 @@ def main(argv) -> int:
                                                                       FLAGS.max_offset, face)
                 rows.append((os.path.basename(photo), "copied photo", result["copied_photo"]))
             evaluation.write_json(os.path.join(FLAGS.out_dir, f"{name}.json"), result)
-    table = markdown_table(rows)
+    table = markdown_table(rows) + "\n\n" + photo_mouth_lines(rows)
     header = (f"Identity, lip sync and sharpness of {FLAGS.checkpoint} on {len(photos)} photo"
               f"{'s' if len(photos) > 1 else ''}; speech: {seconds:.1f} s, {speech_note}.")
     md = os.path.join(FLAGS.out_dir, "identity.md")

@@ -21,6 +21,8 @@ Protocol, per held-out utterance (the dataset's `test` split; `validation` for t
        video to the real one (`head_speed_ratio`: 1 = as lively as the real head, 0 = frozen);
      * `lmd_stl`: mouth LMD of the STL landmarks themselves against the real frames' dlib
        landmarks (no rendering involved), also at 256 px;
+     * `psnr_lips`: PSNR inside the real frame's outer-lip polygon (dlib's 48–59 on the real frame), where
+       a warp of the reference cannot show what an open mouth holds;
   4. lip sync, since LMD alone misses timing (a mouth that moves right but late scores a middling
      LMD): the inner-mouth opening per frame measured by dlib on the generated video
      (`face_measures.mouth_openings`: inner-lip gap over mouth width, frames without a face
@@ -31,6 +33,14 @@ Protocol, per held-out utterance (the dataset's `test` split; `validation` for t
      undefined (NaN) for a still mouth. This is not SyncNet's LSE-C / LSE-D (Prajwal et al. 2020):
      those need SyncNet's pretrained weights, which cannot be fetched here (offline), so they are not
      computed and the numbers are not comparable with papers that report them.
+  5. the inside of the mouth (`face_measures.mouth_interior`, frames 1…, dlib's landmarks on each video):
+     inner-mouth contrast (luminance std inside the inner lips) and teeth brightness (99th percentile there
+     minus the outer lips' median), with the mouth scaled to 64 px wide, median over the video's own
+     open-mouth frames (top quarter of its openings, at least 0.05 of the mouth width). The table shows
+     them over the real video's: `mouth_contrast_ratio`, `teeth_ratio` (1 for the real row by
+     construction; NaN, a blank cell, when either video's mouth never opens, e.g. a copied closed mouth);
+     per utterance the absolute values and the reason for a NaN are kept (`mouth_contrast`,
+     `teeth_brightness`, `…_truth`, `mouth_reason`, `mouth_reason_truth`).
 Rows with `kind="reference"` copy the reference frame to every frame; `kind="template"` feeds the
 template landmarks (no speech) through the model's LTV: floors every number can be read against.
 Their lip-sync r is usually not NaN but chance: dlib's tracking jitters on a still face (on 30 copies of
@@ -101,6 +111,54 @@ def _sample_rate(ex: dict[str, Any]) -> int:
     return int(round(ex["audio"].shape[0] * float(ex["fps"]) / ex["frames"].shape[0]))
 
 
+def _to_frame_px(lm256: np.ndarray, eval_size: int, size: int) -> np.ndarray:
+    """Landmarks tracked on frames resized to `eval_size` -> pixels of the `size`-px frames (`_resize`'s
+    cv2.resize maps a pixel centre x to (x + 0.5)·scale - 0.5)."""
+    return (np.asarray(lm256, np.float64) + 0.5) * (size / eval_size) - 0.5
+
+
+def mouth_figures(frames: np.ndarray, lm256: np.ndarray, eval_size: int = EVAL_SIZE, first: int = 1) -> dict[str, Any]:
+    """Inner-mouth contrast and teeth brightness of a video (`face_measures.mouth_interior`) over frames
+    `first`…, from its dlib landmarks at `eval_size` px.
+
+    Args:
+      frames: [T, S, S, 3] uint8; lm256: [T, 68, 2] at `eval_size` px, NaN where no face.
+
+    Returns:
+      {"mouth_contrast", "teeth_brightness", "mouth_open_frames", "mouth_reason"} (NaN and a reason when
+      the mouth never opens or no face is found).
+    """
+    lm = _to_frame_px(lm256[first:], eval_size, frames.shape[1])
+    return face_measures.mouth_interior(frames[first:], lm)
+
+
+def _ratio(a: float, b: float) -> float:
+    return a / b if np.isfinite(a) and np.isfinite(b) and b != 0 else float("nan")
+
+
+def _mouth_columns(gen: dict[str, Any], truth: dict[str, Any]) -> dict[str, Any]:
+    """The generated video's mouth figures, the real video's, and their ratios (the table's columns)."""
+    return {"mouth_contrast": gen["mouth_contrast"], "teeth_brightness": gen["teeth_brightness"],
+            "mouth_reason": gen["mouth_reason"],
+            "mouth_contrast_truth": truth["mouth_contrast"], "teeth_brightness_truth": truth["teeth_brightness"],
+            "mouth_reason_truth": truth["mouth_reason"],
+            "mouth_contrast_ratio": _ratio(gen["mouth_contrast"], truth["mouth_contrast"]),
+            "teeth_ratio": _ratio(gen["teeth_brightness"], truth["teeth_brightness"])}
+
+
+def lips_psnr(gen: np.ndarray, true: np.ndarray, true_lm256: np.ndarray, eval_size: int = EVAL_SIZE) -> float:
+    """PSNR inside the real frames' outer-lip polygon (dlib's points 48–59), mean over the frames where dlib
+    found the real face; NaN when none. Frames [T, S, S, 3], landmarks [T, 68, 2] at `eval_size` px."""
+    ok = np.all(np.isfinite(true_lm256), axis=(1, 2))
+    if not ok.any():
+        return float("nan")
+    size = true.shape[1]
+    # polygon_mask takes coordinates over the image's side with pixel centres at (i + 0.5) / size.
+    lips = (_to_frame_px(true_lm256[ok][:, metrics.OUTER_LIP], eval_size, size) + 0.5) / size
+    mask = metrics.polygon_mask(lips, size)[..., None]
+    return float(np.mean(metrics.masked_psnr(gen[ok].astype(np.float32), true[ok].astype(np.float32), mask)))
+
+
 def lip_sync_figures(landmarks: np.ndarray, audio: np.ndarray, fps: float, sample_rate: int, first: int = 1,
                      max_offset: int = 5) -> dict[str, float]:
     """How well and how late the mouth follows the speech: opening of the landmarks vs speech energy.
@@ -163,12 +221,14 @@ def evaluate_utterance(row: Row, ex: dict[str, Any], landmarker, true_lm256: np.
     t = frames.shape[0]
     if true_lm256 is None:
         true_lm256 = _track(_resize(frames, eval_size), landmarker)
+    true_mouth = mouth_figures(frames, true_lm256, eval_size)
     if row.kind == "real":
-        # The ceiling: the real video's own lip sync and face detection; comparisons with itself are left
-        # out (blank cells) rather than reported as perfect.
+        # The ceiling: the real video's own lip sync, face detection and mouth (ratios 1 by construction);
+        # comparisons with itself are left out (blank cells) rather than reported as perfect.
         return {"utterance": f"{ex['speaker']}/{ex['utterance']}", "frames": int(t),
                 "detected": float(np.mean(np.all(np.isfinite(true_lm256[1:]), axis=(1, 2)))),
-                **lip_sync_figures(true_lm256, ex["audio"], float(ex["fps"]), _sample_rate(ex))}
+                **lip_sync_figures(true_lm256, ex["audio"], float(ex["fps"]), _sample_rate(ex)),
+                **_mouth_columns(true_mouth, true_mouth)}
     template = ex["landmarks_raw"][0]  # [68, 2]: dlib's, as generation takes it from a photo
     pred_lm = None
     if row.kind == "reference":
@@ -188,13 +248,16 @@ def evaluate_utterance(row: Row, ex: dict[str, Any], landmarker, true_lm256: np.
     psnr = float(np.mean(metrics.psnr(gen_f, true_f)))
     gen_lm = _track(_resize(gen, eval_size), landmarker)
     sync = lip_sync_figures(gen_lm, ex["audio"], float(ex["fps"]), _sample_rate(ex))  # leaves out frame 0 itself
+    mouth = _mouth_columns(mouth_figures(gen, gen_lm, eval_size), true_mouth)
+    psnr_lips = lips_psnr(gen[1:], frames[1:], true_lm256[1:], eval_size)
     gen_lm, true_lm256 = gen_lm[1:], true_lm256[1:]
     detected = float(np.mean(np.all(np.isfinite(gen_lm), axis=(1, 2))))
     out = {"utterance": f"{ex['speaker']}/{ex['utterance']}", "frames": int(t), "ssim": ssim, "psnr": psnr,
+           "psnr_lips": psnr_lips,
            "lmd": _masked_lmd(gen_lm, true_lm256), "lmd_sum": _masked_lmd(gen_lm, true_lm256, reduce="sum"),
            "lmd_head": _masked_lmd(gen_lm, true_lm256, points=metrics.NON_MOUTH, center=False),
            "head_speed_ratio": _head_speed(gen_lm) / max(_head_speed(true_lm256), 1e-6),
-           "detected": detected, **sync}
+           "detected": detected, **sync, **mouth}
     if pred_lm is not None:
         out["lmd_stl"] = _masked_lmd(pred_lm[1:] * eval_size, true_lm256)
     return out
@@ -219,10 +282,15 @@ def evaluate(rows: list[Row], utterances, max_utterances: int | None = None, eva
     return results
 
 
-COLUMNS = (("LMD", "lmd", 2), ("SSIM", "ssim", 3), ("PSNR", "psnr", 2), ("LMD (sum, ATVGnet)", "lmd_sum", 1),
+COLUMNS = (("LMD", "lmd", 2), ("SSIM", "ssim", 3), ("PSNR", "psnr", 2), ("lips PSNR", "psnr_lips", 2),
+           ("LMD (sum, ATVGnet)", "lmd_sum", 1),
            ("head LMD", "lmd_head", 2), ("head speed ratio", "head_speed_ratio", 2), ("STL mouth LMD", "lmd_stl", 2),
            ("sync r", "sync_r", 2), ("sync offset", "sync_offset", 1), ("sync r @0", "sync_r0", 2),
+           ("mouth contrast / truth", "mouth_contrast_ratio", 2), ("teeth / truth", "teeth_ratio", 2),
            ("dlib found face", "detected", 2))
+
+#: Summarised (summary.json) but not printed: the absolute mouth figures behind the two ratio columns.
+EXTRA_KEYS = ("mouth_contrast", "teeth_brightness", "mouth_contrast_truth", "teeth_brightness_truth")
 
 #: Summarised by the median over utterances, not the mean: the best of 11 shifts on a short clip can land
 #: on ±5 by chance, and one such utterance would drag a mean of whole-frame offsets.
@@ -235,7 +303,7 @@ def summarize(results: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, f
     out = {}
     for name, utts in results.items():
         row = {}
-        for _, key, _ in COLUMNS:
+        for key in [k for _, k, _ in COLUMNS] + list(EXTRA_KEYS):
             vals = [u[key] for u in utts if u.get(key) is not None and np.isfinite(u[key])]
             reduce = np.median if key in MEDIAN_KEYS else np.mean
             row[key] = float(reduce(vals)) if vals else float("nan")

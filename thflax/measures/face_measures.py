@@ -14,6 +14,10 @@ judges our own model):
 * sharpness: variance of the Laplacian inside the face of the frames vs the photo's, both resampled
   to one face size (`sharpness_ratio`).
 
+* the inside of the mouth, on the open-mouth frames (`mouth_interior`): the contrast (std of the
+  luminance inside the inner lips) and the teeth (its 99th percentile over the outer lips' median),
+  with the mouth scaled to 64 px wide; a blurred pink smear scores low on both.
+
 `measure_video` returns all of them for a video file. Goals (`GOALS`) are what a usable output must
 reach; a still video of the photo (the "copied photo" floor) keeps the identity and the sharpness
 but has no mouth motion, so opening std ~0 and no lip-sync correlation. Read the lip-sync r together
@@ -30,7 +34,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -367,6 +371,151 @@ def sharpness_ratio(photo: np.ndarray, frames: Sequence[np.ndarray], photo_landm
     return float(np.median(ratios)) if ratios else float("nan")
 
 
+# --- the inside of the mouth ---------------------------------------------------------------------
+
+#: The mouth (corner to corner, points 48–54) is scaled to this width before its pixels are read, so
+#: the contrast and teeth values do not depend on the video's resolution or the face's size in it.
+MOUTH_WIDTH_PX = 64
+#: Open-mouth frames: those whose opening (`mouth_openings`) is at least this quantile of the video's
+#: own openings (the top quarter) ...
+OPEN_QUANTILE = 0.75
+#: ... and at least this fraction of the mouth width (3.2 px at 64 px): below it the inner-lip polygon
+#: holds a line of lip-edge pixels rather than an interior, so a closed or still mouth has no value.
+MIN_OPENING = 0.05
+#: Fewer open frames (with pixels inside the inner lips) than this: no value (NaN and a reason).
+MIN_OPEN_FRAMES = 3
+#: The teeth: this percentile of the luminance inside the inner lips (not the maximum: one hot pixel of
+#: video coding noise would decide it).
+TEETH_PERCENTILE = 99.0
+#: A frame whose inner-lip polygon covers fewer pixels (at `MOUTH_WIDTH_PX`) is left out.
+MIN_INNER_PIXELS = 20
+
+
+def _inside(polygon: np.ndarray, h: int, w: int) -> np.ndarray:
+    """[h, w] bool: pixel centres (integer coordinates, dlib's convention) inside `polygon` [K, 2]
+    (even-odd rule). Centres, not OpenCV's `fillPoly`, which also takes every pixel the edge touches:
+    at 64 px those lip-edge pixels would be a large share of a half-open mouth."""
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float64)
+    x0, y0 = polygon[:, 0], polygon[:, 1]
+    x1, y1 = np.roll(x0, -1), np.roll(y0, -1)
+    inside = np.zeros((h, w), bool)
+    for a, b, c, d in zip(x0, y0, x1, y1):
+        if b == d:
+            continue
+        crosses = (b > ys) != (d > ys)
+        inside ^= crosses & (xs < a + (ys - b) * (c - a) / (d - b))
+    return inside
+
+
+def mouth_pixels(image: np.ndarray, landmarks: np.ndarray) -> tuple[float, float]:
+    """(inner-mouth contrast, teeth brightness) of one frame, on luminance 0–255 at a 64-px mouth.
+
+    The luminance (OpenCV's RGB->grey, i.e. Y of YCrCb: 0.299 R + 0.587 G + 0.114 B) of the mouth region
+    is resampled so the mouth (48–54) is `MOUTH_WIDTH_PX` wide (INTER_AREA when shrinking, INTER_LINEAR
+    when enlarging, in float); then
+      contrast = std of the pixels inside the inner-lip polygon (60–67): teeth, tongue and a dark mouth
+        give a spread, a flat pink smear none;
+      teeth = `TEETH_PERCENTILE` (99th) percentile inside that polygon minus the median of the outer-lip
+        (48–59) bounding box: white teeth stand far above the lips, a smear not at all.
+
+    Args:
+      image: [H, W, 3] uint8 RGB (or [H, W] grey); landmarks: [68, 2] pixels of that image.
+
+    Returns:
+      Both NaN when the landmarks are not finite, the mouth has no width, or fewer than
+      `MIN_INNER_PIXELS` pixel centres lie inside the inner lips (a closed mouth).
+    """
+    import cv2
+
+    nan = (float("nan"), float("nan"))
+    lm = np.asarray(landmarks, np.float64)
+    if lm.shape != (68, 2) or not _valid(lm):
+        return nan
+    width = float(np.linalg.norm(lm[54] - lm[48]))
+    if width <= 0:
+        return nan
+    img = np.asarray(image)
+    gray = (img if img.ndim == 2 else cv2.cvtColor(np.ascontiguousarray(img, np.uint8), cv2.COLOR_RGB2GRAY))
+    scale = MOUTH_WIDTH_PX / width
+    # The outer lips' box and a margin (a few source pixels, so the resampling kernel sees real pixels).
+    outer = lm[48:60]
+    margin = 2.0 + 2.0 / min(scale, 1.0)
+    h, w = gray.shape
+    x0, y0 = (max(0, int(np.floor(v - margin))) for v in outer.min(0))
+    x1, y1 = (int(np.ceil(v + margin)) + 1 for v in outer.max(0))
+    x1, y1 = min(w, x1), min(h, y1)
+    if x1 - x0 < 2 or y1 - y0 < 2:
+        return nan
+    crop = gray[y0:y1, x0:x1].astype(np.float32)
+    out_w, out_h = max(1, int(round((x1 - x0) * scale))), max(1, int(round((y1 - y0) * scale)))
+    # Enlarging is linear, not cubic: cubic rings past a bright edge (teeth next to a dark cavity read
+    # 135 instead of 121 at half the resolution); the percentile must not see values the frame lacks.
+    crop = cv2.resize(crop, (out_w, out_h), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    sx, sy = out_w / (x1 - x0), out_h / (y1 - y0)
+    # cv2.resize maps source pixel centre x to (x + 0.5)·s - 0.5.
+    pts = np.stack([(lm[:, 0] - x0 + 0.5) * sx - 0.5, (lm[:, 1] - y0 + 0.5) * sy - 0.5], -1)
+    inner = crop[_inside(pts[60:68], out_h, out_w)]
+    if inner.size < MIN_INNER_PIXELS:
+        return nan
+    (bx0, by0), (bx1, by1) = np.ceil(pts[48:60].min(0)).astype(int), np.floor(pts[48:60].max(0)).astype(int)
+    box = crop[max(0, by0):by1 + 1, max(0, bx0):bx1 + 1]
+    return float(inner.std()), float(np.percentile(inner, TEETH_PERCENTILE) - np.median(box))
+
+
+def open_mouth_frames(landmarks: np.ndarray, min_frames: int = MIN_OPEN_FRAMES) -> tuple[np.ndarray, str | None]:
+    """The frames whose mouth is open: indices [k] and None, or an empty array and the reason.
+
+    Open: a face was found and its opening (`mouth_openings`) is in the top quarter of the video's
+    openings (>= their `OPEN_QUANTILE` quantile) and at least `MIN_OPENING` of the mouth width.
+
+    Args:
+      landmarks: [T, 68, 2], NaN where no face.
+    """
+    opening = mouth_openings(np.asarray(landmarks, np.float64).reshape(-1, 68, 2))
+    finite = opening[np.isfinite(opening)]
+    if finite.size == 0:
+        return np.zeros(0, int), "dlib found no face"
+    with np.errstate(invalid="ignore"):
+        idx = np.flatnonzero(opening >= max(float(np.quantile(finite, OPEN_QUANTILE)), MIN_OPENING))
+    if idx.size < min_frames:
+        return np.zeros(0, int), (f"{idx.size} frame{'s' * (idx.size != 1)} with an open mouth (opening >= "
+                                  f"{MIN_OPENING} of its width; the widest is {finite.max():.3f}); "
+                                  f"{min_frames} needed")
+    return idx, None
+
+
+def mouth_interior(frames: Sequence[np.ndarray] | Mapping[int, np.ndarray], landmarks: np.ndarray,
+                   min_frames: int = MIN_OPEN_FRAMES) -> dict[str, Any]:
+    """Inner-mouth contrast and teeth brightness of a video: the medians of `mouth_pixels` over its
+    open-mouth frames (`open_mouth_frames`).
+
+    Why: a generator that cannot draw the inside of a mouth paints a blurred pink smear, flat and
+    without teeth, which neither the landmark distances nor the lip sync see.
+
+    Args:
+      frames: the video's frames [H, W, 3] uint8 RGB, indexable by frame number (a mapping holding
+        only the open-mouth frames will do).
+      landmarks: [T, 68, 2] pixels of those frames, NaN where no face.
+      min_frames: fewer measurable open frames than this: NaN (1 for a single photo).
+
+    Returns:
+      {"mouth_contrast": float, "teeth_brightness": float (luminance units, 0–255 scale),
+       "mouth_open_frames": frames measured, "mouth_reason": None, or why both are NaN}.
+    """
+    idx, reason = open_mouth_frames(landmarks, min_frames)
+    values = [mouth_pixels(frames[int(t)], landmarks[t]) for t in idx]
+    values = np.array([v for v in values if np.isfinite(v[0])], np.float64).reshape(-1, 2)
+    if reason is None and len(values) < min_frames:
+        reason = (f"{len(values)} open-mouth frame{'s' * (len(values) != 1)} with {MIN_INNER_PIXELS}+ pixels "
+                  f"inside the inner lips; {min_frames} needed")
+    if reason is not None:
+        return {"mouth_contrast": float("nan"), "teeth_brightness": float("nan"), "mouth_open_frames": 0,
+                "mouth_reason": reason}
+    contrast, teeth = np.median(values, axis=0)
+    return {"mouth_contrast": float(contrast), "teeth_brightness": float(teeth),
+            "mouth_open_frames": int(len(values)), "mouth_reason": None}
+
+
 # --- one video ------------------------------------------------------------------------------------
 
 
@@ -406,8 +555,11 @@ def measure_video(photo_path: str, video_path: str, audio_path: str | None = Non
     Returns:
       {"frames": T, "frames_with_face": n, "fps": fps, "identity_distance": float,
        "lip_sync_corr": r at the best offset, "lip_sync_offset": frames (+ = video lags audio),
-       "lip_sync_corr_at_0": r, "opening_std": float, "sharpness_ratio": float}; undefined values
-      (no face found, a still mouth) are NaN.
+       "lip_sync_corr_at_0": r, "opening_std": float, "sharpness_ratio": float,
+       "mouth_contrast", "teeth_brightness", "mouth_open_frames", "mouth_reason" (`mouth_interior`),
+       "photo_mouth_contrast", "photo_teeth_brightness", "photo_mouth_reason" (the photo alone, as one
+       frame: NaN when its mouth is closed)}; undefined values (no face found, a still mouth) are NaN,
+      the reasons None unless the value is NaN.
 
     Raises:
       InputError: unreadable photo/video/audio, or no face in the photo.
@@ -428,6 +580,12 @@ def measure_video(photo_path: str, video_path: str, audio_path: str | None = Non
     offset, corr, corr0 = lip_sync(opening, energy, max_offset)
     idx = sorted(kept)
     sampled, sampled_lm = [kept[i] for i in idx], landmarks[idx]
+    # The inside of the mouth needs the open-mouth frames, known only once all are tracked: a second
+    # decoding pass keeps just those (decoding is cheap next to dlib; memory stays a few frames).
+    wanted = set(open_mouth_frames(landmarks)[0].tolist())
+    open_frames = {t: f for t, f in enumerate(video.iter_frames(video_path)) if t in wanted}
+    mouth = mouth_interior(open_frames, landmarks)
+    photo_mouth = mouth_interior([photo], np.asarray(photo_lm, np.float64)[None], min_frames=1)
     return {
         "frames": int(t),
         "frames_with_face": int(has_face.sum()),
@@ -438,6 +596,10 @@ def measure_video(photo_path: str, video_path: str, audio_path: str | None = Non
         "lip_sync_corr_at_0": corr0,
         "opening_std": opening_std(opening),
         "sharpness_ratio": sharpness_ratio(photo, sampled, photo_lm, sampled_lm, 1),
+        **mouth,
+        "photo_mouth_contrast": photo_mouth["mouth_contrast"],
+        "photo_teeth_brightness": photo_mouth["teeth_brightness"],
+        "photo_mouth_reason": photo_mouth["mouth_reason"],
     }
 
 
