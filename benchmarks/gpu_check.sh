@@ -19,5 +19,5 @@ timeout ${BENCH_TIMEOUT:-490} $PY benchmarks/gpu_bench.py --out "$OUT" 2>&1 | te
   | grep -v "^W0000\|^I0000\|^E0000"
 # Model tests that need only jax/flax/optax/numpy (+ skimage for the metric references).
 timeout ${TEST_TIMEOUT:-70} $PY -m pytest -q -p no:cacheprovider -x \
-  tests/test_warp.py tests/test_sketch.py tests/test_ltv_model.py tests/test_geometry.py tests/test_losses.py \
-  tests/test_metrics.py tests/test_stl_model.py 2>&1 | tail -n 15 | tee "$OUT/tests.txt"
+  tests/face/test_warp.py tests/face/test_sketch.py tests/models/test_ltv.py tests/face/test_geometry.py tests/training/test_losses.py \
+  tests/measures/test_metrics.py tests/models/test_stl.py 2>&1 | tail -n 15 | tee "$OUT/tests.txt"

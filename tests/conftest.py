@@ -119,3 +119,57 @@ def tiny_workdir(tiny_data_dir, tiny_corpus, tmp_path_factory, worker_id) -> str
     cfg.stl.num_steps = 10
     cfg.ltv.num_steps = 10
     return shared_dir(tmp_path_factory, worker_id, "tiny_workdir", lambda wd: train_all(cfg, wd))
+
+
+@pytest.fixture(scope="module")
+def utterance():
+    """A GRID sentence spoken by eSpeak NG with silence around it (speech, visemes, renderer, head motion)."""
+    from thflax.io import speech
+    from thflax.synthetic import grammar
+
+    words = ["place", "blue", "by", "m", "five", "again"]
+    return speech.synthesize(grammar.spoken_text(words), "en-us", 165, 50, labels=words,
+                             leading_silence=0.4, trailing_silence=0.35)
+
+
+@pytest.fixture(scope="module")
+def speaker():
+    """One synthetic speaker (seed 1234)."""
+    from thflax.synthetic import speakers
+
+    return speakers.make_speaker(1234)
+
+
+@pytest.fixture(scope="module")
+def clip(speaker, utterance):
+    """`utterance` rendered for `speaker` (renderer.Clip)."""
+    import numpy as np
+
+    from thflax.synthetic import renderer
+
+    return renderer.render_clip(speaker, utterance, rng=np.random.default_rng(7))
+
+
+@pytest.fixture(scope="module")
+def landmarker():
+    """dlib's face detector and 68-point predictor (thflax/face/landmarks.py)."""
+    from thflax.face import landmarks
+
+    return landmarks.FaceLandmarker()
+
+
+@pytest.fixture(scope="module")
+def moving_clip():
+    """A 256x256 clip of the real photo panning and zooming slowly (60 frames)."""
+    import numpy as np
+    import skimage.data
+
+    from thflax.face import crop
+
+    img = skimage.data.astronaut()
+    box = crop.CropBox(110, 10, 240)
+    frames = []
+    for t in range(60):
+        b = crop.CropBox(box.x0 + 12 * np.sin(t / 9), box.y0 + 6 * np.cos(t / 7), box.side * (1 + 0.05 * np.sin(t / 13)))
+        frames.append(crop.crop(img, b, 256))
+    return np.stack(frames)

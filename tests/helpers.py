@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import os
+
+#: The repository root (tests/ and its subfolders compute paths from it: the scripts run with it as cwd).
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def data_config(**fields):
@@ -59,3 +63,12 @@ def dlib_errors(frames, truth):
         errs.append(np.linalg.norm(p - gt, axis=-1))
         opening.append(np.linalg.norm(p[62] - p[66]))
     return np.array(errs), np.array(opening)
+
+
+# Open vowels / diphthongs starting open, and bilabial closures.
+OPEN_VOWELS = {"a", "aI", "aU", "A:", "a#", "V", "A@"}
+
+
+def clean_phoneme(p: str) -> str:
+    """An eSpeak phoneme name without its stress marks (' and ,)."""
+    return p.replace("'", "").replace(",", "")

@@ -9,7 +9,7 @@ import pytest
 import skimage.data
 import soundfile as sf
 
-from tests.test_tasks import InMemoryData, _tiny
+from tests.training.test_tasks import InMemoryData, _tiny
 from thflax.training import tasks, trainer
 
 pytestmark = pytest.mark.cli  # trains and generates: minutes, not in the fast tier

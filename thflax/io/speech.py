@@ -31,7 +31,7 @@ DEFAULT_RATE = 175
 DEFAULT_PITCH = 50
 
 # Voices (language + optional "+variant") that load from the bundled data and
-# give intelligible English; checked by tests/test_synthetic.py.
+# give intelligible English; checked by tests/io/test_speech.py.
 VOICES: tuple[str, ...] = (
     "en-us", "en", "en-gb-x-rp", "en-gb-scotland", "en-029", "en-us-nyc",
     "en-us+f2", "en-us+f3", "en-us+f4", "en+f2", "en+f5",

@@ -1,8 +1,8 @@
-"""reproduce.py --seeds N: mean ± std per cell over training seeds, which of the paper's orderings exceed the
-seed-to-seed spread, and Table 1 / the paper's published rows kept apart from ours (issue #14).
+"""reproduce.py --seeds N: mean ± std per cell over training seeds and which of the paper's orderings exceed
+the seed-to-seed spread (thflax/measures/seed_tables.py, issue #14).
 
-Hand-made per-seed summaries (what `evaluation.summarize` returns per seed): no corpus, no training.
-The tables are thflax/measures/seed_tables.py and paper_tables.py.
+Hand-made per-seed summaries (what `evaluation.summarize` returns per seed, tests/measures/seed_summaries.py):
+no corpus, no training. Table 1 / the paper's published rows are tests/measures/test_paper_tables.py.
 """
 
 from __future__ import annotations
@@ -12,45 +12,9 @@ import json
 import numpy as np
 import pytest
 
-from thflax.measures import evaluation, paper_tables, seed_tables
+from thflax.measures import evaluation, seed_tables
 
-NAN = float("nan")
-
-
-def _row(lmd: float, ssim: float, psnr: float, **extra: float) -> dict[str, float]:
-    return {"lmd": lmd, "ssim": ssim, "psnr": psnr, "sync_r": 0.5, "utterances": 4, **extra}
-
-
-def _seeds() -> list[dict[str, dict[str, float]]]:
-    """Three seeds. Full vs Baseline: ahead on every metric by the same margin in each seed (holds). Full vs
-    w/o Attention on LMD: the sign flips between seeds (within the spread). Full vs w/o Splitnet on SSIM:
-    behind in every seed (reversed); on PSNR ahead in every seed but by 0.01, 0.01 and 1.0 (mean 0.34 <
-    std 0.57: within the spread). The real video's pixel cells are blank (NaN) in every seed; the
-    template's sync_r in seed 1 only."""
-    out = []
-    for i, (full_lmd, noatt_lmd) in enumerate([(2.00, 2.10), (2.10, 2.00), (2.05, 2.10)]):
-        full = _row(full_lmd, 0.80 + 0.01 * i, 25.0 + 0.1 * i)
-        out.append({
-            "Real video (ceiling)": {"lmd": NAN, "ssim": NAN, "psnr": NAN, "sync_r": 0.8, "utterances": 4},
-            "Reference frame (copied)": _row(3.0 + 0.1 * i, 0.70, 22.0, sync_r=NAN),
-            "Template landmarks (no speech)": _row(2.8, 0.72, 23.0, sync_r=0.1 if i == 1 else NAN),
-            "Baseline": _row(full_lmd + 0.5, full["ssim"] - 0.05, full["psnr"] - 1.0),
-            "w/o Splitnet": _row(full_lmd + 0.3, full["ssim"] + 0.02, full["psnr"] - (0.01, 0.01, 1.0)[i]),
-            "w/o Attention": _row(noatt_lmd, full["ssim"] - 0.03, full["psnr"] - 0.5),
-            "Full": full,
-        })
-    return out
-
-
-def _cells(table: str) -> dict[str, dict[str, str]]:
-    """{row: {column header: cell}} of a markdown table."""
-    lines = [line for line in table.splitlines() if line.startswith("|")]
-    head = [c.strip() for c in lines[0].strip("|").split("|")]
-    rows = {}
-    for line in lines[2:]:
-        cells = [c.strip() for c in line.strip("|").split("|")]
-        rows[cells[0]] = dict(zip(head, cells))
-    return rows
+from tests.measures.seed_summaries import NAN, _cells, _seeds
 
 
 def test_aggregate_seeds_mean_sample_std_and_nan_cells():
@@ -172,38 +136,6 @@ def test_seed_summary_json_is_strict_with_nan_as_null(tmp_path):
     back = evaluation.read_json(str(path))
     assert np.isnan(back["rows"]["Real video (ceiling)"]["ssim"]["values"][0])
     assert back["rows"]["Full"]["lmd"]["values"] == [2.00, 2.10, 2.05]
-
-
-def test_table1_puts_measured_and_published_ssim_in_separate_columns():
-    agg = seed_tables.aggregate_seeds(_seeds())
-    md = paper_tables.markdown_table1(agg, "synthetic_talking_heads/small", seed_tables.orderings(_seeds()))
-    cells = _cells(md)
-    head = [c.strip() for c in md.splitlines()[2].strip("|").split("|")]
-    measured, published = head[1], head[2]
-    assert "measured here" in measured and "3 training seeds" in measured
-    assert "not measured here" in published
-    assert cells["Chen [12]"][measured] == "–" and cells["Chen [12]"][published] == "0.74"
-    assert cells["ATVG [4]"][published] == "0.80"
-    full = cells['The proposed (w attention) = our "Full"']
-    assert full[published] == "0.88" and full[measured] == f"0.810 ± {np.std([0.80, 0.81, 0.82], ddof=1):.3f}"
-    assert cells['The proposed (w/o attention) = our "w/o Attention"'][published] == "0.83"
-    assert cells["Reference frame (copied) (floor)"][measured] == "0.700 ± 0.000"
-    assert cells["Reference frame (copied) (floor)"][published] == "–"
-    # The SSIM orderings of our two rows follow the table.
-    assert "- Full better than w/o Attention on SSIM: **holds**" in md
-    # One seed: values without ±, no orderings.
-    one = _cells(paper_tables.markdown_table1(seed_tables.aggregate_seeds(_seeds()[:1]), "x"))
-    assert one['The proposed (w attention) = our "Full"']["SSIM measured here (x)"] == "0.800"
-
-
-def test_published_table2_is_marked_and_apart_from_ours():
-    md = paper_tables.markdown_published_table2()
-    assert md.startswith("## ") and "not measured here" in md.splitlines()[0]
-    cells = _cells(md)
-    assert list(cells) == ["Chen [12]", "Wiles [15]", "Chung [1]", "Baseline", "ATVGnet [4]",
-                           "The proposed (w/o Splitnet)", "The proposed (w/o Attention)", "The proposed"]
-    assert [cells["The proposed"][k] for k in ("LMD", "SSIM", "PSNR")] == ["1.01", "0.91", "29.73"]
-    assert [cells["ATVGnet [4]"][k] for k in ("LMD", "SSIM", "PSNR")] == ["1.29", "0.83", "32.15"]
 
 
 def test_ordering_row_names_match_the_rows_run_table_makes(monkeypatch, tmp_path):

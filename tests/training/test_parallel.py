@@ -9,7 +9,7 @@ import pytest
 
 pytestmark = pytest.mark.multiprocess
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.helpers import ROOT
 
 SCRIPT = textwrap.dedent('''
     import sys

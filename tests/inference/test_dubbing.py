@@ -19,7 +19,7 @@ import pytest
 import skimage.data
 import soundfile as sf
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.helpers import ROOT
 SENTENCE = "Set blue at A nine again please."
 NUM_SOURCE = 25
 BITS = 5  # frame numbers 0..31 stamped into the corner

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import subprocess
 import sys
 
@@ -22,7 +21,7 @@ import soundfile as sf
 from thflax.measures import face_measures as fm
 from thflax.errors import InputError
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.helpers import ROOT
 SR = 16000
 
 

@@ -60,6 +60,8 @@ def test_registry_names_every_stage_and_refuses_others():
         assert task.name == stage and task.signature()["stage"] == stage
 
 
+@pytest.mark.heavy  # compiles both stages' gradients (most of test-fast's time); the same train_step under
+# data_parallel is run by test_train_stage_runs_evaluates_checkpoints_and_resumes and test_parallel.py
 @pytest.mark.parametrize("stage", STAGES)
 def test_one_train_step_per_stage(stage):
     """flax examples' train_test.py: one step of each stage on a tiny in-memory batch."""

@@ -10,7 +10,7 @@ import pytest
 
 from thflax.io import quiet_tf
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.helpers import ROOT
 BANNER = "oneDNN custom operations are on"
 PROBE = "from thflax.io.quiet_tf import import_tensorflow; tf = import_tensorflow(); print(tf.__version__)"
 

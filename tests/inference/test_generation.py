@@ -16,7 +16,7 @@ import skimage.data
 import soundfile as sf
 
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.helpers import ROOT
 
 
 @pytest.fixture
