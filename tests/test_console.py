@@ -91,8 +91,8 @@ SITE = os.path.join(os.sep, "env", "lib", "python3.11", "site-packages")
     # The user's business: shown.
     (f"{SITE}/clu/metric_writers/logging_writer.py", logging.INFO, "[3] train/loss=1.5", True),
     (f"{SITE}/clu/platform/local.py", logging.INFO, "Setting work unit notes: 3.5 steps/s, ETA: 1m", True),
-    (os.path.join(ROOT, "thflax", "trainer.py"), logging.WARNING, "stl: skipped checkpoint step 8: damaged", True),
-    (os.path.join(ROOT, "thflax", "trainer.py"), logging.INFO, "Resumed stl from step 8", True),
+    (os.path.join(ROOT, "thflax", "training", "trainer.py"), logging.WARNING, "stl: skipped checkpoint step 8: damaged", True),
+    (os.path.join(ROOT, "thflax", "training", "trainer.py"), logging.INFO, "Resumed stl from step 8", True),
     (os.path.join(ROOT, "train.py"), logging.INFO, "JAX 0.10, 1 processes", True),
     (f"{SITE}/thflax/inference/generation.py", logging.WARNING, "2 faces in face.jpg: using the largest", True),
     (f"{SITE}/jax/_src/xla_bridge.py", logging.WARNING, "An NVIDIA GPU may be present on this machine", True),

@@ -304,10 +304,14 @@ def test_unwritable_folder_fails_before_encoding(tmp_path, monkeypatch, code, ca
     assert os.listdir(tmp_path) == []
 
 
-def test_image_write_enospc_leaves_nothing(tmp_path, monkeypatch):
-    real_open = open
+def _failing_open(code: int, marker: str, keep: float):
+    """An `open` whose files written under a path containing `marker` take the first `keep` fraction of
+    each write and then raise OSError(code): a disk filling up (or a quota reached) part-way through."""
+    import builtins
 
-    class Full:
+    real_open = builtins.open
+
+    class Failing:
         def __init__(self, f):
             self.f = f
 
@@ -318,11 +322,20 @@ def test_image_write_enospc_leaves_nothing(tmp_path, monkeypatch):
             self.f.close()
 
         def write(self, data):
-            raise OSError(errno.ENOSPC, "No space left on device")
+            if keep:
+                self.f.write(data[: int(len(data) * keep)])
+                self.f.flush()
+            raise OSError(code, os.strerror(code))
 
-    monkeypatch.setattr("builtins.open", lambda p, mode="r", *a, **k:
-                        Full(real_open(p, mode, *a, **k)) if "w" in mode and ".thflax-" in str(p)
-                        else real_open(p, mode, *a, **k))
+    def fake_open(file, mode="r", *args, **kwargs):
+        f = real_open(file, mode, *args, **kwargs)
+        return Failing(f) if "w" in mode and marker in str(file) else f
+
+    return fake_open
+
+
+def test_image_write_enospc_leaves_nothing(tmp_path, monkeypatch):
+    monkeypatch.setattr("builtins.open", _failing_open(errno.ENOSPC, ".thflax-", keep=0.0))
     with pytest.raises(OutputError) as err:
         video.write_image(str(tmp_path / "x.png"), _frames(1)[0])
     assert _one_line(err).endswith("x.png: no space left on device")
@@ -561,35 +574,6 @@ def test_export_cli_missing_folder_is_one_line_before_loading(tiny_workdir, tmp_
     assert os.listdir(tmp_path) == []
 
 
-def _half_write_then_fail(code: int):
-    """An `open` whose files, under an export's temporary folder, take half of what is written and then
-    raise OSError(code): a disk filling up (or a quota reached) part-way through the bundle."""
-    import builtins
-
-    real_open = builtins.open
-
-    class Failing:
-        def __init__(self, f):
-            self.f = f
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            self.f.close()
-
-        def write(self, data):
-            self.f.write(data[: len(data) // 2])
-            self.f.flush()
-            raise OSError(code, os.strerror(code))
-
-    def fake_open(file, mode="r", *args, **kwargs):
-        f = real_open(file, mode, *args, **kwargs)
-        return Failing(f) if "w" in mode and ".thflax-export-" in str(file) else f
-
-    return fake_open
-
-
 @pytest.mark.parametrize("where, code, cause", [
     ("write", errno.ENOSPC, "no space left on device"),
     ("write", errno.EDQUOT, "disk quota exceeded"),
@@ -605,7 +589,7 @@ def test_export_write_fault_is_one_line_leaves_nothing_and_keeps_the_old_bundle(
     params.export(tiny_workdir, str(old))
     before = _contents(old)
     if where == "write":
-        monkeypatch.setattr("builtins.open", _half_write_then_fail(code))
+        monkeypatch.setattr("builtins.open", _failing_open(code, ".thflax-export-", keep=0.5))
     elif where == "mkdtemp":
         monkeypatch.setattr(tempfile, "mkdtemp", lambda *a, **k: (_ for _ in ()).throw(OSError(code, "refused")))
     else:  # the new bundle complete, then the rename into place fails (the old one was moved aside)
