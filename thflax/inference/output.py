@@ -23,8 +23,8 @@ class Clock:
 
 def finish_frame(frame: np.ndarray, lm: np.ndarray, crop_size: int, landmarks_video: bool,
                  size: int | None) -> np.ndarray:
-    """An output frame as every path makes it: the landmark sketch (lm [68, 2], normalised crop coordinates in [0, 1])
-    beside it with `landmarks_video`, resized to height `size` when given."""
+    """An output frame as every path makes it: the landmark sketch (lm [68, 2], normalised crop
+    coordinates in [0, 1]) beside it with `landmarks_video`, resized to height `size` when given."""
     import cv2
 
     if landmarks_video:
