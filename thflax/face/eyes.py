@@ -26,6 +26,11 @@ LOWER_LID = (41, 40, 47, 46)
 #: is left so that no two points coincide (a 2-D landmarker never reads a gap of exactly 0 either).
 UPPER_CLOSED = 0.15
 LOWER_CLOSED = 0.05
+#: Where dlib puts the upper lid of the corpus's closed eye (the net's training landmarks are dlib's):
+#: on the tiny corpus, dlib's eye aspect ratio at full closure is 0.31 of the open eye's on average
+#: (0.23–0.41; BENCHMARKS.md), not the 0.1 the renderer draws. Generation moves the predicted points
+#: there (`thflax.inference.blinks`), so its closed eye is the one the LTV net learnt from.
+DLIB_UPPER_CLOSED = 0.35
 
 #: Blink timing (people: ~15–20 a minute, each 100–300 ms, more often at pauses in speech).
 BLINK_SECONDS = (0.1, 0.32)  # a blink's length is drawn in [0.1, 0.32) s: 3–8 frames at 25 fps
@@ -51,11 +56,13 @@ def eye_aspect_ratio(landmarks: np.ndarray) -> np.ndarray:
     return 0.5 * (one(RIGHT_EYE) + one(LEFT_EYE))
 
 
-def close_eyes(landmarks: np.ndarray, closure: np.ndarray | float) -> np.ndarray:
+def close_eyes(landmarks: np.ndarray, closure: np.ndarray | float,
+               upper_closed: float = UPPER_CLOSED) -> np.ndarray:
     """Eyelid points moved for a closure: [..., 68, 2], closure [...] in [0, 1] -> [..., 68, 2] float32.
 
     Each upper lid point moves straight towards the lower lid point under it, which rises a little
-    (`UPPER_CLOSED`, `LOWER_CLOSED`); 0 leaves the landmarks as they are, 1 closes the eye. A linear
+    (to `upper_closed` and `LOWER_CLOSED` of the open gap above it); 0 leaves the landmarks as they
+    are, 1 closes the eye (a gap of `upper_closed - LOWER_CLOSED` is left). A linear
     move of point pairs, so it is the same in any coordinates related by an affine map (frame pixels,
     normalised crop coordinates): the corpus and generation close an eye alike. Other points are kept.
     """
@@ -64,7 +71,7 @@ def close_eyes(landmarks: np.ndarray, closure: np.ndarray | float) -> np.ndarray
     out = lm.copy()
     up, low = lm[..., list(UPPER_LID), :], lm[..., list(LOWER_LID), :]
     gap = up - low
-    out[..., list(UPPER_LID), :] = up - c * (1.0 - UPPER_CLOSED) * gap
+    out[..., list(UPPER_LID), :] = up - c * (1.0 - upper_closed) * gap
     out[..., list(LOWER_LID), :] = low + c * LOWER_CLOSED * gap
     return out
 
