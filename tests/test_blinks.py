@@ -254,3 +254,13 @@ def test_rendered_blink_closes_the_eye_in_landmarks_and_pixels():
         x1, y1 = np.ceil(lm[list(eye)].max(0)).astype(int) + 6
         mask[max(y0, 0):y1, max(x0, 0):x1] = False
     np.testing.assert_array_equal(clip.frames[closed][mask], plain.frames[closed][mask])
+
+
+def test_page_request_refuses_a_forged_blink_rate(tmp_path):
+    """The page's slider bounds the blink rate; a forged request's number is refused in one line."""
+    from thflax.inference import app
+
+    for value, words in ((1000.0, "blink_rate 1000 is out of range"), (float("nan"), "blink_rate nan is out of range")):
+        with pytest.raises(InputError, match=words) as e:
+            app.make_video(None, "unused", str(tmp_path), "missing.png", None, "Hello", blink_rate=value)
+        assert "\n" not in str(e.value)
