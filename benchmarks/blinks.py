@@ -21,8 +21,11 @@ from __future__ import annotations
 import argparse
 import glob
 import os
+import sys
 
 import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def _summary(ear: np.ndarray, closure: np.ndarray) -> tuple[list[float], list[float]]:
