@@ -26,10 +26,12 @@ LOWER_LID = (41, 40, 47, 46)
 #: is left so that no two points coincide (a 2-D landmarker never reads a gap of exactly 0 either).
 UPPER_CLOSED = 0.15
 LOWER_CLOSED = 0.05
-#: Where dlib puts the upper lid of the corpus's closed eye (the net's training landmarks are dlib's):
-#: on the tiny corpus, dlib's eye aspect ratio at full closure is 0.31 of the open eye's on average
-#: (0.23–0.41; BENCHMARKS.md), not the 0.1 the renderer draws. Generation moves the predicted points
-#: there (`thflax.inference.blinks`), so its closed eye is the one the LTV net learnt from.
+#: Where generation puts a closed upper lid (`thflax.inference.blinks`), short of the renderer's: the
+#: nets train on dlib's landmarks of the corpus, and dlib reads the corpus's fully closed eye with an
+#: eye aspect ratio of 0.31 of the open one on astronaut speakers and ~0.55 on real portraits, not the
+#: 0.1 drawn. At 0.35 (a ratio of 0.3) a model trained on a corpus with blinks makes eyes dlib reads
+#: at 0.42–0.45 of open, thin slits; at 0.59 (matching the portraits' 0.55) they only droop (0.61–0.65,
+#: no blink found). BENCHMARKS.md, 2026-12-07, "blinks".
 DLIB_UPPER_CLOSED = 0.35
 
 #: Blink timing (people: ~15–20 a minute, each 100–300 ms, more often at pauses in speech).

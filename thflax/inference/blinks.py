@@ -4,9 +4,9 @@ The STL net predicts no blinks (its speech says nothing about them), so generati
 it: `blink_closure` draws blink times from a seed, `rate` a minute, likelier where the speech pauses
 (low RMS over ~200 ms), each 3–8 frames at 25 fps with a fast close and slower reopening;
 `apply_blinks` moves the predicted eye landmarks by that closure. Timing and geometry are
-`thflax.face.eyes`', the synthetic corpus's own (with the closed lid where dlib, whose landmarks the
-nets train on, reads the corpus's closed eye), so the LTV net sees the eyelid landmarks it was
-trained on. Blinks go on through silence, as the head motion does.
+`thflax.face.eyes`', the synthetic corpus's own (the closed lid a little higher: dlib, whose
+landmarks the nets train on, never reads the corpus's closed lids as meeting), so the LTV net sees
+eyelid landmarks like those it was trained on. Blinks go on through silence, as the head motion does.
 
 numpy only.
 """
@@ -65,8 +65,8 @@ def apply_blinks(landmarks: np.ndarray, closure: np.ndarray) -> np.ndarray:
     (`thflax.face.eyes.close_eyes`; any coordinates: frame pixels or normalised crop). float32 [T, 68, 2];
     the other 60 points are returned unchanged.
 
-    Fully closed, the lids stay as far apart as dlib reads the corpus's closed eyes
-    (`thflax.face.eyes.DLIB_UPPER_CLOSED`): the LTV net learnt closed eyes from dlib's landmarks.
+    Fully closed, the lids stay a little apart (`thflax.face.eyes.DLIB_UPPER_CLOSED`: the LTV net
+    learnt closed eyes from dlib's landmarks of the corpus, which never meet either).
     """
     lm = np.asarray(landmarks, np.float32)
     c = np.asarray(closure, np.float32).reshape(-1)
