@@ -33,6 +33,7 @@ columns (paths relative to the CSV's folder):
   voice, rate, pitch   optional, for text rows (default: the --voice/--rate/--pitch flags)
   still   optional: 1/true/yes for no head motion (default: the --still flag)
   face_index  optional: which face of the photo (default: the highest detection score)
+  blink_rate  optional: blinks per minute, 0..60 (default: the --blink_rate flag)
 Other flags (--fps, --size, --crop_only, ...) apply to every row. A bad row is reported on one line
 naming its row number (rows count the non-blank lines after the header) and its line, and skipped;
 the others are made. The last line says "N of M videos written"; the exit status is 0 when every
@@ -44,7 +45,7 @@ symlinks and hard links to one file are the same.
 
 Numeric flags and columns have ranges (checked before any work; out of range: one line, exit 2):
 --fps 1..120, --size 16..4096 (frames of at most 4096x8192 pixels), --batch 1..256, --rate
-80..450, --pitch 0..100, --face_index 0 or more, --face_box x0 < x1 and y0 < y1.
+80..450, --pitch 0..100, --face_index 0 or more, --face_box x0 < x1 and y0 < y1, --blink_rate 0..60.
 
 Start-up caches (compiled programs, and the face found in each photo) live in $THFLAX_CACHE_DIR,
 default ~/.cache/thflax: the second and later runs skip compilation (--nocompilation_cache: off).
@@ -97,8 +98,11 @@ flags.DEFINE_integer("pitch", options.DEFAULT_PITCH,
                      "Base pitch for --text ({}..{}).".format(*options.PITCH_RANGE))
 flags.DEFINE_string("out", None, "Output .mp4.")
 flags.DEFINE_string("jobs", None, "CSV of many videos (columns image or video, audio or text, out; optional voice, "
-                    "rate, pitch, still, face_index; paths relative to the CSV): described at the top of --help.")
+                    "rate, pitch, still, face_index, blink_rate; paths relative to the CSV): described at the top of --help.")
 flags.DEFINE_bool("still", False, "No head motion: animate the lips only.")
+flags.DEFINE_float("blink_rate", options.DEFAULT_BLINK_RATE, "Blinks per minute added to a photo's video, "
+                   "{:g}..{:g} (0: none; likelier in the speech's pauses; a dubbed video keeps its own)."
+                   .format(*options.BLINK_RATE_RANGE))
 flags.DEFINE_bool("landmarks_video", False, "Show the predicted landmarks beside the video.")
 flags.DEFINE_bool("crop_only", False, "Write the face crop instead of the whole photo.")
 flags.DEFINE_float("fps", 25.0, "Output frame rate, {:g}..{:g} (with --video: the video's own)."
@@ -166,7 +170,7 @@ def _run_jobs(generation, common: dict, config) -> int:
 
     # Empty or missing columns get the flags' values.
     defaults = dict(still=FLAGS.still, face_index=FLAGS.face_index, voice=FLAGS.voice, rate=FLAGS.rate,
-                    pitch=FLAGS.pitch)
+                    pitch=FLAGS.pitch, blink_rate=FLAGS.blink_rate)
     good = []
     for job in rows:  # every row's values checked (and reported) before the slow model load
         try:
@@ -198,7 +202,8 @@ def main(argv) -> int:
     face_box = _face_box()
     # Every numeric flag against its range before any work (jobs rows are checked in Job.arguments).
     options.check_options(fps=FLAGS.fps, size=FLAGS.size, batch=FLAGS.batch, rate=FLAGS.rate, pitch=FLAGS.pitch,
-                             face_index=FLAGS.face_index, face_box=face_box, prefix="--")
+                             face_index=FLAGS.face_index, face_box=face_box, blink_rate=FLAGS.blink_rate,
+                             prefix="--")
 
     if FLAGS.compilation_cache:
         caches.enable_caches()  # before any JAX work
@@ -213,7 +218,7 @@ def main(argv) -> int:
     summary = generation.generate(FLAGS.checkpoint, FLAGS.image, FLAGS.audio, FLAGS.out, video=FLAGS.video,
                                   text=FLAGS.text,
                                   voice=FLAGS.voice, rate=FLAGS.rate, pitch=FLAGS.pitch, still=FLAGS.still,
-                                  face_index=FLAGS.face_index, **common)
+                                  face_index=FLAGS.face_index, blink_rate=FLAGS.blink_rate, **common)
     print(f"wrote {summary['out']} ({summary['frames']} frames, {summary['seconds']:.2f} s)")
     if FLAGS.timings:
         _print_timings({**summary, "startup": startup})

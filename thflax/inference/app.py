@@ -75,7 +75,8 @@ def make_video(models: Any, checkpoint: str, out_dir: str, photo: str | None, au
                voice: str = options.DEFAULT_VOICE, rate: int = options.DEFAULT_RATE,
                pitch: int = options.DEFAULT_PITCH, still: bool = False,
                report: Callable[[int, int], None] | None = None, *,
-               source: str | None = None) -> tuple[str, dict[str, Any]]:
+               source: str | None = None,
+               blink_rate: float = options.DEFAULT_BLINK_RATE) -> tuple[str, dict[str, Any]]:
     """One request of the page: (path of the new mp4 in `out_dir`, generation's summary).
 
     The face is the `photo`, or with `source` (a video path, instead of the photo) that video is dubbed
@@ -101,7 +102,8 @@ def make_video(models: Any, checkpoint: str, out_dir: str, photo: str | None, au
     # The sliders' numbers go to generation as they are (whole floats as ints): generation checks their
     # ranges (check_options), so a forged request's nan or 1e9 is refused in one line like any bad input.
     speech = dict(audio=audio) if audio else dict(text=text, voice=voice, rate=_whole(rate), pitch=_whole(pitch))
-    face = dict(video=source) if source is not None else dict(image=photo, still=bool(still))
+    face = (dict(video=source) if source is not None
+            else dict(image=photo, still=bool(still), blink_rate=_whole(blink_rate)))
     summary = generation.generate(checkpoint, out=out, models=models, progress=report or False, **face, **speech)
     return out, summary
 
@@ -131,7 +133,7 @@ def build(models: Any, checkpoint: str, out_dir: str):
     """The page (a `gr.Blocks`), generating with the loaded `models` into `out_dir`."""
     import gradio as gr
 
-    def run(mode, photo, source, audio, text, voice, rate, pitch, still, progress=gr.Progress()):
+    def run(mode, photo, source, audio, text, voice, rate, pitch, still, blinks, progress=gr.Progress()):
         names = {p: os.path.basename(p) for p in (photo, source, audio) if p}  # uploads keep their own names
         last = [0.0]
 
@@ -144,7 +146,8 @@ def build(models: Any, checkpoint: str, out_dir: str):
         progress(0.0, desc="Preparing (the first video also compiles the networks)")
         try:
             out, summary = make_video(models, checkpoint, out_dir, photo, audio, text, voice, rate, pitch, still,
-                                      report=report, source=(source or "") if mode == "video" else None)
+                                      report=report, source=(source or "") if mode == "video" else None,
+                                      blink_rate=blinks)
         except InputError as e:
             raise gr.Error(html.escape(_one_line(e, names)), print_exception=False) from None
         except Exception:  # noqa: BLE001 - the page gets one line; the server log the traceback
@@ -178,6 +181,8 @@ def build(models: Any, checkpoint: str, out_dir: str):
                                  type="filepath", sources=["upload", "microphone"], elem_id="audio")
                 still = gr.Checkbox(label="Still head (a photo's lips only; a video keeps its own motion)",
                                     elem_id="still")
+                blinks = gr.Slider(*options.BLINK_RATE_RANGE, value=options.DEFAULT_BLINK_RATE, step=1,
+                                   label="Blinks per minute (a photo's; 0: none)", elem_id="blinks")
                 go = gr.Button("Make the video", variant="primary", elem_id="generate")
             with gr.Column():
                 video = gr.Video(label="Talking head", format=None, interactive=False, buttons=["download"],
@@ -186,7 +191,7 @@ def build(models: Any, checkpoint: str, out_dir: str):
         # Outside the queue: a tab switch must not wait behind a render.
         photo_tab.select(lambda: "photo", None, mode, queue=False)
         source_tab.select(lambda: "video", None, mode, queue=False)
-        go.click(run, [mode, photo, source, audio, text, voice, rate, pitch, still], [video, info],
+        go.click(run, [mode, photo, source, audio, text, voice, rate, pitch, still, blinks], [video, info],
                  concurrency_limit=1)
     return page
 

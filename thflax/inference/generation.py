@@ -35,6 +35,7 @@ import numpy as np
 
 from thflax.errors import InputError
 from thflax.inference import caches
+from thflax.inference.blinks import DEFAULT_BLINK_RATE, blink_chunks, blink_closure
 from thflax.inference.networks import Models, load_models, predict_landmarks, render_frames, speech_windows
 from thflax.inference.options import (DEFAULT_PITCH, DEFAULT_RATE, DEFAULT_VOICE, MAX_SIDE, check_frame,
                                       check_options, check_sources, check_speech_options)
@@ -53,7 +54,8 @@ def generate(checkpoint: str, image: str | None = None, audio: str | None = None
              landmarks_video: bool = False, crop_only: bool = False, fps: float | None = None,
              size: int | None = None, batch: int = 16, progress: bool | Callable[[int, int], None] = True, config=None,
              models: Models | None = None, face_index: int | None = None,
-             face_box: tuple[int, int, int, int] | None = None) -> dict[str, Any]:
+             face_box: tuple[int, int, int, int] | None = None, blink_rate: float = DEFAULT_BLINK_RATE,
+             blink_seed: int = 0) -> dict[str, Any]:
     """Speech (or text) + photo -> mp4 with the speech muxed in. Returns a summary (frames, seconds, paths, timings).
 
     Args:
@@ -80,6 +82,9 @@ def generate(checkpoint: str, image: str | None = None, audio: str | None = None
         total frames) after each frame, e.g. to drive a web page's progress bar (`thflax.inference.app`).
       models: loaded models to reuse (many videos, one load and one compilation).
       face_index, face_box: which face of the photo (see `detect_face`); default the highest-scoring.
+      blink_rate: blinks per minute, 0..60 (0: none), added to the predicted landmarks of a photo's
+        video (`thflax.inference.blinks`, likelier in the speech's pauses; also with `still`); a
+        dubbed video keeps its own blinks. blink_seed: their randomness.
 
     Raises InputError (one line) for a bad input, a numeric option out of range (`check_options`, checked
     before anything is read or written) or an output that cannot be written.
@@ -88,7 +93,8 @@ def generate(checkpoint: str, image: str | None = None, audio: str | None = None
         raise InputError("no output path given")
     check_sources(image, video, audio, text, face_index, face_box)
     # Every numeric option first (one place, see check_options): a bad value costs no work, writes nothing.
-    check_options(fps=fps, size=size, batch=batch, rate=rate, pitch=pitch, face_index=face_index, face_box=face_box)
+    check_options(fps=fps, size=size, batch=batch, rate=rate, pitch=pitch, face_index=face_index, face_box=face_box,
+                  blink_rate=blink_rate, blink_seed=blink_seed)
     if text is not None:
         check_speech_options(text, voice, rate, pitch)
     from thflax.io import audio as audio_lib
@@ -144,7 +150,7 @@ def generate(checkpoint: str, image: str | None = None, audio: str | None = None
         else:
             summary = _render(models, image, audio, out, speech, face, clock, still=still,
                               landmarks_video=landmarks_video, crop_only=crop_only, fps=fps, size=size,
-                              batch=batch, progress=progress)
+                              batch=batch, progress=progress, blink_rate=blink_rate, blink_seed=blink_seed)
     finally:
         if tmp_wav is not None:
             try:
@@ -158,7 +164,8 @@ def generate(checkpoint: str, image: str | None = None, audio: str | None = None
 def _render(models: Models, image: str, audio: str, out: str, speech: np.ndarray,
             face: tuple[np.ndarray, np.ndarray], clock: Clock, *, still: bool, landmarks_video: bool,
             crop_only: bool, fps: float, size: int | None, batch: int,
-            progress: bool | Callable[[int, int], None]) -> dict[str, Any]:
+            progress: bool | Callable[[int, int], None], blink_rate: float = 0.0,
+            blink_seed: int = 0) -> dict[str, Any]:
     """The part of `generate` after its inputs are checked and loaded: features, networks, mp4."""
     s = models.image_size
     reference = prepare_reference(image, s, face)
@@ -166,6 +173,10 @@ def _render(models: Models, image: str, audio: str, out: str, speech: np.ndarray
     num_frames = len(windows)
     clock.mark("features")
     chunks = predict_landmarks(models, windows, reference.template, still=still)
+    if blink_rate > 0:
+        # After the STL net (it predicts no blinks: nothing in speech says when), before the LTV net,
+        # which learnt the corpus's closed lids from these eye points.
+        chunks = blink_chunks(chunks, blink_closure(speech, num_frames, fps, blink_rate, blink_seed))
     frames = render_frames(models, reference.crop, reference.template, chunks, batch=batch, with_mask=True)
     full_res_warp = bool(models.generator.warp) and not crop_only
 

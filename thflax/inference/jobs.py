@@ -20,7 +20,7 @@ from thflax.errors import InputError
 from thflax.inference import options
 
 #: The columns a jobs file may have (header names are case-insensitive).
-COLUMNS = ("image", "video", "audio", "text", "out", "voice", "rate", "pitch", "still", "face_index")
+COLUMNS = ("image", "video", "audio", "text", "out", "voice", "rate", "pitch", "still", "face_index", "blink_rate")
 #: The columns that name files: the ones a row reads, and the one it writes.
 INPUT_COLUMNS, OUTPUT_COLUMN = ("image", "video", "audio"), "out"
 _TRUE, _FALSE = {"1", "true", "yes", "y"}, {"", "0", "false", "no", "n"}
@@ -43,7 +43,8 @@ class Job:
                 if row.get(c)}
 
     def arguments(self, *, still: bool = False, face_index: int | None = None, voice: str = options.DEFAULT_VOICE,
-                  rate: int = options.DEFAULT_RATE, pitch: int = options.DEFAULT_PITCH) -> dict[str, Any]:
+                  rate: int = options.DEFAULT_RATE, pitch: int = options.DEFAULT_PITCH,
+                  blink_rate: float = options.DEFAULT_BLINK_RATE) -> dict[str, Any]:
         """`generation.generate`'s arguments for this row; the keyword arguments are what an empty or
         missing column gets (generate.py passes its flags). InputError (one line) for a bad row, its
         numbers checked against generation's ranges now, before any model is loaded."""
@@ -60,6 +61,15 @@ class Job:
                 return int(value)
             except ValueError:
                 raise InputError(f"{name} must be a whole number, not {value!r}") from None
+
+        def number(name: str, default: float) -> float:
+            value = row.get(name) or ""
+            if not value:
+                return default
+            try:
+                return float(value)
+            except ValueError:
+                raise InputError(f"{name} must be a number, not {value!r}") from None
 
         image, video, audio, out = path("image"), path("video"), path("audio"), path("out")
         text = row.get("text") or None
@@ -78,11 +88,13 @@ class Job:
             raise InputError(f"still must be 1/0, true/false or yes/no, not {row['still']!r}")
         kwargs: dict[str, Any] = dict(image=image, video=video, audio=audio, out=out,
                                       still=still_value in _TRUE if still_value else still,
-                                      face_index=integer("face_index", face_index))
+                                      face_index=integer("face_index", face_index),
+                                      blink_rate=number("blink_rate", blink_rate))
         if text is not None:
             kwargs.update(text=text, voice=row.get("voice") or voice, rate=integer("rate", rate),
                           pitch=integer("pitch", pitch))
-        options.check_options(**{k: kwargs[k] for k in ("face_index", "rate", "pitch") if k in kwargs}, prefix="")
+        options.check_options(**{k: kwargs[k] for k in ("face_index", "rate", "pitch", "blink_rate") if k in kwargs},
+                              prefix="")
         return kwargs
 
 

@@ -610,3 +610,46 @@ def meets_goal(key: str, value: float) -> bool | None:
         return None
     op, goal = GOALS[key]
     return {"<": value < goal, ">": value > goal, ">=": value >= goal}[op]
+
+
+# --- blinks: the eye aspect ratio per frame -------------------------------------------------------
+
+#: A frame is in a blink where its eye aspect ratio is under this fraction of the video's median (the
+#: eyes are open most of the time, so the median is the open eye's, whoever's face and however large).
+BLINK_EAR_FRACTION = 0.6
+
+
+def blink_stats(landmarks: np.ndarray, fps: float) -> dict[str, Any]:
+    """Blinks in a landmark track [T, 68, 2] (dlib's order; NaN where no face) at `fps` frames a second.
+
+    The eye aspect ratio (`thflax.face.eyes.eye_aspect_ratio`, both eyes' mean) per frame, frames
+    without a face filled from their neighbours; a blink is a run of frames whose ratio is under
+    `BLINK_EAR_FRACTION` of the median.
+
+    Returns:
+      {"ear": float64 [T], "blinks": count, "blinks_per_minute": float, "durations": [frames] per blink,
+       "starts": [first frame] per blink}; with no finite ratio, no blinks and a NaN rate.
+    """
+    from thflax.face.eyes import eye_aspect_ratio
+
+    lm = np.asarray(landmarks, np.float64)
+    if lm.ndim != 3 or lm.shape[1:] != (68, 2):
+        raise InputError(f"landmarks must be [T, 68, 2], not {list(lm.shape)}")
+    if not (isinstance(fps, (int, float)) and math.isfinite(fps) and fps > 0):
+        raise InputError(f"fps must be a positive number, not {fps!r}")
+    ear = eye_aspect_ratio(lm)
+    t = len(ear)
+    if t == 0 or not np.isfinite(ear).any():
+        return {"ear": ear, "blinks": 0, "blinks_per_minute": math.nan, "durations": [], "starts": []}
+    ear = fill_missing(ear)
+    closed = np.concatenate([[False], ear < BLINK_EAR_FRACTION * float(np.median(ear)), [False]])
+    edges = np.flatnonzero(closed[1:] != closed[:-1])
+    starts, ends = edges[::2], edges[1::2]
+    return {"ear": ear, "blinks": int(len(starts)), "blinks_per_minute": float(len(starts) * 60.0 * fps / t),
+            "durations": [int(e - s) for s, e in zip(starts, ends)], "starts": [int(s) for s in starts]}
+
+
+def video_blinks(video_path: str) -> dict[str, Any]:
+    """`blink_stats` of a video file, its landmarks tracked by dlib; adds "fps" and "frames"."""
+    landmarks, _, fps = _track_video(video_path, every=1 << 30)
+    return {**blink_stats(landmarks, fps), "fps": float(fps), "frames": int(len(landmarks))}

@@ -9,6 +9,9 @@ Layout under ``out_dir``::
                                       landmarker only; pipelines must not read it)
   corpus.json                         seed, sizes, speakers, counts
 
+Speakers blink (`thflax.synthetic.blinks`: 10–25 a minute each, more often in pauses; the truth
+holds the eyelid closure per frame, `eye_closure`).
+
 Every utterance is a pure function of (seed, speaker index, utterance index), so
 the corpus is identical whatever the number of worker processes.
 
@@ -157,8 +160,10 @@ def _utterance_job(args: tuple) -> dict:
     # ffmpeg encodes in its own process while the next frames render.
     writer = mp4_writer(paths["video"], tuple(size), fps)
     try:
+        # Blinks draw from a stream of their own: `rng`'s draws (head motion) are as before blinks.
         clip = renderer.render_clip(speaker, utt, fps=fps, size=tuple(size), rng=rng,
-                                on_frame=writer.send, head_motion_scale=head_motion_scale)
+                                on_frame=writer.send, head_motion_scale=head_motion_scale,
+                                blink_rng=np.random.default_rng([seed, k, j, 0xB1]))
     finally:
         writer.close()
     t = len(clip.frames)
@@ -171,7 +176,7 @@ def _utterance_job(args: tuple) -> dict:
     np.savez_compressed(
         paths["truth"],
         landmarks=clip.landmarks, poses=clip.poses, pose_names=np.array(head_motion.POSE_NAMES),
-        mouth_opening=clip.mouth_opening, articulation=clip.articulation,
+        mouth_opening=clip.mouth_opening, articulation=clip.articulation, eye_closure=clip.eye_closure,
         phoneme_start=np.array([p[0] for p in ph], np.float32),
         phoneme_end=np.array([p[1] for p in ph], np.float32),
         phoneme=np.array([p[2] for p in ph]),

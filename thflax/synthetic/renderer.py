@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import zlib
 from collections.abc import Callable
 
 import cv2
@@ -31,8 +32,9 @@ import numpy as np
 from scipy.spatial import Delaunay
 
 from thflax.io import speech
-from thflax.synthetic import portraits
+from thflax.synthetic import blinks, portraits
 from thflax.synthetic.appearance import portrait_speaker_photo, speaker_photo
+from thflax.face import eyes
 from thflax.face.points import INNER_LIP
 from thflax.synthetic.base_face import base_landmarks
 from thflax.synthetic.head_motion import head_poses
@@ -96,6 +98,8 @@ class Clip:
       audio: float32 [T * sample_rate / fps] utterance audio padded/trimmed to
         exactly the video duration.
       fps, sample_rate: rates.
+      eye_closure: float32 [T] eyelid closure 0 (open) .. 1 (closed) of the blinks
+        (`thflax.synthetic.blinks`); the landmarks' eye points follow it.
     """
 
     frames: np.ndarray
@@ -106,6 +110,7 @@ class Clip:
     audio: np.ndarray
     fps: float
     sample_rate: int
+    eye_closure: np.ndarray | None = None
 
 
 class Renderer:
@@ -220,14 +225,19 @@ class Renderer:
         return np.concatenate([lm, r1, r2, self.border_frame])
 
     # -- rendering -----------------------------------------------------------
-    def render_frame(self, shape: np.ndarray, pose: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def render_frame(self, shape: np.ndarray, pose: np.ndarray,
+                     eye_closure: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
         """Renders one frame.
 
         Args:
-          shape: float [68, 2] deformed landmarks in photo px.
+          shape: float [68, 2] deformed landmarks in photo px (eyes open).
           pose: float [6] head pose.
+          eye_closure: 0 (open) .. 1 (closed) eyelids (`thflax.face.eyes.close_eyes`). The warp keeps
+            the open eye (a warp to the closed lid points would only squash the eye, iris and all);
+            the lid is then drawn over it (`_draw_lids`), so a closure of 0 renders the same bytes as
+            before blinks existed.
         Returns:
-          (frame uint8 [H, W, 3], landmarks float32 [68, 2] in frame px).
+          (frame uint8 [H, W, 3], landmarks float32 [68, 2] in frame px, eyelids moved).
         """
         w, h = self.size
         dst = self._dest(shape, pose)
@@ -255,6 +265,11 @@ class Renderer:
         frame = cv2.remap(self.src_img, map_x, map_y, self.interpolation, borderMode=cv2.BORDER_REFLECT101)
         lm = dst[:68]
         self._draw_mouth(frame, lm)
+        if eye_closure > 0:
+            closed = eyes.close_eyes(lm, eye_closure).astype(np.float64)
+            for eye in (eyes.RIGHT_EYE, eyes.LEFT_EYE):
+                _draw_lid(frame, lm[list(eye)], closed[list(eye)], float(eye_closure))
+            return frame, closed.astype(np.float32)
         return frame, lm.astype(np.float32)
 
     def _draw_mouth(self, frame: np.ndarray, lm: np.ndarray) -> None:
@@ -339,6 +354,90 @@ class Renderer:
         frame[y0:y1, x0:x1] = np.clip(out + 0.5, 0, 255).astype(np.uint8)
 
 
+def _lid_curve(p: np.ndarray, n: int = 12) -> np.ndarray:
+    """A smooth curve [3 * n + 1, 2] through 4 points [4, 2] (corner, two lid points, corner):
+    Catmull-Rom, so a lid edge is an arc, not a polyline with kinks at the landmarks."""
+    q = np.concatenate([2 * p[:1] - p[1:2], p, 2 * p[-1:] - p[-2:-1]])
+    s = np.linspace(0.0, 1.0, n, endpoint=False)[:, None]
+    out = []
+    for k in range(1, 4):
+        a, b, c, d = q[k - 1], q[k], q[k + 1], q[k + 2]
+        out.append(0.5 * (2 * b + (c - a) * s + (2 * a - 5 * b + 4 * c - d) * s**2 + (3 * b - a - 3 * c + d) * s**3))
+    return np.concatenate(out + [p[-1:]])
+
+
+def _draw_lid(frame: np.ndarray, open_eye: np.ndarray, closed_eye: np.ndarray, closure: float) -> None:
+    """Draws one eye's upper lid lowered to `closed_eye` over the open eye of `frame` (in place).
+
+    The frame was warped with the eye open (`open_eye` [6, 2], frame px, dlib's eye order); the lid
+    covers the lens between the open upper lid and the lowered one (`closed_eye` [6, 2]), a little
+    above the open edge too, since the lashes move down with the lid. Its colour is the skin just
+    above the eye (a band between the lid and the brow, spread down smoothly, so the light's
+    gradient carries over), shaded a little darker towards the edge; a dark lash line follows the lowered edge.
+    Supersampled 4x in a small crop like the mouth interior (`Renderer._draw_mouth`), so a partly
+    closed lid moves smoothly by sub-pixel steps.
+    """
+    h, w = frame.shape[:2]
+    axis = open_eye[3] - open_eye[0]
+    width = float(np.linalg.norm(axis))
+    if width < 2.0 or closure <= 0:
+        return
+    up = np.array([axis[1], -axis[0]]) / width  # perpendicular to the corner-to-corner axis
+    gap = 0.5 * (np.linalg.norm(open_eye[1] - open_eye[5]) + np.linalg.norm(open_eye[2] - open_eye[4]))
+    if float(np.dot(open_eye[1] - open_eye[5], up)) < 0:
+        up = -up
+    top = _lid_curve(open_eye[:4])
+    # The lashes of the open eye sit just above its edge: cover them (they are redrawn at the new edge).
+    lift = np.linspace(0.0, 1.0, len(top)) * (1 - np.linspace(0.0, 1.0, len(top))) * 4  # 0 at the corners
+    top_cover = top + (min(0.5 * gap, 2.5) * closure) * lift[:, None] * up
+    edge = _lid_curve(np.stack([closed_eye[0], closed_eye[1], closed_eye[2], closed_eye[3]]))
+    lens = np.concatenate([top_cover, edge[::-1]])
+    band = np.concatenate([top + (0.6 * gap + 1.5) * up, (top + (1.2 * gap + 2.5) * up)[::-1]])
+    pts = np.concatenate([lens, band])
+    x0 = int(max(math.floor(pts[:, 0].min()) - 3, 0))
+    y0 = int(max(math.floor(pts[:, 1].min()) - 3, 0))
+    x1 = int(min(math.ceil(pts[:, 0].max()) + 4, w))
+    y1 = int(min(math.ceil(pts[:, 1].max()) + 4, h))
+    if x1 <= x0 or y1 <= y0:
+        return
+    crop = frame[y0:y1, x0:x1].astype(np.float32)
+    ss = 4
+
+    def to_crop(p: np.ndarray, k: int = ss) -> np.ndarray:
+        return np.round(((p - [x0, y0]) * k + (k - 1) / 2.0) * 16).astype(np.int32)
+
+    bmask = np.zeros((y1 - y0, x1 - x0), np.uint8)
+    cv2.fillPoly(bmask, [to_crop(band, 1)], 255, cv2.LINE_8, 4)
+    bm = (bmask > 0).astype(np.float32)
+    if bm.sum() < 3:  # a tiny eye: the crop's top row instead
+        bm[:1] = 1.0
+    # The skin colour above the eye, spread smoothly down over the lens (a normalised blur of the
+    # band's pixels only): keeps the light's gradient across the lid, leaves out the eye's own colours.
+    sig = max(0.8 * gap, 1.5)
+    num = cv2.GaussianBlur(crop * bm[..., None], (0, 0), sig)
+    den = cv2.GaussianBlur(bm, (0, 0), sig)[..., None]
+    skin_field = num / np.maximum(den, 1e-3)
+    skin = (crop[bm > 0]).mean(0)
+    mask = np.zeros(((y1 - y0) * ss, (x1 - x0) * ss), np.uint8)
+    cv2.fillPoly(mask, [to_crop(lens)], 255, cv2.LINE_8, 4)
+    alpha = cv2.resize(mask, (x1 - x0, y1 - y0), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
+    # Soften the upper rim: the lid meets the real skin without a seam.
+    alpha = np.maximum(alpha, cv2.GaussianBlur(alpha, (0, 0), 0.8))
+    # Shading: the lid darkens a little towards its edge (it curves away from the light there).
+    yy, xx = np.mgrid[y0:y1, x0:x1].astype(np.float32)
+    centre_top = top[len(top) // 2]
+    depth = ((xx - centre_top[0]) * -up[0] + (yy - centre_top[1]) * -up[1]) / max(gap, 1.0)
+    shade = 1.0 - 0.1 * np.clip(depth, 0.0, 1.0)
+    colour = skin_field * shade[..., None]
+    out = crop * (1 - alpha[..., None]) + colour * alpha[..., None]
+    # Lashes along the lowered edge, darker the more the eye is closed (they bunch up).
+    line = np.zeros((y1 - y0, x1 - x0), np.uint8)
+    cv2.polylines(line, [np.round((edge - [x0, y0]) * 16).astype(np.int32)], False, 255, 1, cv2.LINE_AA, 4)
+    a = (0.45 + 0.35 * closure) * line.astype(np.float32)[..., None] / 255.0
+    out = out * (1 - a) + (skin * 0.3)[None, None, :] * a
+    frame[y0:y1, x0:x1] = np.clip(out + 0.5, 0, 255).astype(np.uint8)
+
+
 @functools.lru_cache(maxsize=8)
 def get_renderer(speaker: Speaker, size: tuple[int, int] = (360, 288)) -> Renderer:
     """A cached Renderer (building one costs the matte, recolouring and triangulation)."""
@@ -364,6 +463,8 @@ def render_clip(
     rng: np.random.Generator | None = None,
     on_frame: Callable[[np.ndarray], None] | None = None,
     head_motion_scale: float = 1.0,
+    blink_rng: np.random.Generator | None = None,
+    blink_rate: float | None = None,
 ) -> Clip:
     """Renders the talking-head video of one utterance.
 
@@ -379,11 +480,17 @@ def render_clip(
       on_frame: called with each frame as soon as it is rendered (e.g. to feed
         a video encoder running in parallel).
       head_motion_scale: amplitude of all head motion (`head_poses`); 1 = default.
+      blink_rng: randomness of the blink timings (default: seeded from the speaker and the
+        utterance's text). A stream apart from `rng`, so the head motion is the same with blinks.
+      blink_rate: blinks per minute (default: the speaker's habitual rate,
+        `thflax.synthetic.blinks.blink_rate`); 0 renders no blinks.
     Returns:
       A Clip.
     """
     if rng is None:
         rng = np.random.default_rng([speaker.seed, 0xC11])
+    if blink_rng is None:
+        blink_rng = np.random.default_rng([speaker.seed, 0xB11, zlib.crc32(utterance.text.encode())])
     sr = utterance.sample_rate
     t = frames_covering_audio(len(utterance.audio), sr, fps)
     n_audio = int(round(t * sr / fps))
@@ -391,15 +498,16 @@ def render_clip(
     audio[: min(n_audio, len(utterance.audio))] = utterance.audio[:n_audio]
     art = mouth_trajectory(utterance.phonemes, t, fps)
     poses = head_poses(speaker, audio, t, rng, fps, sr, head_motion_scale=head_motion_scale)
+    closure = blinks.eye_closure(speaker, utterance.phonemes, t, blink_rng, fps, blink_rate)
     renderer = get_renderer(speaker, tuple(size))
     w, h = renderer.size
     frames = np.empty((t, h, w, 3), np.uint8)
     lms = np.empty((t, 68, 2), np.float32)
     for i in range(t):
         shape = deform_mouth(renderer.neutral, float(art[i, 0]), float(art[i, 1]), speaker.open_gain)
-        frames[i], lms[i] = renderer.render_frame(shape, poses[i])
+        frames[i], lms[i] = renderer.render_frame(shape, poses[i], float(closure[i]))
         if on_frame is not None:
             on_frame(frames[i])
     opening = np.linalg.norm(lms[:, 62] - lms[:, 66], axis=-1).astype(np.float32)
     return Clip(frames=frames, landmarks=lms, poses=poses, mouth_opening=opening,
-                articulation=art, audio=audio, fps=float(fps), sample_rate=sr)
+                articulation=art, audio=audio, fps=float(fps), sample_rate=sr, eye_closure=closure)
