@@ -43,7 +43,7 @@ def _randomised_stl(models: networks.Models) -> networks.Models:
     comparison sees the audio path and the carried GRU state."""
     leaves, tree = jax.tree.flatten(models.stl_variables["params"])
     keys = jax.random.split(jax.random.PRNGKey(2), len(leaves))
-    noisy = [leaf + 0.05 * jax.random.normal(k, leaf.shape) for leaf, k in zip(leaves, keys)]
+    noisy = [leaf + 0.2 * jax.random.normal(k, leaf.shape) for leaf, k in zip(leaves, keys)]
     models.stl_variables = {**models.stl_variables, "params": jax.tree.unflatten(tree, noisy)}
     return models
 
@@ -76,9 +76,12 @@ def test_stl_chunks_with_carried_state_match_jax(exported):
         got.append(lm[0, :n])
     got = np.concatenate(got)
     assert got.shape == want.shape == (len(windows), 68, 2)
-    # The second chunk differs from the first (the audio and the carried state matter) ...
-    assert np.abs(want[CHUNK:] - want[:len(want) - CHUNK]).max() > 1e-3
     assert np.abs(got - want).max() < TOLERANCE
+    # The carried state matters: the second chunk from a zero state is another result, so the match above
+    # is not one a graph ignoring `state` would give.
+    fresh, _ = onnx_export.run_onnx(str(folder / onnx_export.STL_FILE),
+                                    {"mfcc": x[None], "template": template[None], "state": np.zeros_like(state)})
+    assert np.abs(fresh[0, :n] - want[CHUNK:]).max() > 10 * TOLERANCE
 
 
 @pytest.mark.heavy
