@@ -26,7 +26,7 @@ from thflax.errors import CheckpointError  # noqa: E402
 from thflax.inference import networks, onnx_export  # noqa: E402
 from thflax.models import build  # noqa: E402
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.helpers import ROOT  # noqa: E402
 TOLERANCE = 1e-4
 CHUNK, BATCH = 8, 4
 
