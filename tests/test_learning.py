@@ -174,7 +174,8 @@ def test_held_out_person_keeps_identity_and_follows_the_speech(learned, tmp_path
     jitter does by chance)."""
     from thflax.io import audio as audio_lib
     from thflax.measures import face_measures
-    from thflax.inference import generation, networks, photo, text_to_speech
+    from thflax.inference import generation, networks, text_to_speech
+    from thflax.inference import photo as photo_lib
     from thflax.io import video
 
     wd, _ = learned
@@ -190,7 +191,7 @@ def test_held_out_person_keeps_identity_and_follows_the_speech(learned, tmp_path
     floor = face_measures.measure_video(photo, still, wav)
     # What the renderer was asked to draw: the mouth opening of the STL landmarks that drove it.
     models = networks.load_models(wd)
-    ref = photo.prepare_reference(photo, models.image_size)
+    ref = photo_lib.prepare_reference(photo, models.image_size)
     speech, mc = audio_lib.load_audio(wav), models.mfcc_config
     windows = audio_lib.frame_windows(audio_lib.mfcc_numpy(speech, mc), m["frames"], 25.0, mc)
     driving = face_measures.mouth_openings(np.concatenate(list(networks.predict_landmarks(models, windows,
