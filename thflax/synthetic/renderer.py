@@ -5,13 +5,13 @@ points are the photo's 68 landmarks (deformed by the viseme model, `thflax.synth
 moved by a 3-D-ish head pose, `thflax.synthetic.head_motion`), two rings of points around the head
 (hair/neck, then shoulders) and fixed points on the frame border. Every frame pixel is mapped back
 to the photo through the affine map of the destination triangle it falls into, and sampled with
-``cv2.remap``. The mouth interior (cavity, teeth, tongue) is drawn inside the inner-lip contour, so
-a landmarker sees the opening where the ground truth says it is.
+``cv2.remap``. The mouth interior (cavity, teeth, tongue; shaded per pixel, `_mouth_colour`) is drawn
+inside the inner-lip contour, so a landmarker sees the opening where the ground truth says it is.
 
 Any other portrait (`PortraitSpeaker`, photos from `thflax.synthetic.portraits`: real photos,
 landmark-aligned morphs of two people, mirror images) goes through the same renderer; its matte,
 closed mouth and anchor rings are derived from that photo's own dlib landmarks. A plain `Speaker`
-keeps the astronaut path (hand-placed matte and closed mouth) unchanged, bit for bit.
+keeps the astronaut path (hand-placed matte and closed mouth); the mouth interior is common to both.
 
 Coordinate frames:
   * photo: pixels of the 512x512 astronaut photo, where the base landmarks live (for a
