@@ -376,9 +376,10 @@ def _mouth_colour(lm: np.ndarray, xs: np.ndarray, ys: np.ndarray, depth: np.ndar
     side = np.minimum(a / f32(half), 1.0) ** 2  # 0 at the middle, 1 at the corners
     deep = np.minimum(depth / f32(max(0.45 * gap, 0.8)), 1.0) ** f32(0.8)
     deep = 1.0 - (1.0 - deep) * (1.0 - 0.5 * side)
-    col = _CAVITY_LIT + (_CAVITY_DEEP - _CAVITY_LIT) * deep[..., None]
+    # One plane per colour channel: 2-D array arithmetic is several times faster than [H, W, 3] broadcasts.
+    planes = [f32(lit) + f32(dp - lit) * deep for lit, dp in zip(_CAVITY_LIT, _CAVITY_DEEP)]
     if gap <= 1.0:
-        return col
+        return cv2.merge(planes)
     # Tongue: a low ellipse resting on the lower lip; soft at its back edge.
     tu, tv = uv(lm[66])
     tv -= 0.2 * gap
@@ -390,22 +391,26 @@ def _mouth_colour(lm: np.ndarray, xs: np.ndarray, ys: np.ndarray, depth: np.ndar
     shade = (0.55 + 0.45 * front) * (1.0 - 0.3 * du**2)
     shade *= 1.0 - 0.15 * np.exp(-((du / f32(0.08)) ** 2)) * (1.0 - front)  # the groove along its middle
     shade += 0.12 * np.exp(-((du / f32(0.4)) ** 2) - ((dv - f32(0.1)) / f32(0.4)) ** 2)  # a soft sheen at its front
-    c = col[on]
-    col[on] = c + (_TONGUE * shade[:, None] - c) * t_alpha[:, None]
+    for plane, tongue in zip(planes, _TONGUE):
+        c = plane[on]
+        plane[on] = c + (tongue * shade - c) * t_alpha
     if gap > 0.35 * mw:  # lower teeth show when wide open: the incisors' tips above the lower lip
         # Their biting edge is a shallow arch over the lowest inner-lip point; below it the lower lip
         # hides them (the inner-lip polygon clips), so only the middle ones show over its V.
         hl = f32(0.16 * gap + 1.0)
-        on = (a <= 0.6 * half) & (v >= uv(lm[66])[1] - hl)
+        v66 = uv(lm[66])[1]
+        bottom = max(uv(lm[k])[1] for k in (65, 66, 67))  # the lower lip hides everything below
+        on = (a <= 0.6 * half) & (v >= v66 - hl) & (v <= bottom)
         aa, vv = a[on], v[on]
         c2, line = _teeth_row(aa, mw, _LOWER_TEETH)
-        edge = f32(uv(lm[66])[1]) - hl * (1.0 - 0.25 * (aa / f32(0.6 * half)) ** 2 - 0.15 * c2 * c2 * c2)
+        edge = f32(v66) - hl * (1.0 - 0.25 * (aa / f32(0.6 * half)) ** 2 - 0.15 * c2 * c2 * c2)
         r = vv - edge  # down from the biting edge; the tips' corners are rounded off
         lit = 1.0 - np.clip(r / hl, 0.0, 1.0)
         shade = (0.55 + 0.35 * lit) * (1.0 - 0.55 * side[on]) * (1 - 0.12 * c2 * c2) * (1 - 0.45 * line)
         teeth = r >= 0
-        idx = np.flatnonzero(on)[teeth]
-        col.reshape(-1, 3)[idx] = _TEETH * shade[teeth][:, None]
+        idx, shade = np.flatnonzero(on)[teeth], shade[teeth]
+        for plane, tooth in zip(planes, _TEETH):
+            plane.reshape(-1)[idx] = tooth * shade
     # Upper teeth: under the upper inner lip, not reaching the corners.
     th = f32(min(0.42 * gap, 0.14 * mw) + 1.0)
     pts = np.array([uv(lm[60] * 0.75 + lm[61] * 0.25), uv(lm[61]), (0.0, 0.0), uv(lm[63]),
@@ -419,9 +424,10 @@ def _mouth_colour(lm: np.ndarray, xs: np.ndarray, ys: np.ndarray, depth: np.ndar
     lit = np.clip(r / (0.85 * th_t), 0.0, 1.0)
     shade = (0.62 + 0.38 * lit * (2 - lit)) * (1.0 - 0.55 * side[on]) * (1 - 0.14 * c2 * c2) * (1 - 0.45 * line)
     teeth = (r >= 0) & (r <= th_t)
-    idx = np.flatnonzero(on)[teeth]
-    col.reshape(-1, 3)[idx] = _TEETH * shade[teeth][:, None]
-    return col
+    idx, shade = np.flatnonzero(on)[teeth], shade[teeth]
+    for plane, tooth in zip(planes, _TEETH):
+        plane.reshape(-1)[idx] = tooth * shade
+    return cv2.merge(planes)
 
 
 def _lid_curve(p: np.ndarray, n: int = 12) -> np.ndarray:
