@@ -181,6 +181,9 @@ def test_mattes_keep_the_whole_head(builtin):
           {k: (round(h, 3), round(v, 3)) for k, (h, v) in cuts.items()})
     for k, (h, v) in cuts.items():
         assert h < 0.22 and v < 0.22, (k, h, v)
+    # Deterministic (both GrabCut passes seed OpenCV's RNG): the matte again, bit for bit.
+    src = srcs["obama2"]
+    assert portraits.person_matte(src.photo, src.landmarks).tobytes() == src.alpha.tobytes()
 
 
 def test_mirror_keeps_landmark_order(builtin):
