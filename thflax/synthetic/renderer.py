@@ -305,8 +305,11 @@ class Renderer:
         xs = (np.arange(cw, dtype=np.float32) + 0.5) / ss + (x0 - 0.5)
         ys = (np.arange(ch, dtype=np.float32) + 0.5) / ss + (y0 - 0.5)
         # Distance of each sample inside the opening to the lips (frame px): how deep it sits.
-        depth = cv2.distanceTransform(mask, cv2.DIST_L2, 3) / ss
-        col = _mouth_colour(lm, xs, ys, depth, gap)
+        if mask.any():
+            depth = cv2.distanceTransform(mask, cv2.DIST_L2, 3) / ss
+            col = _mouth_colour(lm, xs, ys, depth, gap)
+        else:  # closed: nothing shows through (the coverage below is 0), only the seam is drawn
+            col = np.zeros((ch, cw, 3), np.float32)
         alpha = cv2.resize(mask, (x1 - x0, y1 - y0), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
         colour = cv2.resize(col, (x1 - x0, y1 - y0), interpolation=cv2.INTER_AREA)
         # The colour was drawn over the whole crop; weight it by coverage so only
