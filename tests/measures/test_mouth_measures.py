@@ -147,8 +147,8 @@ def test_measure_video_reads_the_rendered_teeth_and_loses_them_when_blurred(tmp_
                                  "photo_mouth_contrast", "photo_mouth_reason")} for k, v in out.items()})
     sharp, blurred = out["sharp"], out["blurred"]
     assert sharp["mouth_reason"] is None and sharp["mouth_open_frames"] >= fm.MIN_OPEN_FRAMES
-    # Seen: contrast 53.5, teeth 27.8 sharp; 12.0 and 1.8 blurred (sigma 3 px); the photo (frame 0, silence)
-    # has a closed mouth: NaN with its reason.
+    # Seen: contrast 64.9, teeth 42.0 sharp; 13.4 and -1.1 blurred (sigma 3 px) (53.5, 27.8; 12.0, 1.8 with the
+    # corpus' flat teeth before 2026-12-07); the photo (frame 0, silence) has a closed mouth: NaN with its reason.
     assert sharp["mouth_contrast"] > 30 and sharp["teeth_brightness"] > 15
     assert blurred["mouth_contrast"] < 0.5 * sharp["mouth_contrast"]
     assert blurred["teeth_brightness"] < 0.5 * sharp["teeth_brightness"]

@@ -73,6 +73,78 @@ def test_warp_never_folds(speaker):
                     assert not flipped.any(), (yaw, pitch, roll, opening, width)
 
 
+def _open_mouth(speaker, opening: float = 1.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A frame at twice the corpus size (720x576: more pixels per tooth), the mouth `opening` wide, a
+    little roll; returns (frame, landmarks, luminance [H, W] float)."""
+    import cv2
+
+    r = renderer.Renderer(speaker, (720, 576))
+    frame, lm = r.render_frame(visemes.deform_mouth(r.neutral, opening, 0.0, speaker.open_gain),
+                               np.array([0.0, 0.0, 4.0, 0.0, 0.0, 1.0]))
+    return frame, lm, cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY).astype(np.float64)
+
+
+def _inside_inner_lips(lm: np.ndarray, shape: tuple[int, ...], erode: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """(mask, distance to the lips in px) of the pixels well inside the inner-lip polygon 60-67."""
+    import cv2
+
+    mask = np.zeros(shape[:2], np.uint8)
+    cv2.fillPoly(mask, [np.round(lm[60:68] * 16).astype(np.int32)], 255, cv2.LINE_8, 4)
+    dist = cv2.distanceTransform(mask, cv2.DIST_L2, 3)
+    return dist > erode, dist
+
+
+def test_teeth_are_shaded_not_one_flat_band(speaker):
+    """Upper teeth: brighter at the biting edge than under the lip (the lip's shadow, the gums), darker
+    between two teeth and towards the mouth corners; so no flat band of one value. (Before: one colour
+    darkened only towards the corners and, slightly, towards the biting edge.)"""
+    frame, lm, lum = _open_mouth(speaker)
+    inside, _ = _inside_inner_lips(lm, frame.shape)
+    sat = frame.max(-1).astype(int) - frame.min(-1)
+    teeth = inside & (lum > 110) & (sat < 60)
+    assert teeth.sum() > 150, teeth.sum()
+    print(f"teeth pixels {teeth.sum()}: luminance mean {lum[teeth].mean():.1f}, std {lum[teeth].std():.1f}")
+    assert lum[teeth].std() > 25  # 21 before: the corners and the gaps alone
+    # Down each column of the upper teeth (middle half of the mouth): the lower (biting) part is brighter.
+    ys, xs = np.nonzero(teeth & (np.arange(frame.shape[0])[:, None] < lm[[61, 62, 63], 1].max() + 12))
+    mid = np.abs(xs - lm[62, 0]) < 0.25 * (lm[64, 0] - lm[60, 0])
+    top, bottom = [], []
+    for x in np.unique(xs[mid]):
+        col = ys[mid][xs[mid] == x]
+        if len(col) >= 4:
+            top.append(lum[col.min():col.min() + 2, x].mean())
+            bottom.append(lum[col.max() - 1:col.max() + 1, x].mean())
+    print(f"upper teeth over {len(top)} columns: under the lip {np.mean(top):.1f}, at the biting edge {np.mean(bottom):.1f}")
+    assert len(top) >= 10 and np.mean(bottom) > np.mean(top) + 15
+
+
+def test_mouth_cavity_darker_deep_inside_than_near_the_lips(speaker):
+    """The cavity (neither teeth nor tongue) is darker where it is far from the lips (deep in the mouth)
+    than next to them. (Before: one flat colour.)"""
+    frame, lm, lum = _open_mouth(speaker)
+    inside, dist = _inside_inner_lips(lm, frame.shape)
+    cavity = inside & (frame[..., 0] < 80) & (lum < 60)  # dark red: not the teeth, not the tongue
+    near = cavity & (dist < 3)
+    deep = cavity & (dist > 0.6 * dist.max())
+    print(f"cavity luminance near the lips {lum[near].mean():.1f} ({near.sum()} px), deep {lum[deep].mean():.1f} "
+          f"({deep.sum()} px)")
+    assert near.sum() > 20 and deep.sum() > 20
+    assert lum[deep].mean() < 0.6 * lum[near].mean()
+    # The tongue (red, lighter) is there, and lighter at its front (bottom) than at its back.
+    tongue = inside & (frame[..., 0] > 90) & (frame[..., 0] > 1.6 * frame[..., 1])
+    assert tongue.sum() > 50
+    ty = np.nonzero(tongue)[0]
+    upper_half = tongue & (np.arange(frame.shape[0])[:, None] < np.median(ty))
+    assert lum[tongue & ~upper_half].mean() > lum[upper_half].mean() + 5
+
+
+def test_mouth_interior_is_deterministic(speaker):
+    """Same speaker, shape and pose: the same bytes from two renderers built apart."""
+    a, _, _ = _open_mouth(speaker, 0.8)
+    b, _, _ = _open_mouth(speaker, 0.8)
+    assert a.tobytes() == b.tobytes()
+
+
 def test_render_speed(speaker, utterance):
     import time
 

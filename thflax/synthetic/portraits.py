@@ -22,7 +22,9 @@ Preparation (`prepare`, everything derived from the photo's own dlib landmarks):
      renderer can draw its own; the closed seam is lightly inpainted to remove teeth slivers;
   3. a person matte: a geometric prior from the landmarks (face outline, a head/hair ellipse above
      the brows, neck below the jaw, shoulders below that), refined by GrabCut seeded with that prior
-     and falling back to the (feathered) prior when the refinement is implausible.
+     (over the whole photo, and again in a box around the head, so hair is told from the background
+     near it, not from everything dark in the photo) and falling back to the (feathered) prior when
+     the refinement is implausible.
 
 `compose` builds the source of one synthetic speaker: a single photo, or a landmark-aligned morph
 of two photos of different people (both warped to the blend of their landmarks; the face region
@@ -458,6 +460,11 @@ def close_mouth(photo: np.ndarray, lm: np.ndarray, min_gap: float = 0.5) -> tupl
 # Matte.
 
 
+# The head box of the matte's second GrabCut pass, in face widths: half its width, its top above
+# the brows, its bottom below the chin.
+_HEAD_BOX = (1.3, 1.3, 0.3)
+
+
 def _prior_masks(lm: np.ndarray, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     """(prior, core) uint8 masks of the person from its landmarks: prior = face outline + head/hair
     ellipse above the brows + neck below the jaw + shoulders; core = surely the person."""
@@ -504,34 +511,56 @@ def _prior_masks(lm: np.ndarray, shape: tuple[int, int]) -> tuple[np.ndarray, np
     return prior, core
 
 
+def _grabcut(photo: np.ndarray, seeds: np.ndarray, box: tuple[int, int, int, int], f: float) -> np.ndarray:
+    """GrabCut of ``photo`` [H, W, 3] inside ``box`` = (x0, y0, x1, y1), seeded with ``seeds`` (uint8
+    [H, W] of cv2.GC_* labels), at ``f`` times the resolution; the foreground as uint8 0/1 [H, W]
+    (0 outside the box). Raises cv2.error on a degenerate colour model."""
+    x0, y0, x1, y1 = box
+    h, w = photo.shape[:2]
+    sw, sh = max(1, int(round((x1 - x0) * f))), max(1, int(round((y1 - y0) * f)))
+    small = cv2.resize(np.ascontiguousarray(seeds[y0:y1, x0:x1]), (sw, sh), interpolation=cv2.INTER_NEAREST)
+    img = cv2.resize(np.ascontiguousarray(photo[y0:y1, x0:x1]), (sw, sh), interpolation=cv2.INTER_AREA)
+    bgd, fgd = np.zeros((1, 65)), np.zeros((1, 65))
+    cv2.setRNGSeed(0)  # GrabCut's GMM initialisation uses OpenCV's RNG
+    cv2.grabCut(np.ascontiguousarray(img[:, :, ::-1]), small, None, bgd, fgd, 5, cv2.GC_INIT_WITH_MASK)
+    fg = ((small == cv2.GC_FGD) | (small == cv2.GC_PR_FGD)).astype(np.uint8)
+    out = np.zeros((h, w), np.uint8)
+    out[y0:y1, x0:x1] = cv2.resize(fg, (x1 - x0, y1 - y0), interpolation=cv2.INTER_NEAREST)
+    return out
+
+
 def person_matte(photo: np.ndarray, lm: np.ndarray, refine: bool = True) -> np.ndarray:
     """Soft person matte of a canonical photo from its landmarks, float32 [H, W] in [0, 1].
 
     The landmark prior (`_prior_masks`) seeds GrabCut: the core is certain foreground, the prior
     probable foreground, a band around it probable background, everything farther certain
-    background. The refined mask keeps its largest blob, is filled and clipped to the widened prior;
-    if its area is far from the prior's (a failed segmentation), the prior itself is used.
+    background. Two passes: one over the whole photo (body and shoulders) and one in a box around
+    the head alone, whose background colours are only those near the head: over the whole photo,
+    dark hair in front of a dark flag matched the background seen elsewhere (a suit, a dark border),
+    and the cut ran straight through the hair. The union of both keeps its largest blob, is filled
+    and clipped to the widened prior; if its area is far from the prior's (a failed segmentation),
+    the prior itself is used.
     """
     h, w = photo.shape[:2]
     fw = float(lm[16, 0] - lm[0, 0])
     prior, core = _prior_masks(lm, (h, w))
     fg = (prior > 127).astype(np.uint8)
     if refine:
-        f = 0.5  # GrabCut at half resolution
-        sw, sh = int(round(w * f)), int(round(h * f))
         near = cv2.dilate(prior, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (int(0.7 * fw) | 1,) * 2))
         mask = np.full((h, w), cv2.GC_BGD, np.uint8)
         mask[near > 127] = cv2.GC_PR_BGD
         mask[prior > 127] = cv2.GC_PR_FGD
         mask[core > 127] = cv2.GC_FGD
-        small = cv2.resize(mask, (sw, sh), interpolation=cv2.INTER_NEAREST)
-        img = cv2.resize(photo, (sw, sh), interpolation=cv2.INTER_AREA)
-        bgd, fgd = np.zeros((1, 65)), np.zeros((1, 65))
-        cv2.setRNGSeed(0)  # GrabCut's GMM initialisation uses OpenCV's RNG
+        cx, brow_y, chin_y = float(lm[[0, 16, 27, 8], 0].mean()), float(lm[17:27, 1].mean()), float(lm[8, 1])
+        head = (int(max(cx - _HEAD_BOX[0] * fw, 0)), int(max(brow_y - _HEAD_BOX[1] * fw, 0)),
+                int(min(cx + _HEAD_BOX[0] * fw, w)), int(min(chin_y + _HEAD_BOX[2] * fw, h)))
         try:
-            cv2.grabCut(np.ascontiguousarray(img[:, :, ::-1]), small, None, bgd, fgd, 5, cv2.GC_INIT_WITH_MASK)
-            ref = ((small == cv2.GC_FGD) | (small == cv2.GC_PR_FGD)).astype(np.uint8)
-            ref = cv2.resize(ref, (w, h), interpolation=cv2.INTER_NEAREST)
+            ref = _grabcut(photo, mask, (0, 0, w, h), 0.5)
+            if head[2] > head[0] and head[3] > head[1]:
+                try:
+                    ref |= _grabcut(photo, mask, head, 0.5)
+                except cv2.error as e:  # the whole-photo pass still holds
+                    _log.info("GrabCut of the head failed (%s)", e)
             ref = _main_blob_filled(ref & (near > 127).astype(np.uint8))
             ratio = ref.sum() / max(fg.sum(), 1)
             if 0.6 <= ratio <= 1.5:

@@ -5,13 +5,13 @@ points are the photo's 68 landmarks (deformed by the viseme model, `thflax.synth
 moved by a 3-D-ish head pose, `thflax.synthetic.head_motion`), two rings of points around the head
 (hair/neck, then shoulders) and fixed points on the frame border. Every frame pixel is mapped back
 to the photo through the affine map of the destination triangle it falls into, and sampled with
-``cv2.remap``. The mouth interior (cavity, teeth, tongue) is drawn inside the inner-lip contour, so
-a landmarker sees the opening where the ground truth says it is.
+``cv2.remap``. The mouth interior (cavity, teeth, tongue; shaded per pixel, `_mouth_colour`) is drawn
+inside the inner-lip contour, so a landmarker sees the opening where the ground truth says it is.
 
 Any other portrait (`PortraitSpeaker`, photos from `thflax.synthetic.portraits`: real photos,
 landmark-aligned morphs of two people, mirror images) goes through the same renderer; its matte,
 closed mouth and anchor rings are derived from that photo's own dlib landmarks. A plain `Speaker`
-keeps the astronaut path (hand-placed matte and closed mouth) unchanged, bit for bit.
+keeps the astronaut path (hand-placed matte and closed mouth); the mouth interior is common to both.
 
 Coordinate frames:
   * photo: pixels of the 512x512 astronaut photo, where the base landmarks live (for a
@@ -277,10 +277,12 @@ class Renderer:
 
         Rendered 4x supersampled in a small crop, so edges are anti-aliased and
         the visible opening matches the ground-truth contour to sub-pixel level.
+        Layers, back to front: the cavity (darker the farther from the lips, i.e.
+        the deeper), the tongue, the lower teeth (when wide open), the upper
+        teeth; all shaded per pixel in the mouth's own axes (`_mouth_colour`).
         """
         inner = lm[list(INNER_LIP)]
         gap = float(np.linalg.norm(lm[62] - lm[66]))
-        mw = float(np.linalg.norm(lm[64] - lm[60]))
         h, w = frame.shape[:2]
         x0 = int(max(math.floor(inner[:, 0].min()) - 3, 0))
         y0 = int(max(math.floor(inner[:, 1].min()) - 4, 0))
@@ -299,45 +301,15 @@ class Renderer:
         crop = frame[y0:y1, x0:x1].astype(np.float32)
         mask = np.zeros((ch, cw), np.uint8)
         cv2.fillPoly(mask, [to_crop(inner)], 255, cv2.LINE_8, 4)
-        # Interior colour layers, drawn back to front.
-        col = np.empty((ch, cw, 3), np.float32)
-        col[:] = (62, 18, 22)  # dark cavity
-        if gap > 1.0:
-            # Tongue: a low ellipse resting on the lower lip.
-            tc = lm[66] - [0, 0.2 * gap]
-            centre = tuple(int(v) for v in to_crop(tc[None])[0])
-            axes = (int(0.3 * mw * ss * 16), int(max(0.28 * gap, 0.5) * ss * 16))
-            cv2.ellipse(col, centre, axes, 0, 0, 360, (150, 62, 72), -1, cv2.LINE_8, 4)
-            # Upper teeth: a band under the upper inner lip, not reaching the
-            # corners, shaded darker towards the sides and the biting edge, with
-            # faint gaps between the front teeth.
-            th = min(0.42 * gap, 0.14 * mw)
-            c60, c64 = lm[60] * 0.75 + lm[61] * 0.25, lm[64] * 0.75 + lm[63] * 0.25
-            upper = np.stack([c60, lm[61], lm[62], lm[63], c64])
-            upper[:, 1] -= 1.0  # tuck under the lip so no cavity line shows above the teeth
-            teeth = np.concatenate([upper, (upper + [0, th + 1.0])[::-1]])
-            tmask = np.zeros((ch, cw), np.uint8)
-            cv2.fillPoly(tmask, [to_crop(teeth)], 255, cv2.LINE_8, 4)
-            u = (np.arange(cw, dtype=np.float32) + 0.5) / ss + x0 - 0.5 - float(lm[62, 0])
-            v = (np.arange(ch, dtype=np.float32) + 0.5) / ss + y0 - 0.5 - float(lm[62, 1])
-            half = max(0.5 * mw, 1.0)
-            shade = (1.0 - 0.45 * np.clip(np.abs(u) / half, 0, 1) ** 2)[None, :] * (
-                1.0 - 0.15 * np.clip(v / max(th, 1.0), 0, 1)
-            )[:, None]
-            tooth = 0.13 * mw  # central incisor width
-            gaps = np.zeros(cw, np.float32)
-            for k in (-2, -1, 0, 1, 2):
-                gaps = np.maximum(gaps, np.clip(1.0 - np.abs(u - k * tooth) * ss / 3.0, 0, 1))
-            shade = shade * (1.0 - 0.25 * gaps[None, :])
-            tcol = np.array([226, 220, 204], np.float32) * shade[..., None]
-            tm = (tmask > 0)[..., None]
-            col = np.where(tm, tcol, col)
-            if gap > 0.35 * mw:  # lower teeth show when wide open
-                # Lower teeth: a thin band above the lower inner lip.
-                lower = np.stack([lm[65] * 0.8 + lm[64] * 0.2, lm[65], lm[66], lm[67], lm[67] * 0.8 + lm[60] * 0.2])
-                lower[:, 1] += 1.0
-                band = np.concatenate([lower, (lower - [0, 0.12 * gap + 1.0])[::-1]])
-                cv2.fillPoly(col, [to_crop(band)], (196, 190, 178), cv2.LINE_8, 4)
+        # Frame coordinates of the samples' centres.
+        xs = (np.arange(cw, dtype=np.float32) + 0.5) / ss + (x0 - 0.5)
+        ys = (np.arange(ch, dtype=np.float32) + 0.5) / ss + (y0 - 0.5)
+        # Distance of each sample inside the opening to the lips (frame px): how deep it sits.
+        if mask.any():
+            depth = cv2.distanceTransform(mask, cv2.DIST_L2, 3) / ss
+            col = _mouth_colour(lm, xs, ys, depth, gap)
+        else:  # closed: nothing shows through (the coverage below is 0), only the seam is drawn
+            col = np.zeros((ch, cw, 3), np.float32)
         alpha = cv2.resize(mask, (x1 - x0, y1 - y0), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
         colour = cv2.resize(col, (x1 - x0, y1 - y0), interpolation=cv2.INTER_AREA)
         # The colour was drawn over the whole crop; weight it by coverage so only
@@ -352,6 +324,113 @@ class Renderer:
             a = seam * line.astype(np.float32)[..., None] / 255.0
             out = out * (1 - a) + np.array([70, 30, 35], np.float32) * a
         frame[y0:y1, x0:x1] = np.clip(out + 0.5, 0, 255).astype(np.uint8)
+
+
+# Mouth interior colours (RGB) and shapes. The cavity goes from _CAVITY_LIT at the lips to _CAVITY_DEEP
+# where it is deepest; teeth are _TEETH where fully lit.
+_CAVITY_LIT = np.array([70, 22, 26], np.float32)
+_CAVITY_DEEP = np.array([14, 3, 5], np.float32)
+_TONGUE = np.array([166, 70, 80], np.float32)
+_TEETH = np.array([240, 234, 218], np.float32)
+# Visible widths of the teeth from the midline outwards, as fractions of the inner-mouth width: central
+# and lateral incisors, canine, premolars, narrower the more they turn away from the camera.
+_UPPER_TEETH = np.cumsum([0.15, 0.115, 0.095, 0.075, 0.065, 0.06]).astype(np.float32)
+_LOWER_TEETH = np.cumsum([0.105, 0.1, 0.09, 0.08, 0.07, 0.065]).astype(np.float32)
+
+
+def _teeth_row(a: np.ndarray, mw: float, bounds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where each sample falls in its tooth, from its distance ``a`` to the midline (frame px) [N]:
+    (c, gap_line) [N] each: c = (2 t - 1)^2 for t in [0, 1] across the tooth (0 in its middle, 1 next
+    to its neighbours), gap_line 1 on the thin dark line between two teeth, 0 away from it."""
+    edges = bounds * np.float32(mw)
+    k = np.minimum(np.searchsorted(edges, a), len(edges) - 1)
+    left = np.where(k > 0, edges[np.maximum(k - 1, 0)], np.float32(0))
+    right = edges[k]
+    t = np.clip((a - left) / (right - left), 0.0, 1.0)
+    to_gap = np.minimum(a - left, np.abs(right - a))  # frame px to the nearest gap
+    return (2 * t - 1) ** 2, np.clip(1.0 - to_gap / np.float32(0.4), 0.0, 1.0)
+
+
+def _mouth_colour(lm: np.ndarray, xs: np.ndarray, ys: np.ndarray, depth: np.ndarray, gap: float) -> np.ndarray:
+    """Colour of the mouth interior, float32 [len(ys), len(xs), 3], at frame positions (xs [W], ys [H]).
+
+    Computed in the mouth's axes (u along 60 -> 64, v across, down from the upper inner lip's middle, 62):
+    the cavity from `depth` [H, W] (distance to the lips, frame px: the farther, the darker); a tongue
+    resting on the lower lip, lit at its front and darker towards the back, the sides and along its
+    middle; upper teeth under the upper lip and, when the mouth is wide open, lower teeth above the lower
+    lip: per tooth (`_teeth_row`) rounded, with dark gaps and little notches between the tips, shadowed
+    under the lip and brighter at the biting edge, darker towards the mouth corners (farther back).
+    Each layer is shaded only at the samples it covers (vectorised over those).
+    """
+    f32 = np.float32
+    mw = max(float(np.linalg.norm(lm[64] - lm[60])), 1.0)
+    half = 0.5 * mw
+    e = (lm[64] - lm[60]) / mw
+    o = lm[62]
+    gx, gy = xs[None, :] - f32(o[0]), ys[:, None] - f32(o[1])
+    u = gx * f32(e[0]) + gy * f32(e[1])  # [H, W]
+    v = gy * f32(e[0]) - gx * f32(e[1])
+
+    def uv(p):
+        d = p - o
+        return float(d[0] * e[0] + d[1] * e[1]), float(d[1] * e[0] - d[0] * e[1])
+
+    a = np.abs(u)
+    side = np.minimum(a / f32(half), 1.0) ** 2  # 0 at the middle, 1 at the corners
+    deep = np.minimum(depth / f32(max(0.45 * gap, 0.8)), 1.0) ** f32(0.8)
+    deep = 1.0 - (1.0 - deep) * (1.0 - 0.5 * side)
+    # One plane per colour channel: 2-D array arithmetic is several times faster than [H, W, 3] broadcasts.
+    planes = [f32(lit) + f32(dp - lit) * deep for lit, dp in zip(_CAVITY_LIT, _CAVITY_DEEP)]
+    if gap <= 1.0:
+        return cv2.merge(planes)
+    # Tongue: a low ellipse resting on the lower lip; soft at its back edge.
+    tu, tv = uv(lm[66])
+    tv -= 0.2 * gap
+    du, dv = (u - f32(tu)) / f32(0.3 * mw), (v - f32(tv)) / f32(max(0.28 * gap, 0.5))
+    on = du**2 + dv**2 < 1.0
+    du, dv = du[on], dv[on]
+    t_alpha = np.minimum((1.0 - du**2 - dv**2) / f32(0.15), 1.0)
+    front = np.clip((dv + 1.0) / f32(1.6), 0.0, 1.0)  # 0 at its back (top) edge, 1 at its front
+    shade = (0.55 + 0.45 * front) * (1.0 - 0.3 * du**2)
+    shade *= 1.0 - 0.15 * np.exp(-((du / f32(0.08)) ** 2)) * (1.0 - front)  # the groove along its middle
+    shade += 0.12 * np.exp(-((du / f32(0.4)) ** 2) - ((dv - f32(0.1)) / f32(0.4)) ** 2)  # a soft sheen at its front
+    for plane, tongue in zip(planes, _TONGUE):
+        c = plane[on]
+        plane[on] = c + (tongue * shade - c) * t_alpha
+    if gap > 0.35 * mw:  # lower teeth show when wide open: the incisors' tips above the lower lip
+        # Their biting edge is a shallow arch over the lowest inner-lip point; below it the lower lip
+        # hides them (the inner-lip polygon clips), so only the middle ones show over its V.
+        hl = f32(0.16 * gap + 1.0)
+        v66 = uv(lm[66])[1]
+        bottom = max(uv(lm[k])[1] for k in (65, 66, 67))  # the lower lip hides everything below
+        on = (a <= 0.6 * half) & (v >= v66 - hl) & (v <= bottom)
+        aa, vv = a[on], v[on]
+        c2, line = _teeth_row(aa, mw, _LOWER_TEETH)
+        edge = f32(v66) - hl * (1.0 - 0.25 * (aa / f32(0.6 * half)) ** 2 - 0.15 * c2 * c2 * c2)
+        r = vv - edge  # down from the biting edge; the tips' corners are rounded off
+        lit = 1.0 - np.clip(r / hl, 0.0, 1.0)
+        shade = (0.55 + 0.35 * lit) * (1.0 - 0.55 * side[on]) * (1 - 0.12 * c2 * c2) * (1 - 0.45 * line)
+        teeth = r >= 0
+        idx, shade = np.flatnonzero(on)[teeth], shade[teeth]
+        for plane, tooth in zip(planes, _TEETH):
+            plane.reshape(-1)[idx] = tooth * shade
+    # Upper teeth: under the upper inner lip, not reaching the corners.
+    th = f32(min(0.42 * gap, 0.14 * mw) + 1.0)
+    pts = np.array([uv(lm[60] * 0.75 + lm[61] * 0.25), uv(lm[61]), (0.0, 0.0), uv(lm[63]),
+                    uv(lm[64] * 0.75 + lm[63] * 0.25)])
+    pts = pts[np.argsort(pts[:, 0])]
+    on = (u >= pts[0, 0]) & (u <= pts[-1, 0]) & (v >= pts[:, 1].min() - 1.0) & (v <= pts[:, 1].max() + th)
+    aa, vv = a[on], v[on]
+    r = vv - np.interp(u[on], pts[:, 0], pts[:, 1]).astype(f32) + 1.0  # from 1 px above the lip: no cavity line shows
+    c2, line = _teeth_row(aa, mw, _UPPER_TEETH)
+    th_t = th * (1.0 - 0.15 * c2 * c2 * c2)  # the tips' corners are rounded off
+    lit = np.clip(r / (0.85 * th_t), 0.0, 1.0)
+    shade = (0.62 + 0.38 * lit * (2 - lit)) * (1.0 - 0.55 * side[on]) * (1 - 0.14 * c2 * c2) * (1 - 0.45 * line)
+    teeth = (r >= 0) & (r <= th_t)
+    idx, shade = np.flatnonzero(on)[teeth], shade[teeth]
+    for plane, tooth in zip(planes, _TEETH):
+        plane.reshape(-1)[idx] = tooth * shade
+    return cv2.merge(planes)
 
 
 def _lid_curve(p: np.ndarray, n: int = 12) -> np.ndarray:
