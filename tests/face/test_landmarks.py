@@ -71,3 +71,20 @@ def test_smoothing_reduces_jitter_but_keeps_motion():
     lm = np.repeat(motion[:, None, None], 68, 1).repeat(2, 2) + rng.normal(0, 1, (50, 68, 2)).astype(np.float32)
     sm = landmarks.smooth(lm)
     assert np.abs(sm - motion[:, None, None]).mean() < 0.8 * np.abs(lm - motion[:, None, None]).mean()
+
+
+def test_dlib_models_load_without_pkg_resources():
+    """face_recognition_models' own `__init__` needs `pkg_resources`, which setuptools >= 81 lacks: the
+    model files are found without importing it, so a newer setuptools pulled in by any other package
+    does not break landmarks, identity measures or the face cache."""
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.modules['pkg_resources'] = None\n"  # `import pkg_resources` now fails
+            "from thflax.face import landmarks; from thflax.measures import face_measures\n"
+            "det, pred = landmarks.dlib_models(); rec = face_measures._recognizer()\n"
+            "assert 'face_recognition_models' not in sys.modules or sys.modules['face_recognition_models'] is None\n"
+            "print(type(pred).__name__, type(rec).__name__)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["shape_predictor", "face_recognition_model_v1"]

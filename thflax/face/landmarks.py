@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
+import os
 from collections.abc import Iterable
 
 import numpy as np
@@ -45,10 +46,22 @@ def dlib_models() -> tuple["dlib.fhog_object_detector", "dlib.shape_predictor"]:
     the very same models.
     """
     import dlib
-    import face_recognition_models
 
-    return (dlib.get_frontal_face_detector(),
-            dlib.shape_predictor(face_recognition_models.pose_predictor_model_location()))
+    return dlib.get_frontal_face_detector(), dlib.shape_predictor(dlib_model_file("shape_predictor_68_face_landmarks.dat"))
+
+
+def dlib_model_file(name: str) -> str:
+    """The path of one of dlib's model files that `face_recognition_models` ships, e.g.
+    "shape_predictor_68_face_landmarks.dat".
+
+    Found without importing that package: its `__init__` imports `pkg_resources`, which setuptools 81
+    and later no longer have (any other package may pull such a setuptools into the environment)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("face_recognition_models")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError("face_recognition_models is not installed (pip install face-recognition-models)")
+    return os.path.join(list(spec.submodule_search_locations)[0], "models", name)
 
 
 def _to_gray(image: np.ndarray) -> np.ndarray:

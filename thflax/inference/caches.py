@@ -214,13 +214,20 @@ def face_cache_file(image_path: str, size: int | None, face_index: int | None,
     except OSError:
         return None
     dlib_spec = importlib.util.find_spec("_dlib_pybind11")
-    models_spec = importlib.util.find_spec("face_recognition_models")
-    models_dir = list(models_spec.submodule_search_locations or [""])[0] if models_spec else ""
     # The code (photo loading, detection, choice), the options, dlib and its predictor file.
     code = _sources_digest(("inference/photo.py", "io/video.py", "face/landmarks.py"))
     h.update(repr((code, size, MAX_SIDE, face_index, face_box, _file_stamp(dlib_spec and dlib_spec.origin),
-                   _file_stamp(os.path.join(models_dir, "models", "shape_predictor_68_face_landmarks.dat")))).encode())
+                   _predictor_stamp())).encode())
     return os.path.join(_cache_root, "faces", h.hexdigest()[:40] + ".json")
+
+
+def _predictor_stamp() -> str | None:
+    from thflax.face.landmarks import dlib_model_file
+
+    try:
+        return _file_stamp(dlib_model_file("shape_predictor_68_face_landmarks.dat"))
+    except ModuleNotFoundError:
+        return None
 
 
 def root() -> str | None:

@@ -61,9 +61,9 @@ GOALS = {
 def _recognizer():
     """dlib's face recognition ResNet (the file ships with `face_recognition_models`)."""
     import dlib
-    import face_recognition_models
+    from thflax.face.landmarks import dlib_model_file
 
-    return dlib.face_recognition_model_v1(face_recognition_models.face_recognition_model_location())
+    return dlib.face_recognition_model_v1(dlib_model_file("dlib_face_recognition_resnet_model_v1.dat"))
 
 
 @functools.cache
