@@ -71,6 +71,7 @@ def get_config() -> ConfigDict:
     c.ltv.mask_weight = 0.0  # extra: L1 on the attention mask, off in the paper config
     c.ltv.fm_weight = 0.0  # extra: discriminator feature matching (pix2pixHD), off in the paper config
     c.ltv.mouth_weight = 0.0  # extra: L1 inside the target's lips (where a warp cannot show the open mouth)
+    c.ltv.eyes_weight = 0.0  # extra: L1 from brow to lower lid (where a warp cannot close an eye)
     c.ltv.perceptual_weight = 0.0  # extra: distance in a face network trained here (thflax/training/perceptual.py)
     c.ltv.perceptual_net = ""  # that network's file (python -m thflax.training.perceptual --out FILE)
     c.ltv.pairs_per_example = 4

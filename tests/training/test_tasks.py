@@ -166,6 +166,35 @@ def test_ltv_mouth_term_measures_the_lips_only():
                                                                      jnp.zeros((2, 4, 4, 1)), lms)
 
 
+
+def test_ltv_eyes_term_covers_the_lids_open_or_closed():
+    """eyes_weight's term: the L1 from brow to lower lid of both eyes, averaged over that region. The
+    region keeps its area when the eyes close (so a closed lid is scored), and a difference outside it
+    (the mouth) does not enter the term."""
+    from thflax.face import eyes
+    from thflax.measures import metrics
+    from thflax.testing import face_landmarks
+
+    config = _tiny("ltv")
+    config.ltv.eyes_weight = 1.0
+    task = tasks.get_task(config, "ltv")
+    s = int(config.ltv.image_size)
+    open_lm = np.asarray(face_landmarks(0.0))
+    lms = jnp.asarray(np.stack([open_lm, eyes.close_eyes(open_lm, 1.0)]).astype(np.float32))
+    region = lambda lm: sum(np.asarray(metrics.polygon_mask(lm[:, list(r)], s))  # noqa: E731
+                            for r in (eyes.RIGHT_LID_REGION, eyes.LEFT_LID_REGION))
+    area = region(lms).reshape(2, -1).sum(-1)
+    assert 0 < area[1] and area[1] > 0.6 * area[0] and area[0] < 0.15 * s * s
+    lids = np.minimum(region(lms), 1.0)[..., None]
+    lips = np.asarray(metrics.polygon_mask(lms[:, metrics.OUTER_LIP], s))[..., None]
+    target = jnp.zeros((2, s, s, 3))
+    terms = lambda fake: task.g_loss_terms(fake, jnp.zeros((2, s, s, 1)), target, jnp.zeros((2, 4, 4, 1)), lms)  # noqa: E731
+    assert float(terms(jnp.asarray(0.5 * lips * np.ones((2, s, s, 3))))["eyes"]) == 0.0
+    np.testing.assert_allclose(float(terms(jnp.asarray(0.5 * lids * np.ones((2, s, s, 3))))["eyes"]), 0.5, rtol=1e-6)
+    config.ltv.eyes_weight = 0.0  # off: not computed
+    assert "eyes" not in tasks.get_task(config, "ltv").g_loss_terms(target, target[..., :1], target,
+                                                                    jnp.zeros((2, 4, 4, 1)), lms)
+
 def _example(frames: int = 12, size: int = 64):
     import tensorflow as tf
 

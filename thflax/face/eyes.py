@@ -18,6 +18,11 @@ import numpy as np
 
 RIGHT_EYE = tuple(range(36, 42))
 LEFT_EYE = tuple(range(42, 48))
+#: Each eye's lid region, brow to lower lid: the brow (17–21 / 22–26) then the eye's corners and lower lid.
+#: Unlike the eye's own contour it keeps its area when the eye closes, so a loss or measure over it sees
+#: the closed lid.
+RIGHT_LID_REGION = (17, 18, 19, 20, 21, 39, 40, 41, 36)
+LEFT_LID_REGION = (22, 23, 24, 25, 26, 45, 46, 47, 42)
 #: Upper lid points and the lower lid points under them, pair by pair.
 UPPER_LID = (37, 38, 43, 44)
 LOWER_LID = (41, 40, 47, 46)

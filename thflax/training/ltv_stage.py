@@ -29,7 +29,7 @@ from jax import lax
 
 from thflax.training import losses
 from thflax.measures import metrics
-from thflax.face import sketch, warp
+from thflax.face import eyes, sketch, warp
 from thflax.errors import InputError
 from thflax.io.images import to_uint8, to_unit
 from thflax.models import build, face_features, ltv
@@ -131,6 +131,14 @@ class LTVTask:
             # the L1 inside the target's outer lip contour, averaged over that region only.
             lips = metrics.polygon_mask(landmarks[:, metrics.OUTER_LIP], fake.shape[1])[..., None]
             terms["mouth"] = jnp.sum(jnp.abs(fake - target) * lips) / (3.0 * jnp.maximum(jnp.sum(lips), 1.0))
+        if self.config.ltv.eyes_weight:
+            # A warp can only squeeze the open eye into a slit; a closed lid must be painted, and blink
+            # frames are a few % of the corpus, each eye ~1 % of the crop. L1 over both lid regions
+            # (brow to lower lid: their area stays when the eye closes), averaged over them.
+            lids = sum(metrics.polygon_mask(landmarks[:, list(region)], fake.shape[1])
+                       for region in (eyes.RIGHT_LID_REGION, eyes.LEFT_LID_REGION))[..., None]
+            lids = jnp.minimum(lids, 1.0)
+            terms["eyes"] = jnp.sum(jnp.abs(fake - target) * lids) / (3.0 * jnp.maximum(jnp.sum(lids), 1.0))
         return terms
 
     def train_step(self, state: TrainState, batch: dict[str, jax.Array], rng: jax.Array):
