@@ -144,3 +144,195 @@ def test_a_photo_without_a_face_is_refused_in_one_line(models, tmp_path):
     with pytest.raises(NoFaceError) as e:
         live.LiveSession.from_photo(models, noise)
     assert "no face" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_mjpeg_server_sends_each_new_frame_to_a_client():
+    import urllib.request
+
+    from thflax.inference import live_io
+
+    server = live_io.MjpegServer("127.0.0.1", 0)
+    try:
+        frames = [np.full((32, 48, 3), v, np.uint8) for v in (10, 120, 250)]
+        import threading
+
+        got = []
+
+        def client():
+            with urllib.request.urlopen(server.url, timeout=30) as r:
+                assert r.headers["Content-Type"].startswith("multipart/x-mixed-replace")
+                for _ in frames:
+                    while not r.readline().startswith(b"--"):
+                        pass
+                    headers = dict(r.readline().decode().strip().split(": ", 1) for _ in range(2))
+                    r.readline()
+                    got.append(r.read(int(headers["Content-Length"])))
+
+        t = threading.Thread(target=client)
+        t.start()
+        import time
+
+        for f in frames:
+            time.sleep(0.3)  # the client is connected and waiting: it gets every frame
+            server.write(live_io.encode_jpeg(f))
+        t.join(30)
+    finally:
+        server.close()
+    import cv2
+
+    decoded = [cv2.imdecode(np.frombuffer(b, np.uint8), cv2.IMREAD_COLOR) for b in got]
+    assert [int(np.median(d)) for d in decoded] == [10, 120, 250] and decoded[0].shape == (32, 48, 3)
+
+
+# --- generate.py --live in a subprocess -----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def bundle(models, tmp_path_factory):
+    """An export bundle of the random networks (no training): what generate.py --checkpoint reads."""
+    from thflax.inference import params
+
+    out = str(tmp_path_factory.mktemp("live") / "bundle")
+    params.export_variables(models.config, {"stl": models.stl_variables, "ltv": models.generator_variables}, out,
+                            source="random initialisation (tests)")
+    return out
+
+
+@pytest.fixture(scope="module")
+def photo(tmp_path_factory):
+    import cv2
+    import skimage.data
+
+    path = str(tmp_path_factory.mktemp("live_photo") / "astronaut.png")
+    cv2.imwrite(path, cv2.cvtColor(skimage.data.astronaut(), cv2.COLOR_RGB2BGR))
+    return path
+
+
+def _pcm(x: np.ndarray) -> bytes:
+    return (np.clip(x, -1, 1) * 32767).astype("<i2").tobytes()
+
+
+def _generate_live(*args, stdin: bytes | None = b"", timeout: float = 600):
+    import subprocess
+    import sys
+
+    from tests.helpers import ROOT
+
+    return subprocess.run([sys.executable, "generate.py", "--live", *args], cwd=ROOT, input=stdin,
+                          capture_output=True, timeout=timeout)
+
+
+def _error_lines(r) -> list[str]:
+    return [line for line in r.stderr.decode(errors="replace").splitlines() if line.startswith("error:")]
+
+
+@pytest.mark.cli
+def test_cli_live_from_stdin_streams_mjpeg_and_records_an_mp4_with_the_audio(bundle, photo, tmp_path):
+    from thflax.io import video
+
+    x = _speechlike(3.0, seed=6)
+    out = tmp_path / "live.mp4"
+    r = _generate_live("--checkpoint", bundle, "--image", photo, "--live_in", "-", "--live_mjpeg", "-",
+                       "--live_out", str(out), "--size", "256", stdin=_pcm(x))
+    assert r.returncode == 0, r.stderr.decode()[-2000:]
+    n = audio.num_video_frames(len(x), FPS)
+    # stdout holds the frames only: one JPEG per frame, nothing else (the log went to stderr).
+    assert r.stdout.startswith(b"\xff\xd8") and r.stdout.count(b"\xff\xd8\xff") == n
+    frames, fps = video.read_video(str(out))
+    assert fps == 25 and len(frames) == n and frames.shape[1] == 256
+    assert "Audio:" in _ffmpeg_info(str(out))
+    assert not list(tmp_path.glob(".thflax-*"))
+    assert f"live: {n} frames from 3.00 s of audio" in r.stderr.decode()
+
+
+def _ffmpeg_info(path: str) -> str:
+    import subprocess
+
+    import imageio_ffmpeg
+
+    return subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-i", path], capture_output=True,
+                          text=True).stderr
+
+
+@pytest.mark.cli
+def test_cli_live_stopped_by_ctrl_c_keeps_what_was_heard(bundle, photo, tmp_path):
+    """A microphone is stopped with Ctrl-C: the stream ends there and the recording is written."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.helpers import ROOT
+    from thflax.io import video
+
+    out = tmp_path / "live.mp4"
+    proc = subprocess.Popen([sys.executable, "generate.py", "--live", "--checkpoint", bundle, "--image", photo,
+                             "--live_in", "-", "--live_out", str(out), "--crop_only"], cwd=ROOT,
+                            stdin=subprocess.PIPE, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL)
+    try:
+        proc.stdin.write(_pcm(_speechlike(2.0, seed=7)))
+        proc.stdin.flush()
+        # Wait until it is listening (models loaded), then give it time to read the 2 s.
+        deadline = time.time() + 300
+        err = b""
+        while b"listening" not in err and time.time() < deadline and proc.poll() is None:
+            err += proc.stderr.read1(4096)
+        time.sleep(3)
+        proc.send_signal(signal.SIGINT)
+        rest = proc.communicate(timeout=120)[1]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    text = (err + rest).decode(errors="replace")
+    assert proc.returncode == 0, text[-2000:]
+    assert "stopped (SIGINT)" in text and "Traceback" not in text
+    assert len(video.read_video(str(out))[0]) == audio.num_video_frames(32000, FPS)
+
+
+@pytest.mark.cli
+@pytest.mark.parametrize("case,message", [
+    ("no_face", "no face found"),
+    ("empty_stdin", "no audio arrived on stdin"),
+    ("one_sample", "no frames were written"),
+    ("no_microphone", "no microphone"),
+    ("no_output", "needs somewhere to send the frames"),
+    ("with_audio", "--live takes its speech from --live_in"),
+    ("without_live", "need --live"),
+])
+def test_cli_live_bad_input_is_one_line_and_leaves_nothing(bundle, photo, tmp_path, case, message):
+    import importlib.util
+
+    import cv2
+
+    if case == "no_microphone" and importlib.util.find_spec("sounddevice") is not None:
+        pytest.skip("sounddevice is installed: this machine may have a microphone")
+    out = tmp_path / "live.mp4"
+    image, stdin = photo, _pcm(_speechlike(1.0))
+    args = ["--live_in", "-", "--live_out", str(out)]
+    if case == "no_face":
+        image = str(tmp_path / "noise.png")
+        cv2.imwrite(image, np.random.default_rng(0).integers(0, 255, (200, 200, 3), dtype=np.uint8))
+    elif case == "empty_stdin":
+        stdin = b""
+    elif case == "one_sample":
+        stdin = b"\x00\x10"
+    elif case == "no_microphone":
+        args = ["--live_in", "default", "--live_out", str(out)]
+    elif case == "no_output":
+        args = ["--live_in", "-"]
+    elif case == "with_audio":
+        args += ["--audio", "x.wav"]
+    if case != "without_live":
+        r = _generate_live("--checkpoint", bundle, "--image", image, *args, stdin=stdin)
+    else:
+        import subprocess
+        import sys
+
+        from tests.helpers import ROOT
+
+        r = subprocess.run([sys.executable, "generate.py", "--checkpoint", bundle, "--image", image, "--audio", "a.wav",
+                            "--out", str(out), "--live_out", str(out)], cwd=ROOT, capture_output=True, timeout=300)
+    lines = _error_lines(r)
+    assert r.returncode == 2 and len(lines) == 1 and message in lines[0], r.stderr.decode()[-1500:]
+    assert b"Traceback" not in r.stderr
+    assert not out.exists() and not list(tmp_path.glob(".thflax-*"))
