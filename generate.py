@@ -141,9 +141,11 @@ flags.DEFINE_integer("live_port", None, "--live: serve the frames as MJPEG over 
                      lower_bound=0, upper_bound=65535)
 flags.DEFINE_string("live_host", "127.0.0.1", "--live_port's address (0.0.0.0: every network interface).")
 flags.DEFINE_float("live_seconds", None, "--live: stop after this many seconds of audio (default: when it ends).")
+flags.DEFINE_float("live_sway", 1.0, "--live: amount of idle head sway, 0..5 (the STL net's head stands still in "
+                   "silence; 0: none, as with --still).")
 flags.mark_flags_as_required(["checkpoint"])
 
-_LIVE_ONLY = ("live_out", "live_mjpeg", "live_port", "live_seconds")
+_LIVE_ONLY = ("live_out", "live_mjpeg", "live_port", "live_seconds", "live_sway")
 
 def _face_box() -> tuple[int, int, int, int] | None:
     if FLAGS.face_box is None:
@@ -255,7 +257,7 @@ def main(argv) -> int:
         live_io.live_generate(FLAGS.checkpoint, FLAGS.image, live_in=FLAGS.live_in, live_out=FLAGS.live_out,
                               mjpeg=FLAGS.live_mjpeg, port=FLAGS.live_port, host=FLAGS.live_host,
                               max_seconds=FLAGS.live_seconds, config=config, fps=FLAGS.fps, still=FLAGS.still,
-                              blink_rate=FLAGS.blink_rate, crop_only=FLAGS.crop_only,
+                              blink_rate=FLAGS.blink_rate, sway=FLAGS.live_sway, crop_only=FLAGS.crop_only,
                               landmarks_video=FLAGS.landmarks_video, size=FLAGS.size,
                               max_batch=FLAGS.batch if FLAGS["batch"].present else 4, face_index=FLAGS.face_index,
                               face_box=face_box)

@@ -17,7 +17,7 @@ from configs import tiny
 from thflax import testing
 from thflax.errors import AudioError, InputError, NoFaceError
 from thflax.face import eyes
-from thflax.inference import blinks, live, networks
+from thflax.inference import blinks, head_sway, live, networks
 from thflax.inference.generation import compose_frame
 from thflax.inference.photo import Reference
 from thflax.io import audio, audio_stream
@@ -58,6 +58,7 @@ def _offline(models, reference, x, blink_rate, seed, **frame_options):
     """Offline generation's pieces on the causal features and blinks of the whole utterance."""
     windows = audio_stream.causal_windows(x, FPS, models.mfcc_config)
     lms = np.concatenate(list(networks.predict_landmarks(models, windows, reference.template)))
+    lms = head_sway.apply_sway(lms, head_sway.sway_poses(np.arange(len(lms)), FPS, seed))
     if blink_rate > 0:
         lms = blinks.apply_blinks(lms, blinks.causal_blink_closure(x, len(lms), FPS, blink_rate, seed))
     frames = networks.render_frames(models, reference.crop, reference.template, [lms], batch=16, with_mask=True)
@@ -107,15 +108,22 @@ def test_live_frames_equal_the_offline_path_and_come_out_on_time(models, frame_o
     assert ear.min() < 0.7 * np.median(ear)
 
 
-def test_blinks_go_on_in_silence_and_the_state_is_carried(models):
+def test_blinks_and_head_motion_go_on_in_silence_and_the_state_is_carried(models):
     reference = _reference(models.image_size)
     session = live.LiveSession(models, reference, blink_rate=30.0, blink_seed=0, crop_only=True)
     frames = []
     for _ in range(200):  # 8 s of digital silence in 40 ms chunks
         frames += session.push(np.zeros(640, np.float32))
     assert len(frames) == 200 - 3  # the last 3 wait for the look-ahead (126 ms)
-    ear = eyes.eye_aspect_ratio(np.stack([f.landmarks for f in frames]))
+    lms = np.stack([f.landmarks for f in frames])
+    ear = eyes.eye_aspect_ratio(lms)
     assert len(eyes.closure_runs(ear < 0.8 * np.median(ear))) >= 2
+    # The STL net's head settles on constant input; the sway keeps it moving (~1 % of the crop).
+    centre = lms[-100:, 27:36].mean(1)
+    assert np.ptp(centre, axis=0).max() > 0.004 and np.abs(np.diff(centre, axis=0)).max() < 0.002
+    still = live.LiveSession(models, reference, blink_rate=0, sway=0.0, crop_only=True)
+    settled = np.stack([f.landmarks for f in still.push(np.zeros(200 * 640, np.float32))])[-100:, 27:36].mean(1)
+    assert np.ptp(settled, axis=0).max() < 2e-4
     # Fresh sessions on chunks of other sizes make the same landmarks (the GRU state carried).
     other = live.LiveSession(models, reference, blink_rate=30.0, blink_seed=0, crop_only=True)
     again = other.push(np.zeros(200 * 640, np.float32))

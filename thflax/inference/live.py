@@ -10,13 +10,15 @@
 Each push: causal MFCC windows (`thflax.io.audio_stream.WindowStream`) for the video frames whose
 audio is now complete; the STL net one frame at a time with its GRU state carried over
 (`networks.stl_predictor`, offline generation's jit); blinks decided from the audio so far
-(`blinks.BlinkStream`, so they go on through silence); the generator decoding the new frames together
+(`blinks.BlinkStream`, so they go on through silence); a slow idle sway of the head
+(`head_sway`: the STL net's head stands still in silence); the generator decoding the new frames together
 with the reference encoded once (`networks.ltv_functions`); each crop pasted into the photo as offline
 (`generation.compose_frame`).
 
 What it equals: the frames are those of the offline path (`predict_landmarks`, `render_frames`,
-`compose_frame`) fed the causal features and blinks of the whole utterance
-(`audio_stream.causal_windows`, `blinks.causal_blink_closure`), however the audio is chunked. They
+`compose_frame`) fed the causal features, sway and blinks of the whole utterance
+(`audio_stream.causal_windows`, `head_sway.sway_poses`, `blinks.causal_blink_closure`), however the
+audio is chunked. They
 are not `generate`'s, whose CMVN and pause threshold read the whole file in advance.
 
 Latency: frame t (showing [t/fps, (t+1)/fps)) comes out of the push that brings sample
@@ -33,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from thflax.errors import AudioError, InputError
-from thflax.inference import networks
+from thflax.inference import head_sway, networks
 from thflax.inference.blinks import DEFAULT_BLINK_RATE, BlinkStream, apply_blinks
 from thflax.inference.generation import compose_frame
 from thflax.inference.options import check_frame, check_options
@@ -60,8 +62,10 @@ class LiveSession:
       models: loaded networks (`networks.load_models`).
       reference: the photo prepared as in training (`photo.prepare_reference`); `from_photo` reads a file.
       fps: frame rate (1..120).
-      still: no head motion (the template head; lips only).
-      blink_rate, blink_seed: blinks per minute (0: none) and their randomness (`blinks.BlinkStream`).
+      still: no head motion (the template head; lips only; no sway).
+      blink_rate, blink_seed: blinks per minute (0: none) and their randomness (`blinks.BlinkStream`),
+        which also seeds the sway.
+      sway: the idle head motion's amplitude (`head_sway`; 1: its default, 0: none).
       crop_only, landmarks_video, size: the frame as `generate` makes it (`compose_frame`).
       max_batch: the most frames decoded in one generator call; a push that completes more frames runs
         several. Calls are padded to a power of two up to it, so at most log2(max_batch) + 1 shapes
@@ -69,8 +73,8 @@ class LiveSession:
     """
 
     def __init__(self, models: networks.Models, reference: Reference, *, fps: float = 25.0, still: bool = False,
-                 blink_rate: float = DEFAULT_BLINK_RATE, blink_seed: int = 0, crop_only: bool = False,
-                 landmarks_video: bool = False, size: int | None = None, max_batch: int = 4):
+                 blink_rate: float = DEFAULT_BLINK_RATE, blink_seed: int = 0, sway: float = 1.0,
+                 crop_only: bool = False, landmarks_video: bool = False, size: int | None = None, max_batch: int = 4):
         check_options(fps=fps, size=size, batch=max_batch, blink_rate=blink_rate, blink_seed=blink_seed)
         self.models = models
         self.reference = reference
@@ -78,6 +82,9 @@ class LiveSession:
         self.still = still
         self.crop_only, self.landmarks_video, self.size = crop_only, landmarks_video, size
         self.max_batch = int(max_batch)
+        if not (isinstance(sway, (int, float)) and 0.0 <= sway <= 5.0):
+            raise InputError(f"sway must be a number in 0..5, not {sway!r}")
+        self.sway, self.seed = (0.0 if still else float(sway)), int(blink_seed)
         self.mfcc_config = models.mfcc_config
         self.sample_rate = self.mfcc_config.sample_rate
         self._windows = audio_stream.WindowStream(self.fps, self.mfcc_config)
@@ -168,6 +175,9 @@ class LiveSession:
                                         self._carry)
             landmarks.append(np.asarray(lm[0, 0]))
         lms = np.stack(landmarks)
+        if self.sway > 0:
+            index = np.arange(self.num_frames, self.num_frames + len(lms))
+            lms = head_sway.apply_sway(lms, head_sway.sway_poses(index, self.fps, self.seed, self.sway))
         if self._blinks is not None:
             closure = np.asarray([self._blinks.next_closure(ended) for _ in range(len(lms))], np.float32)
             lms = apply_blinks(lms, closure)

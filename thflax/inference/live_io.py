@@ -60,8 +60,9 @@ def pcm_chunks(fd: int, read_bytes: int = READ_BYTES, prefix: bytes = b"") -> It
             yield np.frombuffer(data[:whole], "<i2").astype(np.float32) / 32768.0
 
 
-def microphone_chunks(block_seconds: float = 0.02) -> Iterator[np.ndarray]:
-    """float32 chunks of the default input device at 16 kHz mono, until the device stops.
+def microphone_chunks(block_seconds: float = 0.02) -> "_Capture":
+    """float32 chunks of the default input device at 16 kHz mono, until the device stops (iterate it;
+    `close()` releases the device).
 
     Raises NoMicrophoneError (one line) when no library can open one: `sounddevice` (PortAudio) when
     installed, else ffmpeg's PulseAudio capture (`-f pulse -i default`)."""
@@ -72,7 +73,7 @@ def microphone_chunks(block_seconds: float = 0.02) -> Iterator[np.ndarray]:
     return _sounddevice_microphone(block_seconds)
 
 
-def _sounddevice_microphone(block_seconds: float) -> Iterator[np.ndarray]:
+def _sounddevice_microphone(block_seconds: float) -> "_Capture":
     import sounddevice as sd
 
     blocks: queue.Queue = queue.Queue()
@@ -88,19 +89,16 @@ def _sounddevice_microphone(block_seconds: float) -> Iterator[np.ndarray]:
         raise NoMicrophoneError(f"no microphone: the default input device cannot be opened ({e})") from e
 
     def chunks():
-        try:
-            while stream.active:
-                try:
-                    yield blocks.get(timeout=1.0)
-                except queue.Empty:
-                    continue
-        finally:
-            stream.close()
+        while stream.active:
+            try:
+                yield blocks.get(timeout=1.0)
+            except queue.Empty:
+                continue
 
-    return chunks()
+    return _Capture(chunks(), stream.close)
 
 
-def _ffmpeg_microphone(block_seconds: float) -> Iterator[np.ndarray]:
+def _ffmpeg_microphone(block_seconds: float) -> "_Capture":
     import imageio_ffmpeg
 
     cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-nostdin", "-v", "error", "-f", "pulse", "-i", "default",
@@ -118,14 +116,26 @@ def _ffmpeg_microphone(block_seconds: float) -> Iterator[np.ndarray]:
                                 "package, or pipe 16 kHz s16le PCM into --live_in -)"
                                 + (f"; ffmpeg: {msg[-1]}" if msg else ""))
 
-    def chunks():
-        try:
-            yield from pcm_chunks(fd, max(int(SAMPLE_RATE * block_seconds) * 2, 2), prefix=first)
-        finally:
-            proc.kill()
-            proc.wait()
+    def stop():
+        proc.kill()
+        proc.wait()
 
-    return chunks()
+    return _Capture(pcm_chunks(fd, max(int(SAMPLE_RATE * block_seconds) * 2, 2), prefix=first), stop)
+
+
+class _Capture:
+    """Chunks of an open input device; `close` releases the device (also when never iterated)."""
+
+    def __init__(self, chunks: Iterator[np.ndarray], stop: Callable[[], None]):
+        self._chunks, self._stop, self._closed = chunks, stop, False
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        return self._chunks
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._stop()
 
 
 def encode_jpeg(frame: np.ndarray, quality: int = 85) -> bytes:
@@ -357,7 +367,7 @@ def check_microphone() -> None:
 def live_generate(checkpoint: str, image: str, *, live_in: str = "default", live_out: str | None = None,
                   mjpeg: str | None = None, port: int | None = None, host: str = "127.0.0.1",
                   max_seconds: float | None = None, config=None, fps: float = 25.0, still: bool = False,
-                  blink_rate: float = 15.0, blink_seed: int = 0, crop_only: bool = False,
+                  blink_rate: float = 15.0, blink_seed: int = 0, sway: float = 1.0, crop_only: bool = False,
                   landmarks_video: bool = False, size: int | None = None, max_batch: int = 4,
                   face_index: int | None = None, face_box: tuple[int, int, int, int] | None = None) -> dict:
     """`generate.py --live`: speech from `live_in` ("-": s16le 16 kHz mono PCM on stdin; "default": the
@@ -377,6 +387,11 @@ def live_generate(checkpoint: str, image: str, *, live_in: str = "default", live
     if live_in not in ("-", "default"):
         raise InputError(f"--live_in takes - (16 kHz s16le mono PCM on stdin) or default (the default input "
                          f"device), not {live_in!r}")
+    if live_in == "-" and os.isatty(0):
+        raise InputError("--live_in - reads 16 kHz s16le mono PCM from stdin, which is a terminal: pipe the audio "
+                         "in (e.g. ffmpeg -i talk.wav -f s16le -ac 1 -ar 16000 - | python generate.py ...)")
+    if not 0.0 <= sway <= 5.0:
+        raise InputError(f"--live_sway {sway:g} is out of range (0..5)")
     if max_seconds is not None and not max_seconds > 0:
         raise InputError(f"--live_seconds must be more than 0, not {max_seconds:g}")
     check_options(fps=fps, size=size, batch=max_batch, face_index=face_index, face_box=face_box,
@@ -391,7 +406,7 @@ def live_generate(checkpoint: str, image: str, *, live_in: str = "default", live
     if caches.root() is not None:
         models = caches.CachingModels.wrap(models)
     session = LiveSession(models, Reference.from_face(*face, models.image_size), fps=fps, still=still,
-                          blink_rate=blink_rate, blink_seed=blink_seed, crop_only=crop_only,
+                          blink_rate=blink_rate, blink_seed=blink_seed, sway=sway, crop_only=crop_only,
                           landmarks_video=landmarks_video, size=size, max_batch=max_batch)
     session.warmup()
 
