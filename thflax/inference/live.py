@@ -23,8 +23,9 @@ are not `generate`'s, whose CMVN and pause threshold read the whole file in adva
 
 Latency: frame t (showing [t/fps, (t+1)/fps)) comes out of the push that brings sample
 `samples_needed(t)`: at 25 fps, 640 t + 2016 samples, i.e. 126 ms of audio past the frame's start
-(`lookahead_seconds`: half the 200 ms MFCC window after the frame's centre, plus half an STFT frame,
-plus half a video frame); then the compute of that push.
+(`lookahead_seconds`: the window's last MFCC frame is centred 90 ms after the frame's centre, which is
+20 ms after its start, and needs 16 ms, half an STFT frame, of samples beyond); then the compute of that
+push.
 """
 
 from __future__ import annotations

@@ -89,11 +89,16 @@ class LiveRtc:
         session for the face in `photo` (InputError, one line: no face, a bad photo, a bad offer)."""
         from thflax.inference.live import LiveSession
 
+        from aiortc.sdp import SessionDescription
+
         try:
             description = json.loads(offer)
             sdp, kind = description["sdp"], description["type"]
-        except (ValueError, KeyError, TypeError) as e:
+            media = SessionDescription.parse(sdp).media
+        except (ValueError, KeyError, TypeError, AttributeError, IndexError) as e:
             raise InputError("the browser's WebRTC offer could not be read") from e
+        if kind != "offer" or not any(m.kind == "audio" for m in media):
+            raise InputError("the browser's WebRTC offer carries no microphone (no audio track)")
         session = LiveSession.from_photo(self.models, photo, blink_rate=blink_rate, still=still, size=FRAME_HEIGHT)
         session.warmup()  # the first connection compiles here, before any audio waits for it
         future = asyncio.run_coroutine_threadsafe(self._answer(sdp, kind, session), self._loop)
