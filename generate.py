@@ -47,6 +47,17 @@ Numeric flags and columns have ranges (checked before any work; out of range: on
 --fps 1..120, --size 16..4096 (frames of at most 4096x8192 pixels), --batch 1..256, --rate
 80..450, --pitch 0..100, --face_index 0 or more, --face_box x0 < x1 and y0 < y1, --blink_rate 0..60.
 
+--live animates the photo as the speech arrives (thflax/inference/live.py): audio from --live_in (- for
+16 kHz mono s16le PCM on stdin, e.g. `ffmpeg -i talk.wav -f s16le -ac 1 -ar 16000 - |` or
+`arecord -f S16_LE -c 1 -r 16000 -t raw |`; default: the default input device, through the
+sounddevice package or ffmpeg's PulseAudio capture), frames out as MJPEG (one JPEG per frame) on
+stdout with --live_mjpeg - (`| ffplay -f mjpeg -`) or over HTTP with --live_port (open
+http://127.0.0.1:PORT/ in a browser), and/or recorded with the audio into --live_out FILE.mp4
+(written when the stream ends: end of stdin, --live_seconds, Ctrl-C). Each frame waits for 126 ms of
+audio past its start (at 25 fps), then for its compute. --image, --still, --blink_rate, --crop_only,
+--landmarks_video, --size, --fps, --face_index, --face_box apply; --audio, --text, --video, --out and
+--jobs do not.
+
 Start-up caches (compiled programs, and the face found in each photo) live in $THFLAX_CACHE_DIR,
 default ~/.cache/thflax: the second and later runs skip compilation (--nocompilation_cache: off).
 """
@@ -118,7 +129,23 @@ flags.DEFINE_bool("compilation_cache", True, "Keep compiled programs and detecte
                   "(default ~/.cache/thflax) so later runs start faster.")
 flags.DEFINE_bool("timings", False, "Print the seconds each step took, and what the caches did.")
 flags.DEFINE_bool("quiet", False, "No progress bar.")
+flags.DEFINE_bool("live", False, "Animate the photo as speech arrives (--live_in), frames out as they are made "
+                  "(--live_mjpeg, --live_port, --live_out): described at the top of --help.")
+flags.DEFINE_string("live_in", "default", "--live's audio: - (16 kHz mono s16le PCM on stdin) or default (the "
+                    "default input device).")
+flags.DEFINE_string("live_out", None, "--live: record the frames and the audio into this mp4 (written when the "
+                    "stream ends).")
+flags.DEFINE_string("live_mjpeg", None, "--live: write the frames as MJPEG (one JPEG each) to this file or FIFO, "
+                    "or - for stdout (e.g. | ffplay -f mjpeg -).")
+flags.DEFINE_integer("live_port", None, "--live: serve the frames as MJPEG over HTTP on this port (0: any free one).",
+                     lower_bound=0, upper_bound=65535)
+flags.DEFINE_string("live_host", "127.0.0.1", "--live_port's address (0.0.0.0: every network interface).")
+flags.DEFINE_float("live_seconds", None, "--live: stop after this many seconds of audio (default: when it ends).")
+flags.DEFINE_float("live_sway", 1.0, "--live: amount of idle head sway, 0..5 (the STL net's head stands still in "
+                   "silence; 0: none, as with --still).")
 flags.mark_flags_as_required(["checkpoint"])
+
+_LIVE_ONLY = ("live_out", "live_mjpeg", "live_port", "live_seconds", "live_sway")
 
 def _face_box() -> tuple[int, int, int, int] | None:
     if FLAGS.face_box is None:
@@ -134,6 +161,16 @@ def _face_box() -> tuple[int, int, int, int] | None:
 
 def _check_flags() -> None:
     """One line for a command line that names no job or two contradicting ones."""
+    if FLAGS.live:
+        given = [f"--{n}" for n in ("video", "audio", "text", "out", "jobs") if FLAGS[n].value is not None]
+        if given:
+            raise InputError(f"--live takes its speech from --live_in and writes --live_out: drop {', '.join(given)}")
+        if FLAGS.image is None:
+            raise InputError("--live needs --image (the photo to animate)")
+        return
+    stray = [f"--{n}" for n in _LIVE_ONLY + ("live_in",) if FLAGS[n].present]
+    if stray:
+        raise InputError(f"{', '.join(stray)} need --live")
     if FLAGS.jobs is not None:
         given = [f"--{n}" for n in ("image", "video", "audio", "text", "out") if FLAGS[n].value is not None]
         if given:
@@ -214,6 +251,17 @@ def main(argv) -> int:
                   batch=FLAGS.batch, progress=not FLAGS.quiet, config=config, face_box=face_box)
     if FLAGS.jobs is not None:
         return _run_jobs(generation, common, config)
+    if FLAGS.live:
+        from thflax.inference import live_io
+
+        live_io.live_generate(FLAGS.checkpoint, FLAGS.image, live_in=FLAGS.live_in, live_out=FLAGS.live_out,
+                              mjpeg=FLAGS.live_mjpeg, port=FLAGS.live_port, host=FLAGS.live_host,
+                              max_seconds=FLAGS.live_seconds, config=config, fps=FLAGS.fps, still=FLAGS.still,
+                              blink_rate=FLAGS.blink_rate, sway=FLAGS.live_sway, crop_only=FLAGS.crop_only,
+                              landmarks_video=FLAGS.landmarks_video, size=FLAGS.size,
+                              max_batch=FLAGS.batch if FLAGS["batch"].present else 4, face_index=FLAGS.face_index,
+                              face_box=face_box)
+        return 0
     startup = time.perf_counter() - _START
     summary = generation.generate(FLAGS.checkpoint, FLAGS.image, FLAGS.audio, FLAGS.out, video=FLAGS.video,
                                   text=FLAGS.text,

@@ -16,6 +16,14 @@ os.environ.setdefault("JAX_DISABLE_MOST_OPTIMIZATIONS", "1")
 
 import pytest  # noqa: E402
 
+# aiortc's SRTP library (pylibsrtp, the web page's Live tab) crashes in its init when imported after
+# TensorFlow, whose BoringSSL symbols are global in the process; imported first it works (and TF after
+# it). Tests of both kinds share worker processes, so it is loaded here, before any test imports TF.
+import importlib.util  # noqa: E402
+
+if importlib.util.find_spec("pylibsrtp") is not None:
+    import pylibsrtp  # noqa: E402,F401
+
 #: Fixtures that build the synthetic corpus (minutes on 2 cores): tests using them are marked `corpus`.
 CORPUS_FIXTURES = {"tiny_corpus", "tiny_data_dir", "tiny_config", "learn_corpus", "learn_config", "workdir",
                    "tiny_workdir", "gen_workdir"}

@@ -46,8 +46,8 @@ def need_browser() -> None:
         pytest.skip(reason)
 
 
-def chrome(width: int = 1280, height: int = 900):
-    """Headless Chromium under Selenium (see `need_browser`)."""
+def chrome(width: int = 1280, height: int = 900, extra_args: tuple[str, ...] = ()):
+    """Headless Chromium under Selenium (see `need_browser`), with `extra_args` on its command line."""
     need_browser()
     from selenium import webdriver
     from selenium.webdriver.chrome.options import Options
@@ -56,7 +56,7 @@ def chrome(width: int = 1280, height: int = 900):
     options = Options()
     options.binary_location = CHROMIUM
     for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", f"--window-size={width},{height}",
-                "--autoplay-policy=no-user-gesture-required"):
+                "--autoplay-policy=no-user-gesture-required", *extra_args):
         options.add_argument(arg)
     return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
 

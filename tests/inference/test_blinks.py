@@ -264,3 +264,43 @@ def test_page_request_refuses_a_forged_blink_rate(tmp_path):
         with pytest.raises(InputError, match=words) as e:
             app.make_video(None, "unused", str(tmp_path), "missing.png", None, "Hello", blink_rate=value)
         assert "\n" not in str(e.value)
+
+
+def test_live_blinks_do_not_depend_on_the_chunking():
+    x, truth = _speech_and_silence(30.0, seed=4)
+    t = len(truth)
+    whole = blinks.causal_blink_closure(x, t, FPS, rate=20, seed=7)
+    assert len(eyes.closure_runs(whole)) >= 5
+    rng = np.random.default_rng(0)
+    stream = blinks.BlinkStream(FPS, rate=20, seed=7)
+    got, i = [], 0
+    while len(got) < t:
+        if i < len(x):
+            n = int(rng.integers(1, 4000))
+            stream.push(x[i:i + n])
+            i += n
+        while len(got) < t and (i >= len(x) or stream.samples_needed(stream.frame) <= i):
+            got.append(stream.next_closure(ended=i >= len(x)))
+    np.testing.assert_array_equal(np.asarray(got, np.float32), whole)
+    with pytest.raises(ValueError):  # a frame whose RMS window has not arrived is refused, not guessed
+        fresh = blinks.BlinkStream(FPS, rate=20, seed=7)
+        fresh.push(x[:100])
+        fresh.next_closure()
+
+
+def test_live_blinks_keep_the_rate_prefer_pauses_and_go_on_in_silence():
+    x, truth = _speech_and_silence(300.0)
+    in_pause = in_speech = 0
+    for seed in range(3):
+        c = blinks.causal_blink_closure(x, len(truth), FPS, rate=15, seed=seed)
+        runs = eyes.closure_runs(c)
+        assert 0.75 * 15 * 5 <= len(runs) <= 1.25 * 15 * 5, (seed, len(runs))
+        assert all(3 <= n <= 8 for _, n in runs[:-1]) and all(c[s:s + n].max() == 1.0 for s, n in runs[:-1])
+        starts = np.array([s for s, _ in runs])
+        assert np.all(np.diff(starts) >= FPS * eyes.MIN_SPACING_S)
+        in_pause += int(truth[starts].sum())
+        in_speech += int(len(starts) - truth[starts].sum())
+    assert in_pause > in_speech, (in_pause, in_speech)
+    silent = blinks.causal_blink_closure(np.zeros(60 * SR, np.float32), int(60 * FPS), FPS, rate=15, seed=0)
+    assert 8 <= len(eyes.closure_runs(silent)) <= 25
+    assert not blinks.causal_blink_closure(x[:SR * 20], 500, FPS, rate=0, seed=0).any()

@@ -129,8 +129,9 @@ def _lenient(preprocess: Callable[[Any], Any]) -> Callable[[Any], Any]:
     return lenient
 
 
-def build(models: Any, checkpoint: str, out_dir: str):
-    """The page (a `gr.Blocks`), generating with the loaded `models` into `out_dir`."""
+def build(models: Any, checkpoint: str, out_dir: str, rtc: Any = None):
+    """The page (a `gr.Blocks`), generating with the loaded `models` into `out_dir`; its Live tab streams
+    through `rtc` (a `thflax.inference.live_rtc.LiveRtc`; None: the tab says aiortc is missing)."""
     import gradio as gr
 
     def run(mode, photo, source, audio, text, voice, rate, pitch, still, blinks, progress=gr.Progress()):
@@ -157,9 +158,9 @@ def build(models: Any, checkpoint: str, out_dir: str):
 
     with gr.Blocks(title="thflax talking head", delete_cache=(CACHE_MAX_AGE, CACHE_MAX_AGE)) as page:
         gr.Markdown("# Talking head\nA photo of a face and some speech make a video of that face speaking; "
-                    "or a video of a face is dubbed with new speech.")
+                    "or a video of a face is dubbed with new speech; or, live, your microphone drives the photo.")
         mode = gr.State("photo")  # which tab is shown: that input is used
-        with gr.Row():
+        with gr.Tab("Make a video", elem_id="make-tab"), gr.Row():
             with gr.Column():
                 with gr.Tabs():
                     with gr.Tab("Photo", elem_id="photo-tab") as photo_tab:
@@ -188,6 +189,10 @@ def build(models: Any, checkpoint: str, out_dir: str):
                 video = gr.Video(label="Talking head", format=None, interactive=False, buttons=["download"],
                                  height=420, elem_id="result")
                 info = gr.Markdown(elem_id="info")
+        with gr.Tab("Live", elem_id="live-tab"):
+            from thflax.inference import live_page
+
+            live_page.build_tab(gr, rtc, options.BLINK_RATE_RANGE, options.DEFAULT_BLINK_RATE, _one_line)
         # Outside the queue: a tab switch must not wait behind a render.
         photo_tab.select(lambda: "photo", None, mode, queue=False)
         source_tab.select(lambda: "video", None, mode, queue=False)
@@ -220,16 +225,23 @@ def main(argv) -> int:
 
         if FLAGS.compilation_cache:
             caches.enable_caches()  # before any JAX work
+        live_rtc = None
+        if importlib.util.find_spec("aiortc") is not None:
+            # Before anything could import TensorFlow: aiortc's SRTP library crashes in its init after it.
+            from thflax.inference import live_rtc
         config = cli.checkpoint_config(FLAGS.checkpoint) if cli.config_given() else None
         models = networks.load_models(FLAGS.checkpoint, config)  # before the slow import: fails fast
         if importlib.util.find_spec("gradio") is None:
             raise InputError("the app needs Gradio: pip install -e '.[app]'")
-        page = build(models, FLAGS.checkpoint, out_dir)
+        rtc = live_rtc.LiveRtc(models) if live_rtc is not None else None
+        from thflax.inference import live_page
+
+        page = build(models, FLAGS.checkpoint, out_dir, rtc)
         page.queue(default_concurrency_limit=1)
         try:
             page.launch(server_name=FLAGS.host, server_port=FLAGS.port, inbrowser=FLAGS.open_browser,
                         theme=_theme(), ssr_mode=False, quiet=True, allowed_paths=[out_dir],
-                        prevent_thread_lock=True)
+                        prevent_thread_lock=True, head=live_page.HEAD_SCRIPT)
         except OSError as e:  # the port is taken, or the address is not this machine's
             reason = ("the port is in use (give another with --port)" if "empty port" in str(e)
                       else " ".join(str(e).split()))
@@ -242,6 +254,8 @@ def main(argv) -> int:
             print("stopping", flush=True)
         finally:
             page.close()
+            if rtc is not None:
+                rtc.close()
     finally:
         shutil.rmtree(root, ignore_errors=True)
     return 0

@@ -8,6 +8,12 @@ it: `blink_closure` draws blink times from a seed, `rate` a minute, likelier whe
 landmarks the nets train on, never reads the corpus's closed lids as meeting), so the LTV net sees
 eyelid landmarks like those it was trained on. Blinks go on through silence, as the head motion does.
 
+Live (`thflax.inference.live`): `BlinkStream` is the same process decided frame by frame from the
+audio heard so far (`causal_blink_closure` runs it over a whole utterance): the pause threshold is
+judged against the last `PAUSE_HISTORY_S` of speech instead of the whole file, the blink rate's
+correction for the share of pauses uses the frames so far, and a blink at the end of the stream is
+cut off rather than never started. Its closures are therefore not `blink_closure`'s for the same seed.
+
 numpy only.
 """
 
@@ -23,6 +29,8 @@ PAUSE_WINDOW_S = 0.2  # speech energy is judged over this much time around each 
 #: percentile), or below `SILENCE_DB` (digital silence, whatever the rest).
 PAUSE_BELOW_DB = 30.0
 SILENCE_DB = -60.0
+#: Live: the loud part of the speech (`PAUSE_BELOW_DB`) is judged over this many seconds before a frame.
+PAUSE_HISTORY_S = 30.0
 
 
 def pause_track(speech: np.ndarray, num_frames: int, fps: float = 25.0, sample_rate: int = 16000) -> np.ndarray:
@@ -83,3 +91,99 @@ def blink_chunks(chunks, closure: np.ndarray):
         n = len(chunk)
         yield apply_blinks(chunk, closure[start:start + n])
         start += n
+
+
+class BlinkStream:
+    """`blink_closure`'s process frame by frame, causally, for live video: `push(samples)` the audio,
+    then `next_closure()` for each frame in order, once `samples_needed(frame)` samples have arrived
+    (`ended=True` after the last sample: the RMS window is then cut at the end, as offline).
+
+    The random numbers are drawn one frame at a time from two seeded streams, so the closures depend
+    on the seed and the audio, not on how the audio was chunked.
+    """
+
+    def __init__(self, fps: float = 25.0, rate: float = DEFAULT_BLINK_RATE, seed: int = 0,
+                 sample_rate: int = 16000):
+        import collections
+
+        self.fps, self.rate, self.sample_rate = float(fps), float(rate), int(sample_rate)
+        self._half = max(int(round(PAUSE_WINDOW_S * sample_rate / 2)), 1)
+        self._start_rng = np.random.default_rng([int(seed), 0xB11E, 1])
+        self._length_rng = np.random.default_rng([int(seed), 0xB11E, 2])
+        self._history = collections.deque(maxlen=max(int(round(PAUSE_HISTORY_S * self.fps)), 1))
+        self._buffer = np.zeros(0, np.float64)
+        self._buffer_start = 0  # stream index of _buffer[0]
+        self.num_samples = 0
+        self.frame = 0  # the next frame
+        self._weights = 0.0  # sum of the pause weights of the frames so far
+        self._free_from = 0  # no blink may start before this frame (dead time)
+        self._blink: tuple[int, np.ndarray] | None = None  # (start, profile) of the current blink
+        per_s = self.rate / 60.0
+        self._spacing = min(eyes.MIN_SPACING_S, 0.5 / per_s) if per_s > 0 else 0.0
+        self._hazard = per_s / (1.0 - per_s * self._spacing) if per_s > 0 else 0.0
+        self._dead = max(int(np.ceil(self._spacing * self.fps - 1e-9)), 1)
+
+    def _centre(self, frame: int) -> int:
+        return int(np.round(frame * self.sample_rate / self.fps))
+
+    def samples_needed(self, frame: int) -> int:
+        """Samples the pause judgement of `frame` needs (its RMS window)."""
+        return self._centre(frame) + self._half
+
+    def push(self, samples: np.ndarray) -> None:
+        x = np.asarray(samples, np.float64).reshape(-1)
+        self._buffer = np.concatenate([self._buffer, x])
+        self.num_samples += len(x)
+
+    def pause_db(self, frame: int, ended: bool = False) -> float:
+        """RMS of the audio around `frame` (`PAUSE_WINDOW_S`, cut at the stream's start and, once
+        `ended`, its end) in dB."""
+        c = self._centre(frame)
+        lo = max(c - self._half, 0)
+        hi = min(c + self._half, self.num_samples) if ended else c + self._half
+        if hi > self.num_samples:
+            raise ValueError(f"frame {frame} needs {hi} samples, {self.num_samples} have arrived")
+        seg = self._buffer[lo - self._buffer_start:hi - self._buffer_start]
+        power = float(np.dot(seg, seg)) / max(hi - lo, 1)
+        return 10.0 * np.log10(power + 1e-12)
+
+    def next_closure(self, ended: bool = False) -> float:
+        """The eyelid closure of the next frame, in [0, 1]."""
+        t = self.frame
+        db = self.pause_db(t, ended)
+        self._history.append(db)
+        threshold = max(float(np.percentile(np.fromiter(self._history, np.float64), 95)) - PAUSE_BELOW_DB,
+                        SILENCE_DB)
+        pause = 1.0 if db < threshold else 0.0
+        w = 1.0 + (eyes.PAUSE_WEIGHT - 1.0) * pause
+        self._weights += w
+        u = self._start_rng.random()
+        seconds = self._length_rng.uniform(*eyes.BLINK_SECONDS)
+        if self._hazard > 0 and t >= self._free_from:
+            p = min(self._hazard / self.fps * w / (self._weights / (t + 1)), 1.0)
+            if u < p:
+                n = max(int(np.floor(seconds * self.fps + 0.5)), 1)
+                self._blink = (t, eyes.blink_profile(n))
+                self._free_from = t + max(self._dead, n + 1)
+        closure = 0.0
+        if self._blink is not None:
+            start, profile = self._blink
+            if t - start < len(profile):
+                closure = float(profile[t - start])
+            else:
+                self._blink = None
+        self.frame += 1
+        # Keep the samples from the next frame's RMS window on.
+        drop = min(max(self._centre(self.frame) - self._half, 0), self.num_samples) - self._buffer_start
+        if drop > 0:
+            self._buffer = self._buffer[drop:]
+            self._buffer_start += drop
+        return closure
+
+
+def causal_blink_closure(speech: np.ndarray, num_frames: int, fps: float = 25.0, rate: float = DEFAULT_BLINK_RATE,
+                         seed: int = 0, sample_rate: int = 16000) -> np.ndarray:
+    """A `BlinkStream`'s closures float32 [T] for a whole utterance [N] (what a live session adds)."""
+    stream = BlinkStream(fps, rate, seed, sample_rate)
+    stream.push(speech)
+    return np.asarray([stream.next_closure(ended=True) for _ in range(int(num_frames))], np.float32)

@@ -40,10 +40,10 @@ from thflax.inference.networks import Models, load_models, predict_landmarks, re
 from thflax.inference.options import (DEFAULT_PITCH, DEFAULT_RATE, DEFAULT_VOICE, MAX_SIDE, check_frame,
                                       check_options, check_sources, check_speech_options)
 from thflax.inference.output import Clock, finish_frame, write_frames
-from thflax.inference.photo import detect_face, paste, prepare_reference
+from thflax.inference.photo import Reference, detect_face, paste, prepare_reference
 from thflax.inference.text_to_speech import speak_to_wav
 
-__all__ = ["generate"]
+__all__ = ["compose_frame", "generate"]
 
 _log = logging.getLogger(__name__)
 
@@ -178,24 +178,32 @@ def _render(models: Models, image: str, audio: str, out: str, speech: np.ndarray
         # which learnt the corpus's closed lids from these eye points.
         chunks = blink_chunks(chunks, blink_closure(speech, num_frames, fps, blink_rate, blink_seed))
     frames = render_frames(models, reference.crop, reference.template, chunks, batch=batch, with_mask=True)
-    full_res_warp = bool(models.generator.warp) and not crop_only
 
     def compose(img, lm, mask):
-        if crop_only:
-            frame = img
-        elif full_res_warp:
-            # The photo warped to the frame's landmarks at its own resolution; the generated crop only
-            # where the network changed it (see crop.paste_masked): no blur outside, no square seam.
-            from thflax.face import crop as crop_lib
-            from thflax.face import warp
-
-            target_px = reference.box.to_frame(lm)
-            moved = warp.warp_numpy(reference.image, reference.landmarks, target_px)
-            frame = crop_lib.paste_masked(moved, img, reference.box, mask, target_px)
-        else:
-            frame = paste(reference.image, img, reference.box)
-        return finish_frame(frame, lm, s, landmarks_video, size)
+        return compose_frame(models, reference, img, lm, mask, crop_only=crop_only,
+                             landmarks_video=landmarks_video, size=size)
 
     written = write_frames((compose(img, lm, mask) for img, lm, mask in frames), out, fps, audio, num_frames,
                            clock, progress)
     return {"out": os.path.abspath(out), "frames": written, "seconds": written / fps}
+
+
+def compose_frame(models: Models, reference: Reference, img: np.ndarray, lm: np.ndarray, mask: np.ndarray, *,
+                  crop_only: bool, landmarks_video: bool, size: int | None) -> np.ndarray:
+    """One output frame [H, W, 3] uint8 from the generated crop img [S, S, 3], its landmarks lm [68, 2]
+    (normalised crop coordinates) and attention mask [S, S]: the crop itself (`crop_only`), or pasted
+    back into the photo; then `finish_frame` (landmark panel, height `size`)."""
+    if crop_only:
+        frame = img
+    elif models.generator.warp:
+        # The photo warped to the frame's landmarks at its own resolution; the generated crop only
+        # where the network changed it (see crop.paste_masked): no blur outside, no square seam.
+        from thflax.face import crop as crop_lib
+        from thflax.face import warp
+
+        target_px = reference.box.to_frame(lm)
+        moved = warp.warp_numpy(reference.image, reference.landmarks, target_px)
+        frame = crop_lib.paste_masked(moved, img, reference.box, mask, target_px)
+    else:
+        frame = paste(reference.image, img, reference.box)
+    return finish_frame(frame, lm, models.image_size, landmarks_video, size)

@@ -118,33 +118,11 @@ def render_frames(models: Models, ref_crop: np.ndarray, ref_template: np.ndarray
     ref_crop [S, S, 3] uint8 and its landmarks ref_template [68, 2] (normalised) are encoded once;
     landmark_chunks is an iterable of [t, 68, 2] arrays (normalised crop coordinates).
     """
-    import jax
     import jax.numpy as jnp
 
-    from thflax.io.images import to_uint8, to_unit
-    from thflax.models import ltv as ltv_lib
-
-    gen = models.generator
-    ref = to_unit(np.asarray(ref_crop)[None])
+    _, decode = ltv_functions(models)
     variables = models.generator_variables
-
-    def build():
-        # The generator draws its sketches inside these jitted functions: drawn eagerly, op by op, the
-        # reference sketch cost more start-up time than the whole compiled (and cached) encoder.
-        @jax.jit
-        def encode(v, r, rl):
-            return gen.apply(v, r, rl, method=ltv_lib.Generator.encode_reference)
-
-        @jax.jit
-        def decode(v, f, lms):
-            f = jax.tree.map(lambda a: jnp.broadcast_to(a, (lms.shape[0],) + a.shape[1:]), f)
-            img, mask = gen.apply(v, f, lms, method=ltv_lib.Generator.decode)
-            return to_uint8(img).astype(jnp.uint8), mask[..., 0]
-
-        return encode, decode
-
-    encode, decode = models.compiled("ltv", build)
-    feats = encode(variables, ref, jnp.asarray(np.asarray(ref_template, np.float32)[None]))
+    feats = encode_reference(models, ref_crop, ref_template)
     # One batch stays in flight: JAX dispatches asynchronously, so the next batch computes while the
     # caller works on the frames of this one (pasting, encoding).
     inflight = None
@@ -166,6 +144,48 @@ def render_frames(models: Models, ref_crop: np.ndarray, ref_template: np.ndarray
         inflight = out
     if inflight is not None:
         yield from _frames(*inflight, with_mask)
+
+
+def ltv_functions(models: Models) -> tuple[Callable, Callable]:
+    """The generator's jit-ed (encode, decode), built once per loaded model (`Models.compiled`):
+    encode(variables, reference [1, S, S, 3] in [-1, 1], its landmarks [1, 68, 2]) -> features;
+    decode(variables, features, landmarks [B, 68, 2]) -> (crops [B, S, S, 3] uint8, attention [B, S, S])."""
+    import jax
+    import jax.numpy as jnp
+
+    from thflax.io.images import to_uint8
+    from thflax.models import ltv as ltv_lib
+
+    gen = models.generator
+
+    def build():
+        # The generator draws its sketches inside these jitted functions: drawn eagerly, op by op, the
+        # reference sketch cost more start-up time than the whole compiled (and cached) encoder.
+        @jax.jit
+        def encode(v, r, rl):
+            return gen.apply(v, r, rl, method=ltv_lib.Generator.encode_reference)
+
+        @jax.jit
+        def decode(v, f, lms):
+            f = jax.tree.map(lambda a: jnp.broadcast_to(a, (lms.shape[0],) + a.shape[1:]), f)
+            img, mask = gen.apply(v, f, lms, method=ltv_lib.Generator.decode)
+            return to_uint8(img).astype(jnp.uint8), mask[..., 0]
+
+        return encode, decode
+
+    return models.compiled("ltv", build)
+
+
+def encode_reference(models: Models, ref_crop: np.ndarray, ref_template: np.ndarray):
+    """The generator's features of the reference crop [S, S, 3] uint8 with its landmarks [68, 2]
+    (normalised): computed once per video, then decoded with every frame's landmarks."""
+    import jax.numpy as jnp
+
+    from thflax.io.images import to_unit
+
+    encode, _ = ltv_functions(models)
+    ref = to_unit(np.asarray(ref_crop)[None])
+    return encode(models.generator_variables, ref, jnp.asarray(np.asarray(ref_template, np.float32)[None]))
 
 
 def _frames(imgs, masks, landmarks, n: int, with_mask: bool):

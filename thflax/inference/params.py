@@ -161,23 +161,31 @@ def load_params(path: str, stage: str, config=None) -> tuple[dict[str, Any], Any
 
 def export(workdir: str, out: str, overwrite: bool = False) -> dict[str, Any]:
     """Writes the parameters-only bundle of a trained workdir to folder `out` (atomically); returns its info."""
-    import jax
-    from flax import serialization
-
-    from thflax.models import build
-
     if is_export(workdir):
         raise InputError(f"{workdir} is already an export bundle")
     if os.path.exists(out) and not (overwrite and is_export(out)):
         raise InputError(f"{out} exists; choose a new folder" + ("" if not is_export(out) else " or overwrite"))
     files.check_folder(out, creates_folder=True)  # a missing or unwritable folder fails now, not after loading
     config = load_config(workdir)
-    tree = {s: jax.tree.map(np.asarray, load_params(workdir, s, config)[0]) for s in STAGES}
+    return export_variables(config, {s: load_params(workdir, s, config)[0] for s in STAGES}, out,
+                            source=os.path.abspath(workdir))
+
+
+def export_variables(config, variables: dict[str, Any], out: str, source: str = "") -> dict[str, Any]:
+    """Writes the bundle of `config` with `variables` ({"stl": STL variables, "ltv": generator variables})
+    to the new folder `out` (atomically); returns its info. `export` gives it a workdir's; benchmarks and
+    tests give it randomly initialised ones (`source` says where they came from)."""
+    import jax
+    from flax import serialization
+
+    from thflax.models import build
+
+    tree = {s: jax.tree.map(np.asarray, variables[s]) for s in STAGES}
     data = serialization.msgpack_serialize(tree)
     info = {"format": "thflax-export", "version": 1, "config": config.to_json(),
             "signatures": {s: build.signature(config, s) for s in STAGES},
             "params_file": PARAMS_FILE, "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data),
-            "source": os.path.abspath(workdir)}
+            "source": source}
     _write_bundle(out, {PARAMS_FILE: data, EXPORT_FILE: json.dumps(info, indent=1).encode()})
     return info
 

@@ -186,26 +186,50 @@ def mfcc_numpy(audio: np.ndarray, config: "MfccConfig") -> np.ndarray:
     `thflax.io.audio.mfcc`. Returns [num_mfcc_frames, n_mfcc] float32.
     """
     y = np.asarray(audio, np.float32)
-    sr, n_fft = config.sample_rate, max(512, config.win_length)
+    n_fft = stft_size(config)
+    y = np.pad(y, (n_fft // 2, n_fft // 2))
+    db = mel_db_frames(y, config)
+    db = np.maximum(db, db.max() - 80.0)
+    feats = db @ dct_matrix(config).T  # [T, n_mfcc]
+    mean = feats.mean(axis=0, keepdims=True)
+    std = feats.std(axis=0, keepdims=True)
+    return ((feats - mean) / np.maximum(std, 1e-5)).astype(np.float32)
+
+
+def stft_size(config: "MfccConfig") -> int:
+    """FFT length of the MFCC's STFT; frame j covers samples [j·hop - n_fft/2, j·hop + n_fft/2)."""
+    return max(512, config.win_length)
+
+
+def mel_db_frames(padded: np.ndarray, config: "MfccConfig", rowwise: bool = False) -> np.ndarray:
+    """Mel power in dB (before any floor) of every whole STFT frame of `padded` [M] float32 (the audio
+    with n_fft/2 zeros before it): [1 + (M - n_fft) // hop, n_mels] float32.
+
+    rowwise: the mel matrix product with `np.einsum` (a fixed summation order per frame) instead of
+    BLAS, whose rounding depends on how many frames are multiplied at once: a stream's frames
+    (`thflax.io.audio_stream`) are then bit for bit those of the whole utterance.
+    """
+    y = np.ascontiguousarray(padded, np.float32)
+    sr, n_fft = config.sample_rate, stft_size(config)
     hop, win = config.hop_length, config.win_length
     window = (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(win) / win)).astype(np.float32)
     lpad = (n_fft - win) // 2
     window = np.pad(window, (lpad, n_fft - win - lpad))
-    y = np.pad(y, (n_fft // 2, n_fft // 2))
-    n_frames = 1 + (len(y) - n_fft) // hop
+    n_frames = max(1 + (len(y) - n_fft) // hop, 0)
     frames = np.lib.stride_tricks.as_strided(y, (n_frames, n_fft), (y.strides[0] * hop, y.strides[0]))
     power = np.abs(np.fft.rfft(frames * window, axis=1).astype(np.complex64)) ** 2  # [T, F]
-    mel = power @ _mel_filters(sr, n_fft, config.n_mels).T  # [T, n_mels]
-    db = 10.0 * np.log10(np.maximum(1e-10, mel))
-    db = np.maximum(db, db.max() - 80.0)
+    filters = _mel_filters(sr, n_fft, config.n_mels)
+    mel = np.einsum("tf,mf->tm", power, filters) if rowwise else power @ filters.T  # [T, n_mels]
+    return 10.0 * np.log10(np.maximum(1e-10, mel))
+
+
+def dct_matrix(config: "MfccConfig") -> np.ndarray:
+    """Orthonormal DCT-II from mel dB to cepstrum: [n_mfcc, n_mels] float32."""
     n = config.n_mels
     k = np.arange(config.n_mfcc)[:, None]
     dct = np.cos(np.pi * k * (2 * np.arange(n)[None, :] + 1) / (2 * n)) * np.sqrt(2.0 / n)
     dct[0] /= np.sqrt(2.0)
-    feats = db @ dct.T.astype(np.float32)  # [T, n_mfcc]
-    mean = feats.mean(axis=0, keepdims=True)
-    std = feats.std(axis=0, keepdims=True)
-    return ((feats - mean) / np.maximum(std, 1e-5)).astype(np.float32)
+    return dct.astype(np.float32)
 
 
 def _mel_filters(sr: int, n_fft: int, n_mels: int) -> np.ndarray:
