@@ -12,6 +12,8 @@ evaluation and generation do), and is scored on frames 1… against the stored (
 the STL's training target, in pixels of a 256-px crop:
   head LMD      points 0–47, not centred (where the head is matters), mean distance;
   floor         the same for the template held still (no speech): what "learning nothing" scores;
+  jaw, upper    the head LMD split into the jaw line (0–16: it opens with the mouth, i.e. articulation)
+                and the rest (17–47: brows, nose, eyes: pose alone);
   mouth LMD     points 48–67, each shape centred;
   speed ratio   mean frame-to-frame speed of points 0–47, predicted over true, per utterance
                 (`thflax.measures.evaluation.head_speed`; 1 = as lively as the real head);
@@ -50,7 +52,8 @@ VARIANTS: dict[str, dict[str, object]] = {
     "lip_audio_velocity": {"stl.head_audio": "lip", "stl.velocity_weight": 1.0},
 }
 #: Columns: (header, key, digits).
-COLUMNS = (("head LMD", "lmd_head", 2), ("floor (template)", "lmd_head_template", 2), ("mouth LMD", "lmd_mouth", 2),
+COLUMNS = (("head LMD", "lmd_head", 2), ("floor (template)", "lmd_head_template", 2), ("jaw LMD", "lmd_jaw", 2),
+           ("upper LMD", "lmd_upper", 2), ("mouth LMD", "lmd_mouth", 2),
            ("speed ratio", "speed_ratio", 2), ("motion ratio", "motion_ratio", 2))
 
 FLAGS = flags.FLAGS
@@ -89,6 +92,7 @@ def score_run(workdir: str, utterances: list[dict]) -> dict[str, float]:
     """The STL of `workdir` on whole held-out utterances: the module docstring's figures (means over utterances)."""
     import numpy as np
 
+    from thflax.face.points import JAW
     from thflax.inference import networks, params
     from thflax.measures import evaluation, face_measures, metrics
     from thflax.models import build
@@ -104,6 +108,8 @@ def score_run(workdir: str, utterances: list[dict]) -> dict[str, float]:
         rows.append({
             "lmd_head": float(metrics.lmd(pred, true, metrics.NON_MOUTH, center=False)),
             "lmd_head_template": float(metrics.lmd(still, true, metrics.NON_MOUTH, center=False)),
+            "lmd_jaw": float(metrics.lmd(pred, true, JAW, center=False)),
+            "lmd_upper": float(metrics.lmd(pred, true, tuple(range(17, 48)), center=False)),
             "lmd_mouth": float(metrics.lmd(pred, true)),
             "speed_ratio": evaluation.head_speed(pred) / evaluation.head_speed(true),
             "motion_ratio": face_measures.head_motion_percent(pred) / face_measures.head_motion_percent(true),
@@ -129,15 +135,16 @@ def table(results: dict[str, dict[int, dict[str, float]]]) -> str:
     base = results.get("split")
     if base:
         lines += ["", "Paired by seed, variant − split (negative LMD: better than the paper's split):", "",
-                  "| variant | head LMD | mouth LMD | speed ratio | per seed (head LMD) |", "|---|---:|---:|---:|---|"]
+                  "| variant | head LMD | jaw LMD | upper LMD | mouth LMD | speed ratio | per seed (head LMD) |",
+                  "|---|---:|---:|---:|---:|---:|---|"]
         for name, by_seed in results.items():
             if name == "split":
                 continue
             seeds = sorted(set(by_seed) & set(base))
-            d = {k: [by_seed[s][k] - base[s][k] for s in seeds] for k in ("lmd_head", "lmd_mouth", "speed_ratio")}
+            keys = ("lmd_head", "lmd_jaw", "lmd_upper", "lmd_mouth", "speed_ratio")
+            d = {k: [by_seed[s][k] - base[s][k] for s in seeds] for k in keys}
             per = ", ".join(f"{x:+.2f}" for x in d["lmd_head"])
-            lines.append(f"| {name} | {_mean_std(d['lmd_head'])} | {_mean_std(d['lmd_mouth'])} | "
-                         f"{_mean_std(d['speed_ratio'])} | {per} |")
+            lines.append(f"| {name} | " + " | ".join(_mean_std(d[k]) for k in keys) + f" | {per} |")
     return "\n".join(lines)
 
 
