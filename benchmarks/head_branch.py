@@ -1,7 +1,7 @@
 """Why does the split STL place the head worse than the joint one? STL-only runs over seeds, per variant.
 
     nice -n 10 python benchmarks/head_branch.py --workdir runs/head_branch --seeds 3 \\
-        --variants joint,split,lip_audio,velocity [--steps 1000] [--dataset synthetic_talking_heads/small]
+        --variants joint,split,lip_audio,velocity [--steps 1000] [--parallel 3] [--dataset synthetic_talking_heads/small]
 
 Each variant is configs/full.py (the split STL as in the paper) with a few fields changed (`VARIANTS`),
 trained with train.py (`--config.stage=stl`) once per seed into <workdir>/<variant>/seed<k> (a run whose
@@ -18,7 +18,9 @@ the STL's training target, in pixels of a 256-px crop:
   speed ratio   mean frame-to-frame speed of points 0–47, predicted over true, per utterance
                 (`thflax.measures.evaluation.head_speed`; 1 = as lively as the real head);
   motion ratio  the nose tip's std in % of the inter-ocular distance (`face_measures.head_motion_percent`),
-                predicted over true.
+                predicted over true;
+  scale for speed 1   the `--head_motion` scale that makes the predicted head as fast as the real one
+                (1 / speed ratio), and the head LMD with it: what matching the speed by scaling costs.
 Printed and written to <workdir>/head_branch.md: mean ± std over seeds (ddof 1) per variant, and each
 variant's difference from `split` paired by seed (same seed: same data order and initial draw).
 """
@@ -54,7 +56,8 @@ VARIANTS: dict[str, dict[str, object]] = {
 #: Columns: (header, key, digits).
 COLUMNS = (("head LMD", "lmd_head", 2), ("floor (template)", "lmd_head_template", 2), ("jaw LMD", "lmd_jaw", 2),
            ("upper LMD", "lmd_upper", 2), ("mouth LMD", "lmd_mouth", 2),
-           ("speed ratio", "speed_ratio", 2), ("motion ratio", "motion_ratio", 2))
+           ("speed ratio", "speed_ratio", 2), ("motion ratio", "motion_ratio", 2),
+           ("scale for speed 1", "speed_scale", 2), ("head LMD at that scale", "lmd_head_at_speed_1", 2))
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Where the runs, the prepared dataset and the table go.")
@@ -64,6 +67,7 @@ flags.DEFINE_integer("steps", 1000, "STL training steps.", lower_bound=1)
 flags.DEFINE_string("dataset", "synthetic_talking_heads/small", "TFDS name of the corpus.")
 flags.DEFINE_string("split", "validation", "Held-out split scored (validation: tuning never reads test).")
 flags.DEFINE_bool("train", True, "Train the runs that are missing (else: score what is there).")
+flags.DEFINE_integer("parallel", 1, "Training runs at a time (each a train.py process).", lower_bound=1)
 flags.mark_flags_as_required(["workdir"])
 
 
@@ -71,21 +75,44 @@ def _value(v: object) -> str:
     return str(v).lower() if isinstance(v, bool) else str(v)
 
 
-def train_run(variant: str, seed: int, workdir: str, data_dir: str) -> float:
-    """Trains one STL run with train.py unless its last step is saved; returns the wall seconds spent."""
-    ckpts = os.path.join(workdir, "stl", "checkpoints")
-    if os.path.isdir(os.path.join(ckpts, str(FLAGS.steps))):
-        return 0.0
+def _done(workdir: str) -> bool:
+    return os.path.isdir(os.path.join(workdir, "stl", "checkpoints", str(FLAGS.steps)))
+
+
+def train_command(variant: str, seed: int, workdir: str, data_dir: str) -> list[str]:
+    """train.py's command line for one STL run of `variant`."""
     args = [sys.executable, "train.py", "--config", "configs/full.py", "--workdir", workdir,
             "--config.stage=stl", f"--config.seed={seed}", f"--config.stl.num_steps={FLAGS.steps}",
             f"--config.data.name={FLAGS.dataset}", f"--config.data.data_dir={data_dir}",
             f"--config.train.checkpoint_every={FLAGS.steps}", f"--config.train.eval_every={FLAGS.steps}"]
-    args += [f"--config.{k}={_value(v)}" for k, v in VARIANTS[variant].items()]
-    t0 = time.time()
-    r = subprocess.run(args, cwd=ROOT, capture_output=True, text=True)
-    if r.returncode != 0:
-        raise RuntimeError(f"training {variant} seed {seed} failed:\n{r.stderr[-3000:]}")
-    return time.time() - t0
+    return args + [f"--config.{k}={_value(v)}" for k, v in VARIANTS[variant].items()]
+
+
+def train_runs(runs: dict[tuple[str, int], str], data_dir: str, parallel: int) -> None:
+    """Trains the runs whose last step is not saved, `parallel` train.py processes at a time (the first
+    alone when the dataset is not prepared yet: it prepares it)."""
+    todo = [(key, wd) for key, wd in runs.items() if not _done(wd)]
+    running: list = []
+
+    def wait_one() -> None:
+        (v, s), wd, proc, t0, log = running.pop(0)
+        if proc.wait() != 0:
+            log.seek(0)
+            raise RuntimeError(f"training {v} seed {s} failed:\n{log.read()[-3000:]}")
+        log.close()
+        print(f"trained {v} seed {s} in {(time.time() - t0) / 60:.1f} min", flush=True)
+
+    prepared = os.path.isdir(os.path.join(data_dir, *FLAGS.dataset.split("/")))
+    for key, wd in todo:
+        os.makedirs(wd, exist_ok=True)
+        log = open(os.path.join(wd, "train.log"), "w+")
+        proc = subprocess.Popen(train_command(*key, wd, data_dir), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+        running.append((key, wd, proc, time.time(), log))
+        if not prepared or len(running) >= parallel:
+            wait_one()
+            prepared = True
+    while running:
+        wait_one()
 
 
 def score_run(workdir: str, utterances: list[dict]) -> dict[str, float]:
@@ -99,12 +126,13 @@ def score_run(workdir: str, utterances: list[dict]) -> dict[str, float]:
 
     variables, config = params.load_params(workdir, "stl")
     models = networks.Models(config, build.build_stl(config), variables, None, None)
-    rows = []
+    rows, tracks = [], []
     for ex in utterances:
         template = ex["landmarks_raw"][0]
         pred = np.concatenate(list(networks.predict_landmarks(models, ex["mfcc"], template, chunk=128)))[1:] * 256
         true = np.asarray(ex["landmarks"], np.float64)[1:] * 256
         still = np.broadcast_to(template * 256, true.shape)
+        tracks.append((pred, true, still))
         rows.append({
             "lmd_head": float(metrics.lmd(pred, true, metrics.NON_MOUTH, center=False)),
             "lmd_head_template": float(metrics.lmd(still, true, metrics.NON_MOUTH, center=False)),
@@ -114,7 +142,15 @@ def score_run(workdir: str, utterances: list[dict]) -> dict[str, float]:
             "speed_ratio": evaluation.head_speed(pred) / evaluation.head_speed(true),
             "motion_ratio": face_measures.head_motion_percent(pred) / face_measures.head_motion_percent(true),
         })
-    return {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
+    out = {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
+    # --head_motion's scale that makes the head as fast as the real one (speed is linear in it), and what
+    # it costs in head LMD (points 0–47 move exactly by the scale: geometry.scale_head_motion).
+    scale = 1.0 / out["speed_ratio"]
+    out["speed_scale"] = scale
+    out["lmd_head_at_speed_1"] = float(np.mean([
+        metrics.lmd(still + scale * (pred - still), true, metrics.NON_MOUTH, center=False)
+        for pred, true, still in tracks]))
+    return out
 
 
 def _mean_std(values: list[float]) -> str:
@@ -160,10 +196,7 @@ def main(argv) -> int:
     runs = {(v, s): os.path.abspath(os.path.join(FLAGS.workdir, v, f"seed{s}"))
             for v in FLAGS.variants for s in range(FLAGS.seeds)}
     if FLAGS.train:
-        for (v, s), wd in runs.items():
-            secs = train_run(v, s, wd, data_dir)
-            if secs:
-                print(f"trained {v} seed {s} in {secs / 60:.1f} min", flush=True)
+        train_runs(runs, data_dir, FLAGS.parallel)
     from configs import full
     from input_pipeline import pipeline
 
@@ -172,7 +205,7 @@ def main(argv) -> int:
     utterances = list(pipeline.utterances(config, FLAGS.split, decode_frames=False))
     results: dict[str, dict[int, dict[str, float]]] = {}
     for (v, s), wd in runs.items():
-        if os.path.isdir(os.path.join(wd, "stl", "checkpoints", str(FLAGS.steps))):
+        if _done(wd):
             results.setdefault(v, {})[s] = score_run(wd, utterances)
     md = (f"STL only, {FLAGS.steps} steps, {FLAGS.dataset}, {len(utterances)} {FLAGS.split} utterances "
           f"(px at 256; mean ± std over seeds)\n\n" + table(results))
