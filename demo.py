@@ -187,7 +187,8 @@ def main(argv) -> int:
         f"{k} {m[k]:.3f} ({op} {goal}{', met' if face_measures.meets_goal(k, m[k]) else ', NOT met'})"
         for k, (op, goal) in face_measures.GOALS.items())
         + "; inside the mouth (open frames, 64-px mouth; no goal yet): "
-        + mouth_line(m))
+        + mouth_line(m)
+        + f"; head motion (nose-tip std, % of the inter-ocular distance; no goal yet): {m['head_motion_percent']:.1f}")
 
     _say(f"done in {(time.time() - t_start) / 60:.1f} min")
     print(f"export bundle:    {export_dir}")

@@ -20,8 +20,8 @@ re-animated from the speech; the reference face is one of its frames (the most c
 first seconds). The output has the video's frame rate (--fps must be left out or equal it) and the
 speech as its only audio. When the speech is longer than the video, the video plays forward, then
 backward, then forward again (ping-pong) until the speech ends; when it is shorter, the video is cut.
---still changes nothing there (the head moves as in the video; the speech drives only the mouth), and
---face_index/--face_box are refused (they choose a face in a photo; a video's face is tracked).
+--still and --head_motion change nothing there (the head moves as in the video; the speech drives only
+the mouth), and --face_index/--face_box are refused (they choose a face in a photo; a video's face is tracked).
 
 --jobs FILE.csv makes many videos with one model load and one compilation. The CSV has a header line;
 columns (paths relative to the CSV's folder):
@@ -34,6 +34,7 @@ columns (paths relative to the CSV's folder):
   still   optional: 1/true/yes for no head motion (default: the --still flag)
   face_index  optional: which face of the photo (default: the highest detection score)
   blink_rate  optional: blinks per minute, 0..60 (default: the --blink_rate flag)
+  head_motion optional: how far the head moves, 0..3 (default: the --head_motion flag)
 Other flags (--fps, --size, --crop_only, ...) apply to every row. A bad row is reported on one line
 naming its row number (rows count the non-blank lines after the header) and its line, and skipped;
 the others are made. The last line says "N of M videos written"; the exit status is 0 when every
@@ -45,7 +46,8 @@ symlinks and hard links to one file are the same.
 
 Numeric flags and columns have ranges (checked before any work; out of range: one line, exit 2):
 --fps 1..120, --size 16..4096 (frames of at most 4096x8192 pixels), --batch 1..256, --rate
-80..450, --pitch 0..100, --face_index 0 or more, --face_box x0 < x1 and y0 < y1, --blink_rate 0..60.
+80..450, --pitch 0..100, --face_index 0 or more, --face_box x0 < x1 and y0 < y1, --blink_rate 0..60,
+--head_motion 0..3.
 
 --live animates the photo as the speech arrives (thflax/inference/live.py): audio from --live_in (- for
 16 kHz mono s16le PCM on stdin, e.g. `ffmpeg -i talk.wav -f s16le -ac 1 -ar 16000 - |` or
@@ -109,8 +111,13 @@ flags.DEFINE_integer("pitch", options.DEFAULT_PITCH,
                      "Base pitch for --text ({}..{}).".format(*options.PITCH_RANGE))
 flags.DEFINE_string("out", None, "Output .mp4.")
 flags.DEFINE_string("jobs", None, "CSV of many videos (columns image or video, audio or text, out; optional voice, "
-                    "rate, pitch, still, face_index, blink_rate; paths relative to the CSV): described at the top of --help.")
-flags.DEFINE_bool("still", False, "No head motion: animate the lips only.")
+                    "rate, pitch, still, face_index, blink_rate, head_motion; paths relative to the CSV): described "
+                    "at the top of --help.")
+flags.DEFINE_bool("still", False, "No head motion: animate the lips only (as --head_motion 0).")
+flags.DEFINE_float("head_motion", options.DEFAULT_HEAD_MOTION, "How far a photo's head moves, {:g}..{:g}: the "
+                   "predicted head's displacement from the photo's pose times this (0: still, as --still; 1: the "
+                   "network's own motion; 2: twice as far). The lips keep their motion."
+                   .format(*options.HEAD_MOTION_RANGE))
 flags.DEFINE_float("blink_rate", options.DEFAULT_BLINK_RATE, "Blinks per minute added to a photo's video, "
                    "{:g}..{:g} (0: none; likelier in the speech's pauses; a dubbed video keeps its own)."
                    .format(*options.BLINK_RATE_RANGE))
@@ -207,7 +214,7 @@ def _run_jobs(generation, common: dict, config) -> int:
 
     # Empty or missing columns get the flags' values.
     defaults = dict(still=FLAGS.still, face_index=FLAGS.face_index, voice=FLAGS.voice, rate=FLAGS.rate,
-                    pitch=FLAGS.pitch, blink_rate=FLAGS.blink_rate)
+                    pitch=FLAGS.pitch, blink_rate=FLAGS.blink_rate, head_motion=FLAGS.head_motion)
     good = []
     for job in rows:  # every row's values checked (and reported) before the slow model load
         try:
@@ -240,7 +247,7 @@ def main(argv) -> int:
     # Every numeric flag against its range before any work (jobs rows are checked in Job.arguments).
     options.check_options(fps=FLAGS.fps, size=FLAGS.size, batch=FLAGS.batch, rate=FLAGS.rate, pitch=FLAGS.pitch,
                              face_index=FLAGS.face_index, face_box=face_box, blink_rate=FLAGS.blink_rate,
-                             prefix="--")
+                             head_motion=FLAGS.head_motion, prefix="--")
 
     if FLAGS.compilation_cache:
         caches.enable_caches()  # before any JAX work
@@ -266,7 +273,8 @@ def main(argv) -> int:
     summary = generation.generate(FLAGS.checkpoint, FLAGS.image, FLAGS.audio, FLAGS.out, video=FLAGS.video,
                                   text=FLAGS.text,
                                   voice=FLAGS.voice, rate=FLAGS.rate, pitch=FLAGS.pitch, still=FLAGS.still,
-                                  face_index=FLAGS.face_index, blink_rate=FLAGS.blink_rate, **common)
+                                  face_index=FLAGS.face_index, blink_rate=FLAGS.blink_rate,
+                                  head_motion=FLAGS.head_motion, **common)
     print(f"wrote {summary['out']} ({summary['frames']} frames, {summary['seconds']:.2f} s)")
     if FLAGS.timings:
         _print_timings({**summary, "startup": startup})

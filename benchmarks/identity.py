@@ -21,6 +21,8 @@ whole photo (`thflax.inference.generation.generate`) and measured against the ph
                       ~100+, a pink smear ~0 or below. Both "n/a" when the mouth never opens; the
                       photo's own values (its mouth as one frame; n/a when closed) are printed under
                       the table.
+  head motion         std of the nose tip's position over the video, % of the inter-ocular distance
+                      (outer eye corners); ~0 for the copied photo.
 Each photo also gets a "copied photo" row: a still video of the photo with the same speech, which
 keeps the identity (distance ~0) and the sharpness (~1) but has no mouth motion (opening std ~0,
 r undefined or chance): the scale the model's row is read against. Read the lip-sync r with the
@@ -87,6 +89,7 @@ COLUMNS = (
     ("sharpness ratio (>= 0.35)", "sharpness_ratio", "{:.2f}"),
     ("mouth contrast", "mouth_contrast", "{:.1f}"),
     ("teeth", "teeth_brightness", "{:.1f}"),
+    ("head motion (% IOD)", "head_motion_percent", "{:.1f}"),
 )
 
 

@@ -38,6 +38,10 @@ def get_config() -> ConfigDict:
     c.stl.wing_w = 10.0
     c.stl.wing_eps = 2.0
     c.stl.head_weight = 1.0
+    # Extras of the head branch (off = the paper's): see thflax.models.stl.STLNet, BENCHMARKS.md "head branch".
+    c.stl.head_audio = "own"  # "own" (f_a2, the paper) | "lip" (share the lip branch's f_a1) | "lip_frozen"
+    c.stl.head_template_in_gru = False  # True: the template enters the head GRU as eq. 4 does (paper: after it)
+    c.stl.velocity_weight = 0.0  # extra: loss on the head's frame-to-frame motion (split "head", joint "full")
     c.stl.n_mfcc = 20
     c.stl.mfcc_window = 20
     c.stl.clip_len = 32

@@ -280,3 +280,10 @@ def test_forged_rate_or_pitch_is_refused_in_one_line(tmp_path, rate, pitch, mess
         app.make_video(None, "unused", str(tmp_path), "missing.png", None, "Hello", rate=rate, pitch=pitch)
     assert message in str(e.value) and "\n" not in str(e.value)
     assert os.listdir(tmp_path) == []
+
+
+def test_forged_head_motion_is_refused_in_one_line(tmp_path):
+    """The head-motion slider stops at 0..3; a forged request's value is refused by generation's range."""
+    with pytest.raises(InputError, match=r"^head_motion 7.5 is out of range \(0..3\)$"):
+        app.make_video(None, "unused", str(tmp_path), "missing.png", None, "Hello", head_motion=7.5)
+    assert os.listdir(tmp_path) == []

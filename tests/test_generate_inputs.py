@@ -234,6 +234,8 @@ def test_cli_bad_jobs_file_is_one_line(tmp_path, csv_text, message):
     ("--rate", "5000", "--rate 5000 is out of range (80..450 words per minute)"),
     ("--pitch", "-1", "--pitch -1 is out of range (0..100)"),
     ("--face_index", "-1", "--face_index -1 is out of range (0 or more)"),
+    ("--head_motion", "3.5", "--head_motion 3.5 is out of range (0..3)"),
+    ("--head_motion", "-1", "--head_motion -1 is out of range (0..3)"),
     ("--face_box", "50,50,10,10", "--face_box must be four pixel numbers x0,y0,x1,y1 with x0 < x1 and y0 < y1"),
 ])
 def test_cli_numeric_flag_out_of_range_is_one_line_before_any_work(photo, tmp_path, flag, value, message):
@@ -266,7 +268,9 @@ def test_generate_refuses_numbers_out_of_range_before_reading_anything(tmp_path)
            (dict(face_box=(1, 2, 3)), "face_box must be four"),
            (dict(face_box=(0, 0, float("inf"), 9)), "face_box must be four"),
            (dict(text="hi", rate=float("nan")), "speech rate must be a whole number"),
-           (dict(text="hi", pitch=10**6), "speech pitch 1000000 is out of range")]
+           (dict(text="hi", pitch=10**6), "speech pitch 1000000 is out of range"),
+           (dict(head_motion=float("nan")), "head_motion nan is out of range (0..3)"),
+           (dict(head_motion=-0.1), "head_motion -0.1 is out of range")]
     for kwargs, message in bad:
         audio = None if "text" in kwargs else "missing.wav"
         with pytest.raises(InputError, match=re.escape(message)) as e:

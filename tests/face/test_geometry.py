@@ -80,3 +80,25 @@ def test_similarity_fit_ignores_degenerate_scale_gracefully(n):
     pts = np.zeros((n, 3, 2), np.float32)  # coincident points: must not produce NaN
     a, b = geometry.similarity_fit(pts, pts + 1)
     assert np.all(np.isfinite(a)) and np.all(np.isfinite(b))
+
+
+def test_scale_head_motion_keeps_1_fixes_0_and_doubles_2():
+    """Head points move `scale` times as far from the template's; the calibrated mouth is kept."""
+    faces = _random_faces(6, seed=3)
+    template, track = faces[0], faces[None, 1:]  # [1, 5, 68, 2] against [1, 68, 2]
+    tmpl = template[None]
+    head = np.asarray(geometry.head_points(track))
+    t_head = np.asarray(geometry.head_points(tmpl))[:, None]
+    np.testing.assert_allclose(geometry.scale_head_motion(track, tmpl, 1.0), track, atol=1e-4)
+    still = np.asarray(geometry.scale_head_motion(track, tmpl, 0.0))
+    np.testing.assert_array_equal(still[..., :48, :], np.broadcast_to(template[:48], still[..., :48, :].shape))
+    double = np.asarray(geometry.scale_head_motion(track, tmpl, 2.0))
+    np.testing.assert_allclose(double[..., :48, :] - template[:48], 2 * (head[..., :48, :] - t_head[..., :48, :]),
+                               atol=1e-4)
+    assert np.abs(head[..., :48, :] - t_head[..., :48, :]).max() > 0.1  # the heads do move
+    # The lips keep the prediction's shape at every scale: placed by a similarity transform (rotated, scaled,
+    # moved) of the calibrated mouth, no other change.
+    mouth = geometry.calibrate_mouth(track)[..., 1:, :]
+    for scaled in (still, double):
+        a, b = geometry.similarity_fit(mouth, scaled[..., 48:, :])
+        np.testing.assert_allclose(geometry.similarity_apply(a, b, mouth), scaled[..., 48:, :], atol=1e-4)

@@ -120,6 +120,13 @@ def test_still_keeps_the_head_and_chunks_match_one_pass(workdir, inputs):
     moving = np.concatenate(list(networks.predict_landmarks(models, win, ref.template, chunk=250)))
     chunked = np.concatenate(list(networks.predict_landmarks(models, win, ref.template, chunk=16)))
     still = np.concatenate(list(networks.predict_landmarks(models, win, ref.template, still=True)))
+    # --head_motion: 1 is the default bit for bit, 0 is --still, 2 doubles the head's move from the photo's.
+    scaled = {s: np.concatenate(list(networks.predict_landmarks(models, win, ref.template, head_motion=s)))
+              for s in (0.0, 1.0, 2.0)}
+    np.testing.assert_array_equal(scaled[1.0], moving)
+    np.testing.assert_array_equal(scaled[0.0], still)
+    np.testing.assert_allclose(scaled[2.0][:, :48] - ref.template[:48], 2 * (moving[:, :48] - ref.template[:48]),
+                               atol=1e-5)
     assert moving.shape == (len(win), 68, 2)
     np.testing.assert_allclose(chunked, moving, atol=1e-5)  # GRU state carried across chunks
     np.testing.assert_allclose(still[:, :48], np.broadcast_to(ref.template[:48], still[:, :48].shape), atol=1e-4)

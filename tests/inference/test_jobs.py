@@ -39,6 +39,18 @@ def test_text_rows_take_the_defaults_given_and_are_range_checked(tmp_path):
         rows[1].arguments()
 
 
+def test_head_motion_column_defaults_to_the_flag_and_is_range_checked(tmp_path):
+    rows = jobs.read_jobs(_write(tmp_path, "image,audio,out,head_motion\nf.png,a.wav,o.mp4,\nf.png,a.wav,p.mp4,0.5\n"
+                                           "f.png,a.wav,q.mp4,4\nf.png,a.wav,r.mp4,lots\n"))
+    assert rows[0].arguments()["head_motion"] == options.DEFAULT_HEAD_MOTION == 1.0
+    assert rows[0].arguments(head_motion=2.0)["head_motion"] == 2.0  # the --head_motion flag for empty cells
+    assert rows[1].arguments(head_motion=2.0)["head_motion"] == 0.5
+    with pytest.raises(InputError, match=r"^head_motion 4 is out of range \(0..3\)$"):
+        rows[2].arguments()
+    with pytest.raises(InputError, match="^head_motion must be a number, not 'lots'$"):
+        rows[3].arguments()
+
+
 @pytest.mark.parametrize("text,message", [
     ("", "is empty"),
     ("image,out\nface.png,o.mp4\n", "no audio or text column"),

@@ -17,7 +17,7 @@ def test_check_options_accepts_both_ends_of_every_range() -> None:
     for i in (0, 1):
         options.check_options(fps=options.FPS_RANGE[i], size=options.SIZE_RANGE[i], batch=options.BATCH_RANGE[i],
                               rate=options.RATE_RANGE[i], pitch=options.PITCH_RANGE[i], face_index=0,
-                              face_box=(0, 0, 1, 1))
+                              face_box=(0, 0, 1, 1), head_motion=options.HEAD_MOTION_RANGE[i])
 
 
 @pytest.mark.parametrize("kwargs,match", [
@@ -34,6 +34,11 @@ def test_check_options_accepts_both_ends_of_every_range() -> None:
     ({"face_box": (10, 0, 10, 5)}, "x0 < x1"),  # empty box
     ({"face_box": (0, 0, math.nan, 5)}, "four pixel numbers"),
     ({"face_box": (0, 0, 5)}, "four pixel numbers"),
+    ({"head_motion": -0.5}, r"head_motion -0.5 is out of range \(0..3\)"),
+    ({"head_motion": options.HEAD_MOTION_RANGE[1] + 0.1}, "head_motion 3.1 is out of range"),
+    ({"head_motion": math.nan}, "head_motion nan is out of range"),
+    ({"head_motion": "2"}, "head_motion must be a number"),
+    ({"head_motion": False}, "head_motion must be a number"),
 ])
 def test_check_options_refuses_in_one_line(kwargs: dict, match: str) -> None:
     with pytest.raises(InputError, match=match) as e:

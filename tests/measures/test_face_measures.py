@@ -173,6 +173,33 @@ def test_sharpness_ratio_of_a_photo_itself_and_blurred(astronaut, astronaut_land
     assert fm.sharpness_ratio(astronaut, [big], astronaut_landmarks, lm * 1.5, every=1) > 0.8
 
 
+# --- head motion ----------------------------------------------------------------------------------
+
+
+def test_head_motion_percent_of_a_known_motion_is_scale_free_and_skips_lost_frames(astronaut_landmarks):
+    """The astronaut's face moved by a known nose-tip path: its RMS distance from the mean, over the
+    outer-eye-corner distance, in percent; the same for the face twice as large; lost frames left out."""
+    face = np.asarray(astronaut_landmarks, np.float64)
+    iod = np.linalg.norm(face[45] - face[36])
+    t = np.arange(100)
+    # A circle of radius r about the photo's position: the nose tip's RMS distance from its mean is r.
+    r = 0.03 * iod
+    path = np.stack([r * np.cos(2 * np.pi * t / 25), r * np.sin(2 * np.pi * t / 25)], -1)
+    track = face[None] + path[:, None]
+    assert fm.head_motion_percent(track) == pytest.approx(3.0, rel=1e-6)
+    assert fm.head_motion_percent(track * 2.0) == pytest.approx(3.0, rel=1e-6)
+    lost = track.copy()
+    lost[::7] = np.nan  # dlib found no face there
+    assert fm.head_motion_percent(lost) == pytest.approx(100 * np.sqrt((path[t % 7 > 0] ** 2).sum(1).mean()
+                                                                        - (path[t % 7 > 0].mean(0) ** 2).sum()) / iod)
+    # A still head is 0, a single face or none undefined, a wrong shape refused.
+    assert fm.head_motion_percent(np.repeat(face[None], 10, 0)) == pytest.approx(0.0, abs=1e-9)
+    assert math.isnan(fm.head_motion_percent(face[None]))
+    assert math.isnan(fm.head_motion_percent(np.full((5, 68, 2), np.nan)))
+    with pytest.raises(InputError, match="68, 2"):
+        fm.head_motion_percent(face)
+
+
 # --- one video ------------------------------------------------------------------------------------
 
 
@@ -194,7 +221,8 @@ def test_measure_video_of_a_rendered_talking_astronaut(tmp_path, astronaut):
     mouth = {"mouth_contrast", "teeth_brightness", "mouth_open_frames", "mouth_reason",  # tests/test_mouth_measures.py
              "photo_mouth_contrast", "photo_teeth_brightness", "photo_mouth_reason"}
     assert set(m) == {"frames", "frames_with_face", "fps", "identity_distance", "lip_sync_corr",
-                      "lip_sync_offset", "lip_sync_corr_at_0", "opening_std", "sharpness_ratio"} | mouth
+                      "lip_sync_offset", "lip_sync_corr_at_0", "opening_std", "sharpness_ratio",
+                      "head_motion_percent"} | mouth
     m = {k: v for k, v in m.items() if k not in mouth}
     assert all(np.isfinite(v) for v in m.values()), m
     assert m["frames"] == len(clip.frames) and m["frames_with_face"] == m["frames"]
@@ -246,3 +274,5 @@ def test_benchmark_on_a_trained_model(tiny_workdir, tmp_path, astronaut):
     floor = result["copied_photo"]
     assert floor["identity_distance"] < 0.2 and floor["opening_std"] < 0.02
     assert floor["sharpness_ratio"] > 0.7
+    assert floor["head_motion_percent"] < 0.5  # dlib's jitter on a still photo
+    assert "head motion (% IOD)" in table[0]

@@ -120,3 +120,69 @@ def test_ema_tracks_parameters_when_enabled():
     ema = np.asarray(state.ema_params["stl"]["lip"]["head"]["bias"])
     np.testing.assert_allclose(ema, 0.5 * p0 + 0.5 * p1, atol=1e-6)
     assert np.abs(p1 - p0).max() > 0
+
+
+def test_head_branch_options_change_only_the_head_branch_and_the_signature_when_set():
+    """head_audio "lip"/"lip_frozen": the head branch builds no speech encoder of its own (it reads the lip
+    branch's); head_template_in_gru: its GRU reads the template too. Off (the paper), the signature is the
+    one checkpoints saved before the options existed carry."""
+    from thflax.models import build
+
+    cfg = tiny.get_config()
+    paper = build_stl(cfg).init(jax.random.PRNGKey(0), *_inputs())["params"]
+    assert set(build.signature(cfg, "stl")) == {"stage", "split", "audio_channels", "audio_features",
+                                                "template_features", "gru_features", "mfcc_window", "n_mfcc"}
+    for audio in ("lip", "lip_frozen"):
+        cfg.stl.head_audio = audio
+        p = build_stl(cfg).init(jax.random.PRNGKey(0), *_inputs())["params"]
+        assert "AudioEncoder_0" in p["lip"] and "AudioEncoder_0" not in p["head"]
+        assert jax.tree.map(np.shape, p["lip"]) == jax.tree.map(np.shape, paper["lip"])
+        assert build.signature(cfg, "stl")["head_audio"] == audio
+    cfg.stl.head_audio = "own"
+    cfg.stl.head_template_in_gru = True
+    p = build_stl(cfg).init(jax.random.PRNGKey(0), *_inputs())["params"]
+    assert p["head"]["gru"]["ir"]["kernel"].shape[0] == cfg.stl.audio_features + cfg.stl.template_features
+    assert p["head"]["head"]["kernel"].shape == (cfg.stl.gru_features, 100)  # nothing concatenated after it
+    assert build.signature(cfg, "stl")["head_template_in_gru"] is True
+    cfg.stl.head_audio = "both"
+    with pytest.raises(ValueError, match="unknown head_audio"):
+        build_stl(cfg).init(jax.random.PRNGKey(0), *_inputs())
+
+
+@pytest.mark.heavy
+def test_frozen_lip_audio_gets_no_gradient_from_the_head_and_velocity_term_is_reported():
+    """head_audio "lip_frozen": the head's loss leaves the lip branch's encoder alone ("lip": it trains it);
+    velocity_weight: the train step reports the head-motion term, 0 when it is off."""
+    from thflax.training import parallel
+
+    mfcc, tmpl = _inputs(b=2, t=8)
+    lm = np.broadcast_to(tmpl[:, None], (2, 8, 68, 2)).copy()
+    lm[:, :, :48] += 0.01 * np.sin(np.arange(8))[None, :, None, None]  # a moving head, still lips
+    for audio, moved in (("lip_frozen", False), ("lip", True)):
+        cfg = tiny.get_config()
+        cfg.stl.head_audio = audio
+        model = build_stl(cfg)
+        variables = model.init(jax.random.PRNGKey(0), mfcc, tmpl)
+        # Non-zero output layers, so that gradients reach the encoders.
+        params = jax.tree.map(lambda x: x + 0.1 * jnp.sin(jnp.arange(x.size).reshape(x.shape)), variables["params"])
+
+        def head_loss(p):
+            (out, _), _ = model.apply({"params": p, "batch_stats": variables["batch_stats"]}, mfcc, tmpl,
+                                      train=True, mutable=["batch_stats"])
+            return jnp.mean((out["head"] - stl.targets(lm)["head"]) ** 2)
+
+        g = jax.grad(head_loss)(params)["lip"]["AudioEncoder_0"]
+        norm = float(sum(jnp.abs(x).sum() for x in jax.tree.leaves(g)))
+        assert (norm > 0) == moved, (audio, norm)
+    cfg = tiny.get_config()
+    cfg.stl.velocity_weight = 1.0
+    task = STLTask(cfg)
+    mesh = parallel.make_mesh(jax.devices()[:1])
+    state = parallel.replicate(task.init_state(jax.random.PRNGKey(0)), mesh)
+    batch = parallel.global_batch({"mfcc": mfcc, "template": tmpl, "landmarks": lm.astype(np.float32),
+                                   "mask": np.ones((2, 8), np.float32)}, mesh)
+    _, m = parallel.data_parallel(task.train_step, mesh)(state, batch, jax.random.PRNGKey(0))
+    # The untrained net predicts the still template: its motion error is the target's motion itself.
+    assert float(m["loss_velocity"]) > 0
+    np.testing.assert_allclose(float(m["loss"]), float(m["loss_mouth"] + m["loss_head"] + m["loss_velocity"]),
+                               rtol=1e-5)

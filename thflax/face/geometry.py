@@ -144,3 +144,28 @@ def merge(mouth, head):
     a, b = similarity_fit(mouth[..., MOUTH_REP_ANCHORS, :], head[..., HEAD_REP_ANCHORS, :])
     placed = similarity_apply(a, b, mouth[..., 1:, :])  # points 48–67
     return jnp.concatenate([head[..., :48, :], placed], axis=-2)
+
+
+def scale_head_motion(landmarks, template, scale: float):
+    """Landmarks whose head moves `scale` times as far from the template's head as in `landmarks`.
+
+    The head points (`head_points`) become template + scale · (landmarks − template) and the calibrated
+    mouth of `landmarks` is merged back onto them (eq. 6), so the lips keep their articulation: 0 is
+    the template's head with the predicted lips (generation's `still`), 2 doubles every head point's
+    displacement from the template. Relative to the template rather than to the track's mean so that
+    chunks of a long track scale alike and 0 means the photo's own pose.
+
+    Args:
+      landmarks: [..., T, 68, 2]; template: [..., 68, 2] (the same leading shape, without T);
+      scale: a Python float (a different scale is a different program under jit).
+
+    Returns:
+      [..., T, 68, 2].
+    """
+    landmarks = jnp.asarray(landmarks, jnp.float32)
+    t_head = head_points(template)[..., None, :, :]
+    if scale == 0:  # exactly the template's points, whatever the prediction
+        head = jnp.broadcast_to(t_head, landmarks.shape[:-2] + (len(HEAD_REP), 2))
+    else:
+        head = t_head + scale * (head_points(landmarks) - t_head)
+    return merge(calibrate_mouth(landmarks), head)

@@ -16,6 +16,9 @@ JAW = tuple(range(0, 17))
 #: Nose: bridge (27–30) then base (31–35).
 NOSE = tuple(range(27, 36))
 NOSE_TIP = 30
+#: The outer eye corners (right eye's 36, left eye's 45): their distance is the inter-ocular distance
+#: (300-W's normalisation), which lids closing in a blink do not change.
+RIGHT_EYE_OUTER, LEFT_EYE_OUTER = 36, 45
 MOUTH_LEFT, MOUTH_RIGHT = 48, 54
 #: Outer lip contour then inner lip contour (48–67).
 MOUTH = tuple(range(48, 68))

@@ -6,8 +6,8 @@
 The page (Gradio) takes a photo of a face (or, in its "Video (dubbing)" tab, a video of a face, whose
 frames and head motion are kept while the mouth follows the new speech: `thflax.inference.dubbing`), and either
 speech (uploaded or recorded in the browser) or text that eSpeak NG speaks offline (voice, rate,
-pitch), and an option to keep a photo's head still. It shows the rendering's progress, then the mp4 in
-a player with a download button. A bad input (no face, an unreadable image, video or audio, empty
+pitch), how far a photo's head moves (0: still), and blinks. It shows the rendering's progress, then
+the mp4 in a player with a download button. A bad input (no face, an unreadable image, video or audio, empty
 text) is shown on the page as one line; nothing else of the error.
 
 The models are loaded once at start-up (`thflax.inference.networks.load_models`; a bad checkpoint prints one
@@ -76,7 +76,8 @@ def make_video(models: Any, checkpoint: str, out_dir: str, photo: str | None, au
                pitch: int = options.DEFAULT_PITCH, still: bool = False,
                report: Callable[[int, int], None] | None = None, *,
                source: str | None = None,
-               blink_rate: float = options.DEFAULT_BLINK_RATE) -> tuple[str, dict[str, Any]]:
+               blink_rate: float = options.DEFAULT_BLINK_RATE,
+               head_motion: float = options.DEFAULT_HEAD_MOTION) -> tuple[str, dict[str, Any]]:
     """One request of the page: (path of the new mp4 in `out_dir`, generation's summary).
 
     The face is the `photo`, or with `source` (a video path, instead of the photo) that video is dubbed
@@ -103,7 +104,7 @@ def make_video(models: Any, checkpoint: str, out_dir: str, photo: str | None, au
     # ranges (check_options), so a forged request's nan or 1e9 is refused in one line like any bad input.
     speech = dict(audio=audio) if audio else dict(text=text, voice=voice, rate=_whole(rate), pitch=_whole(pitch))
     face = (dict(video=source) if source is not None
-            else dict(image=photo, still=bool(still), blink_rate=_whole(blink_rate)))
+            else dict(image=photo, still=bool(still), blink_rate=_whole(blink_rate), head_motion=head_motion))
     summary = generation.generate(checkpoint, out=out, models=models, progress=report or False, **face, **speech)
     return out, summary
 
@@ -134,7 +135,7 @@ def build(models: Any, checkpoint: str, out_dir: str, rtc: Any = None):
     through `rtc` (a `thflax.inference.live_rtc.LiveRtc`; None: the tab says aiortc is missing)."""
     import gradio as gr
 
-    def run(mode, photo, source, audio, text, voice, rate, pitch, still, blinks, progress=gr.Progress()):
+    def run(mode, photo, source, audio, text, voice, rate, pitch, still, blinks, head, progress=gr.Progress()):
         names = {p: os.path.basename(p) for p in (photo, source, audio) if p}  # uploads keep their own names
         last = [0.0]
 
@@ -148,7 +149,7 @@ def build(models: Any, checkpoint: str, out_dir: str, rtc: Any = None):
         try:
             out, summary = make_video(models, checkpoint, out_dir, photo, audio, text, voice, rate, pitch, still,
                                       report=report, source=(source or "") if mode == "video" else None,
-                                      blink_rate=blinks)
+                                      blink_rate=blinks, head_motion=head)
         except InputError as e:
             raise gr.Error(html.escape(_one_line(e, names)), print_exception=False) from None
         except Exception:  # noqa: BLE001 - the page gets one line; the server log the traceback
@@ -182,6 +183,8 @@ def build(models: Any, checkpoint: str, out_dir: str, rtc: Any = None):
                                  type="filepath", sources=["upload", "microphone"], elem_id="audio")
                 still = gr.Checkbox(label="Still head (a photo's lips only; a video keeps its own motion)",
                                     elem_id="still")
+                head = gr.Slider(*options.HEAD_MOTION_RANGE, value=options.DEFAULT_HEAD_MOTION, step=0.1,
+                                 label="Head motion (a photo's; 0: still, 1: as learnt)", elem_id="head_motion")
                 blinks = gr.Slider(*options.BLINK_RATE_RANGE, value=options.DEFAULT_BLINK_RATE, step=1,
                                    label="Blinks per minute (a photo's; 0: none)", elem_id="blinks")
                 go = gr.Button("Make the video", variant="primary", elem_id="generate")
@@ -196,7 +199,7 @@ def build(models: Any, checkpoint: str, out_dir: str, rtc: Any = None):
         # Outside the queue: a tab switch must not wait behind a render.
         photo_tab.select(lambda: "photo", None, mode, queue=False)
         source_tab.select(lambda: "video", None, mode, queue=False)
-        go.click(run, [mode, photo, source, audio, text, voice, rate, pitch, still, blinks], [video, info],
+        go.click(run, [mode, photo, source, audio, text, voice, rate, pitch, still, blinks, head], [video, info],
                  concurrency_limit=1)
     return page
 

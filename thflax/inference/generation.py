@@ -37,8 +37,8 @@ from thflax.errors import InputError
 from thflax.inference import caches
 from thflax.inference.blinks import DEFAULT_BLINK_RATE, blink_chunks, blink_closure
 from thflax.inference.networks import Models, load_models, predict_landmarks, render_frames, speech_windows
-from thflax.inference.options import (DEFAULT_PITCH, DEFAULT_RATE, DEFAULT_VOICE, MAX_SIDE, check_frame,
-                                      check_options, check_sources, check_speech_options)
+from thflax.inference.options import (DEFAULT_HEAD_MOTION, DEFAULT_PITCH, DEFAULT_RATE, DEFAULT_VOICE, MAX_SIDE,
+                                      check_frame, check_options, check_sources, check_speech_options)
 from thflax.inference.output import Clock, finish_frame, write_frames
 from thflax.inference.photo import Reference, detect_face, paste, prepare_reference
 from thflax.inference.text_to_speech import speak_to_wav
@@ -55,7 +55,7 @@ def generate(checkpoint: str, image: str | None = None, audio: str | None = None
              size: int | None = None, batch: int = 16, progress: bool | Callable[[int, int], None] = True, config=None,
              models: Models | None = None, face_index: int | None = None,
              face_box: tuple[int, int, int, int] | None = None, blink_rate: float = DEFAULT_BLINK_RATE,
-             blink_seed: int = 0) -> dict[str, Any]:
+             blink_seed: int = 0, head_motion: float = DEFAULT_HEAD_MOTION) -> dict[str, Any]:
     """Speech (or text) + photo -> mp4 with the speech muxed in. Returns a summary (frames, seconds, paths, timings).
 
     Args:
@@ -64,13 +64,17 @@ def generate(checkpoint: str, image: str | None = None, audio: str | None = None
       video: a source video instead of `image` (exactly one of them): dubbing (`thflax.inference.dubbing`). Every
         frame of the video is kept (background, body, its own head motion) and only the lower face is
         re-animated from the speech; the output has the video's frame rate. Longer speech plays the
-        video forward and backward, shorter speech cuts it. `still` has no effect (the head moves as in
-        the video); `face_index`/`face_box` are for photos (the video's face is tracked).
+        video forward and backward, shorter speech cuts it. `still` and `head_motion` have no effect (the head
+        moves as in the video); `face_index`/`face_box` are for photos (the video's face is tracked).
       out: output .mp4 path (written atomically).
       text: words to speak instead of `audio` (exactly one of them): synthesised offline with eSpeak NG
         (`speak_to_wav`) in `voice` at `rate` words/min (80..450) and base `pitch` 0..100; the video's audio
         track is that speech. The temporary wav is deleted however generation ends.
-      still: keep the head still (template head points), animate the lips only.
+      still: keep the head still (template head points), animate the lips only (head_motion 0).
+      head_motion: how far the head moves, 0..3: the predicted head's displacement from the photo's pose
+        times this (`thflax.face.geometry.scale_head_motion`; the lips keep their own motion). 0 is
+        `still`, 1 the network's own motion (the default; the same landmarks as without the option), 2
+        twice as far. `still` wins over it.
       landmarks_video: put the predicted landmark sketch beside each frame.
       crop_only: write the generated face crop instead of pasting it back into the photo.
       fps: output frame rate, 1..120 (MFCC windows are centred on these frames); default 25 for a photo.
@@ -94,7 +98,7 @@ def generate(checkpoint: str, image: str | None = None, audio: str | None = None
     check_sources(image, video, audio, text, face_index, face_box)
     # Every numeric option first (one place, see check_options): a bad value costs no work, writes nothing.
     check_options(fps=fps, size=size, batch=batch, rate=rate, pitch=pitch, face_index=face_index, face_box=face_box,
-                  blink_rate=blink_rate, blink_seed=blink_seed)
+                  blink_rate=blink_rate, blink_seed=blink_seed, head_motion=head_motion)
     if text is not None:
         check_speech_options(text, voice, rate, pitch)
     from thflax.io import audio as audio_lib
@@ -150,7 +154,8 @@ def generate(checkpoint: str, image: str | None = None, audio: str | None = None
         else:
             summary = _render(models, image, audio, out, speech, face, clock, still=still,
                               landmarks_video=landmarks_video, crop_only=crop_only, fps=fps, size=size,
-                              batch=batch, progress=progress, blink_rate=blink_rate, blink_seed=blink_seed)
+                              batch=batch, progress=progress, blink_rate=blink_rate, blink_seed=blink_seed,
+                              head_motion=head_motion)
     finally:
         if tmp_wav is not None:
             try:
@@ -165,14 +170,14 @@ def _render(models: Models, image: str, audio: str, out: str, speech: np.ndarray
             face: tuple[np.ndarray, np.ndarray], clock: Clock, *, still: bool, landmarks_video: bool,
             crop_only: bool, fps: float, size: int | None, batch: int,
             progress: bool | Callable[[int, int], None], blink_rate: float = 0.0,
-            blink_seed: int = 0) -> dict[str, Any]:
+            blink_seed: int = 0, head_motion: float = DEFAULT_HEAD_MOTION) -> dict[str, Any]:
     """The part of `generate` after its inputs are checked and loaded: features, networks, mp4."""
     s = models.image_size
     reference = prepare_reference(image, s, face)
     windows = speech_windows(models, speech, fps)
     num_frames = len(windows)
     clock.mark("features")
-    chunks = predict_landmarks(models, windows, reference.template, still=still)
+    chunks = predict_landmarks(models, windows, reference.template, still=still, head_motion=head_motion)
     if blink_rate > 0:
         # After the STL net (it predicts no blinks: nothing in speech says when), before the LTV net,
         # which learnt the corpus's closed lids from these eye points.

@@ -20,7 +20,8 @@ from thflax.errors import InputError
 from thflax.inference import options
 
 #: The columns a jobs file may have (header names are case-insensitive).
-COLUMNS = ("image", "video", "audio", "text", "out", "voice", "rate", "pitch", "still", "face_index", "blink_rate")
+COLUMNS = ("image", "video", "audio", "text", "out", "voice", "rate", "pitch", "still", "face_index", "blink_rate",
+           "head_motion")
 #: The columns that name files: the ones a row reads, and the one it writes.
 INPUT_COLUMNS, OUTPUT_COLUMN = ("image", "video", "audio"), "out"
 _TRUE, _FALSE = {"1", "true", "yes", "y"}, {"", "0", "false", "no", "n"}
@@ -44,7 +45,8 @@ class Job:
 
     def arguments(self, *, still: bool = False, face_index: int | None = None, voice: str = options.DEFAULT_VOICE,
                   rate: int = options.DEFAULT_RATE, pitch: int = options.DEFAULT_PITCH,
-                  blink_rate: float = options.DEFAULT_BLINK_RATE) -> dict[str, Any]:
+                  blink_rate: float = options.DEFAULT_BLINK_RATE,
+                  head_motion: float = options.DEFAULT_HEAD_MOTION) -> dict[str, Any]:
         """`generation.generate`'s arguments for this row; the keyword arguments are what an empty or
         missing column gets (generate.py passes its flags). InputError (one line) for a bad row, its
         numbers checked against generation's ranges now, before any model is loaded."""
@@ -89,11 +91,13 @@ class Job:
         kwargs: dict[str, Any] = dict(image=image, video=video, audio=audio, out=out,
                                       still=still_value in _TRUE if still_value else still,
                                       face_index=integer("face_index", face_index),
-                                      blink_rate=number("blink_rate", blink_rate))
+                                      blink_rate=number("blink_rate", blink_rate),
+                                      head_motion=number("head_motion", head_motion))
         if text is not None:
             kwargs.update(text=text, voice=row.get("voice") or voice, rate=integer("rate", rate),
                           pitch=integer("pitch", pitch))
-        options.check_options(**{k: kwargs[k] for k in ("face_index", "rate", "pitch", "blink_rate") if k in kwargs},
+        options.check_options(**{k: kwargs[k] for k in ("face_index", "rate", "pitch", "blink_rate", "head_motion")
+                                 if k in kwargs},
                               prefix="")
         return kwargs
 

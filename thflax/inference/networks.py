@@ -68,37 +68,49 @@ def load_models(path: str, config=None) -> Models:
     return Models(config, build.build_stl(config), stl_vars, build.build_generator(config), gen_vars)
 
 
-def stl_predictor(model, still: bool = False) -> Callable:
+def stl_predictor(model, still: bool = False, head_motion: float = 1.0) -> Callable:
     """jit-ed (variables, mfcc [B, T, W, n], template [B, 68, 2], carry) -> (landmarks [B, T, 68, 2], carry).
 
-    still: the predicted mouth on the template's head (lips only, no head motion).
+    still: the predicted mouth on the template's head (lips only, no head motion), the same as
+    head_motion 0. head_motion: the head's displacement from the template scaled by this factor
+    (`geometry.scale_head_motion`); 1 is the network's own output, untouched.
     """
     import jax
-    import jax.numpy as jnp
 
     from thflax.face import geometry
+
+    scale = 0.0 if still else float(head_motion)
 
     @jax.jit
     def run(variables, mfcc, template, carry=None):
         out, carry = model.apply(variables, mfcc, template, carry=carry, train=False)
         lm = out["landmarks"]
-        if still:
-            head = jnp.broadcast_to(geometry.head_points(template)[:, None], lm.shape[:2] + (50, 2))
-            lm = geometry.merge(geometry.calibrate_mouth(lm), head)
+        if scale != 1.0:
+            lm = geometry.scale_head_motion(lm, template, scale)
         return lm, carry
 
     return run
 
 
+def predictor_name(still: bool = False, head_motion: float = 1.0) -> str:
+    """The name `predict_landmarks` compiles `stl_predictor(still, head_motion)` under (one program per
+    head scale; still and 1 keep the names they had before the scale existed, and so their caches)."""
+    scale = 0.0 if still else float(head_motion)
+    if scale in (0.0, 1.0):
+        return f"stl_still={scale == 0.0}"
+    return f"stl_head_motion={scale!r}"
+
+
 def predict_landmarks(models: Models, windows: np.ndarray, template: np.ndarray, still: bool = False,
-                      chunk: int = 250) -> Iterator[np.ndarray]:
+                      chunk: int = 250, head_motion: float = 1.0) -> Iterator[np.ndarray]:
     """STL over MFCC windows [T, W, n] in chunks, carrying the GRU state: yields [t, 68, 2] per chunk.
 
     Chunks bound the memory for long audio; the carried state makes the result independent of `chunk`.
+    `still` / `head_motion`: see `stl_predictor`.
     """
     import jax.numpy as jnp
 
-    run = models.compiled(f"stl_still={still}", lambda: stl_predictor(models.stl, still))
+    run = models.compiled(predictor_name(still, head_motion), lambda: stl_predictor(models.stl, still, head_motion))
     tmpl = jnp.asarray(np.asarray(template, np.float32)[None])
     carry = None
     for s in range(0, len(windows), chunk):

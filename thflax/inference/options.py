@@ -37,6 +37,10 @@ BATCH_RANGE = (1, 256)
 #: Blinks per minute added to a generated video (`thflax.inference.blinks`); 0 turns them off. People
 #: blink ~15–20 times a minute; above one a second is no blinking but a twitch.
 BLINK_RATE_RANGE = (0.0, 60.0)
+#: How far the head moves: the predicted head's displacement from the photo's pose times this (0: a still
+#: head, as `still`; 1: the network's own motion). Above 3 the face leaves its crop on a lively prediction.
+HEAD_MOTION_RANGE = (0.0, 3.0)
+DEFAULT_HEAD_MOTION = 1.0
 #: The most pixels an output frame may have (a 4096-high frame with the landmark panel beside it): with
 #: `size`, a very wide photo or video would otherwise make frames far wider than `size` is high.
 MAX_FRAME_PIXELS = 4096 * 8192
@@ -57,11 +61,12 @@ def check_number(name: str, value: Any, bounds: tuple[float, float] | None, whol
 def check_options(*, fps: float | None = None, size: int | None = None, batch: int = 16, rate: int = DEFAULT_RATE,
                   pitch: int = DEFAULT_PITCH, face_index: int | None = None,
                   face_box: tuple[int, int, int, int] | None = None, prefix: str | None = None,
-                  blink_rate: float = DEFAULT_BLINK_RATE, blink_seed: int = 0) -> None:
+                  blink_rate: float = DEFAULT_BLINK_RATE, blink_seed: int = 0,
+                  head_motion: float = DEFAULT_HEAD_MOTION) -> None:
     """Raises InputError (one line) for a numeric option of `generate` that is not a number or out of
     its range (`FPS_RANGE`, `SIZE_RANGE`, `BATCH_RANGE`, `RATE_RANGE`, `PITCH_RANGE`,
-    `BLINK_RATE_RANGE`; face_index and blink_seed 0 or more; face_box four finite pixel numbers x0 < x1,
-    y0 < y1).
+    `BLINK_RATE_RANGE`, `HEAD_MOTION_RANGE`; face_index and blink_seed 0 or more; face_box four finite
+    pixel numbers x0 < x1, y0 < y1).
 
     The one place these are checked: `generate` calls it first, and generate.py calls it for its flags
     and every jobs row before any model is loaded, so a bad value costs no work and writes nothing.
@@ -81,6 +86,7 @@ def check_options(*, fps: float | None = None, size: int | None = None, batch: i
     check_number(name("pitch", "speech pitch"), pitch, PITCH_RANGE, whole=True)
     check_number(name("blink_rate", "blink_rate"), blink_rate, BLINK_RATE_RANGE, whole=False, unit=" blinks per minute")
     check_number(name("blink_seed", "blink_seed"), blink_seed, None, whole=True)
+    check_number(name("head_motion", "head_motion"), head_motion, HEAD_MOTION_RANGE, whole=False)
     if face_index is not None:
         check_number(name("face_index", "face_index"), face_index, None, whole=True)
     if face_box is not None:

@@ -99,7 +99,9 @@ def _masked_lmd(pred, true, **kw) -> float:
     return float(metrics.lmd(pred[ok], true[ok], **kw))
 
 
-def _head_speed(lm: np.ndarray) -> float:
+def head_speed(lm: np.ndarray) -> float:
+    """Mean frame-to-frame speed of the non-mouth points 0–47 of landmarks [T, 68, 2] (their units per
+    frame; pairs with a NaN frame left out); NaN with no such pair."""
     pts = lm[:, metrics.NON_MOUTH]
     d = np.linalg.norm(np.diff(pts, axis=0), axis=-1).mean(-1)
     d = d[np.isfinite(d)]
@@ -256,7 +258,7 @@ def evaluate_utterance(row: Row, ex: dict[str, Any], landmarker, true_lm256: np.
            "psnr_lips": psnr_lips,
            "lmd": _masked_lmd(gen_lm, true_lm256), "lmd_sum": _masked_lmd(gen_lm, true_lm256, reduce="sum"),
            "lmd_head": _masked_lmd(gen_lm, true_lm256, points=metrics.NON_MOUTH, center=False),
-           "head_speed_ratio": _head_speed(gen_lm) / max(_head_speed(true_lm256), 1e-6),
+           "head_speed_ratio": head_speed(gen_lm) / max(head_speed(true_lm256), 1e-6),
            "detected": detected, **sync, **mouth}
     if pred_lm is not None:
         out["lmd_stl"] = _masked_lmd(pred_lm[1:] * eval_size, true_lm256)

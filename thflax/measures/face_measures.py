@@ -13,6 +13,9 @@ judges our own model):
   (`lip_sync`);
 * sharpness: variance of the Laplacian inside the face of the frames vs the photo's, both resampled
   to one face size (`sharpness_ratio`).
+* head motion: how far the nose tip wanders about its mean position, as a percentage of the
+  inter-ocular distance so that it does not depend on the face size (`head_motion_percent`); 0 for a
+  still head (up to dlib's jitter).
 
 * the inside of the mouth, on the open-mouth frames (`mouth_interior`): the contrast (std of the
   luminance inside the inner lips) and the teeth (its 99th percentile over the outer lips' median),
@@ -41,7 +44,7 @@ import numpy as np
 
 from thflax.errors import InputError
 from thflax.face.landmarks import interpolate_missing
-from thflax.face.points import mouth_opening
+from thflax.face.points import LEFT_EYE_OUTER, NOSE_TIP, RIGHT_EYE_OUTER, mouth_opening
 
 #: dlib's threshold: descriptors of one person are usually closer than this (Euclidean).
 SAME_PERSON = 0.6
@@ -186,6 +189,27 @@ def opening_std(series: np.ndarray) -> float:
     x = np.asarray(series, np.float64)
     x = x[np.isfinite(x)]
     return float(x.std()) if x.size else float("nan")
+
+
+def head_motion_percent(landmarks: np.ndarray) -> float:
+    """Head motion of a landmark track [T, 68, 2] (NaN where no face): the standard deviation of the nose
+    tip's position (the root of its x and y variances: the RMS distance from its mean position) as a
+    percentage of the median inter-ocular distance (outer eye corners, 36–45).
+
+    Only frames with a face count; NaN with fewer than two of them. Image pixels cancel, so a video and
+    its resized copy score the same.
+    """
+    lm = np.asarray(landmarks, np.float64)
+    if lm.ndim != 3 or lm.shape[1:] != (68, 2):
+        raise InputError(f"landmarks must be [T, 68, 2], not {list(lm.shape)}")
+    lm = lm[np.all(np.isfinite(lm), axis=(1, 2))]
+    if len(lm) < 2:
+        return float("nan")
+    iod = float(np.median(np.linalg.norm(lm[:, LEFT_EYE_OUTER] - lm[:, RIGHT_EYE_OUTER], axis=-1)))
+    if iod <= 0:
+        return float("nan")
+    nose = lm[:, NOSE_TIP]
+    return float(100.0 * np.sqrt(np.sum(nose.var(axis=0))) / iod)
 
 
 def speech_energy(audio: np.ndarray, sample_rate: int, fps: float, num_frames: int,
@@ -556,6 +580,7 @@ def measure_video(photo_path: str, video_path: str, audio_path: str | None = Non
       {"frames": T, "frames_with_face": n, "fps": fps, "identity_distance": float,
        "lip_sync_corr": r at the best offset, "lip_sync_offset": frames (+ = video lags audio),
        "lip_sync_corr_at_0": r, "opening_std": float, "sharpness_ratio": float,
+       "head_motion_percent": nose-tip std, % of the inter-ocular distance (`head_motion_percent`),
        "mouth_contrast", "teeth_brightness", "mouth_open_frames", "mouth_reason" (`mouth_interior`),
        "photo_mouth_contrast", "photo_teeth_brightness", "photo_mouth_reason" (the photo alone, as one
        frame: NaN when its mouth is closed)}; undefined values (no face found, a still mouth) are NaN,
@@ -596,6 +621,7 @@ def measure_video(photo_path: str, video_path: str, audio_path: str | None = Non
         "lip_sync_corr_at_0": corr0,
         "opening_std": opening_std(opening),
         "sharpness_ratio": sharpness_ratio(photo, sampled, photo_lm, sampled_lm, 1),
+        "head_motion_percent": head_motion_percent(landmarks),
         **mouth,
         "photo_mouth_contrast": photo_mouth["mouth_contrast"],
         "photo_teeth_brightness": photo_mouth["teeth_brightness"],

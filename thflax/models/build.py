@@ -32,7 +32,9 @@ def build_stl(config, bn_axis_name: str | None = None) -> stl.STLNet:
     c = config.stl
     return stl.STLNet(split=bool(c.split), audio_channels=tuple(c.audio_channels),
                       audio_features=int(c.audio_features), template_features=int(c.template_features),
-                      gru_features=int(c.gru_features), bn_axis_name=bn_axis_name, dtype=compute_dtype(config))
+                      gru_features=int(c.gru_features), head_audio=str(c.head_audio),
+                      head_template_in_gru=bool(c.head_template_in_gru), bn_axis_name=bn_axis_name,
+                      dtype=compute_dtype(config))
 
 
 def stl_inputs(config, batch: int = 1) -> tuple[np.ndarray, np.ndarray]:
@@ -106,7 +108,10 @@ def _stl_signature(config) -> dict[str, Any]:
     c = config.stl
     keys = ("split", "audio_channels", "audio_features", "template_features", "gru_features", "mfcc_window",
             "n_mfcc")
-    return {"stage": "stl", **{k: c[k] for k in keys}}
+    # The head branch's options only when they differ from the paper's: checkpoints and bundles saved
+    # before they existed keep their signature.
+    extra = {k: c[k] for k, paper in (("head_audio", "own"), ("head_template_in_gru", False)) if c[k] != paper}
+    return {"stage": "stl", **{k: c[k] for k in keys}, **extra}
 
 
 def _ltv_signature(config) -> dict[str, Any]:

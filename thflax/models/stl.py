@@ -41,6 +41,8 @@ import jax.numpy as jnp
 from thflax.face import geometry
 
 LANDMARK_SCALE = 256.0
+#: `STLNet.head_audio`'s choices.
+HEAD_AUDIO = ("own", "lip", "lip_frozen")
 
 
 ModuleDef = Any  # a module constructor (a functools.partial of a Flax module), as in flax's examples
@@ -85,11 +87,13 @@ class Branch(nn.Module):
     gru_features: int = 256
 
     @nn.compact
-    def __call__(self, mfcc, template, carry=None):
-        """mfcc [B, T, W, n], template [B, P_in, 2] (canonical px) -> (offsets [B, T, out_points, 2], carry)."""
+    def __call__(self, mfcc, template, carry=None, audio=None):
+        """mfcc [B, T, W, n], template [B, P_in, 2] (canonical px) -> (offsets [B, T, out_points, 2], carry,
+        audio features [B, T, F]). `audio`: features to use instead of the branch's own encoder's (none built)."""
         b, t = mfcc.shape[:2]
-        audio = AudioEncoder(self.conv, self.norm, self.dense, self.audio_channels, self.audio_features)(
-            mfcc.reshape((b * t,) + mfcc.shape[2:])).reshape(b, t, -1)
+        if audio is None:
+            audio = AudioEncoder(self.conv, self.norm, self.dense, self.audio_channels, self.audio_features)(
+                mfcc.reshape((b * t,) + mfcc.shape[2:])).reshape(b, t, -1)
         # Centre the template so the encoder sees shape, not where the face sits in the crop.
         tmpl = (template - template.mean(axis=1, keepdims=True)) / 32.0
         tmpl = nn.relu(self.dense(self.template_features)(tmpl.reshape(b, -1)))
@@ -103,7 +107,7 @@ class Branch(nn.Module):
             h = jnp.concatenate([h, tmpl], -1)
         # Zero-initialised head: training starts at the template baseline (see module docstring).
         out = self.dense(self.out_points * 2, kernel_init=nn.initializers.zeros, name="head")(h)
-        return out.astype(jnp.float32).reshape(b, t, self.out_points, 2), carry
+        return out.astype(jnp.float32).reshape(b, t, self.out_points, 2), carry, audio
 
 
 class STLNet(nn.Module):
@@ -122,6 +126,12 @@ class STLNet(nn.Module):
     audio_features: int = 512
     template_features: int = 256
     gru_features: int = 256
+    #: Where the head branch's speech features come from: "own" (the paper: its own encoder f_a2), "lip"
+    #: (the lip branch's f_a1, trained by both branches' losses) or "lip_frozen" (f_a1's features with
+    #: no gradient from the head: only the lips train it).
+    head_audio: str = "own"
+    #: The template enters the head GRU (as eq. 4 does for the lips) instead of after it (eq. 5).
+    head_template_in_gru: bool = False
     bn_axis_name: str | None = None
     dtype: Any = jnp.float32
 
@@ -144,14 +154,19 @@ class STLNet(nn.Module):
         template = template.astype(jnp.float32) * LANDMARK_SCALE
         carry = carry or {}
         if not self.split:
-            offs, c = self._branch("full", 68, True, train)(mfcc, template, carry.get("full"))
+            offs, c, _ = self._branch("full", 68, True, train)(mfcc, template, carry.get("full"))
             full = template[:, None] + offs
             return {"full": full, "landmarks": full / LANDMARK_SCALE}, {"full": c}
         anchors = geometry.canonical_anchors(LANDMARK_SCALE)
         t_mouth = geometry.calibrate_mouth(template, anchors)
         t_head = geometry.head_points(template)
-        m_off, c_lip = self._branch("lip", len(geometry.MOUTH_REP), True, train)(mfcc, t_mouth, carry.get("lip"))
-        h_off, c_head = self._branch("head", len(geometry.HEAD_REP), False, train)(mfcc, t_head, carry.get("head"))
+        if self.head_audio not in HEAD_AUDIO:
+            raise ValueError(f"unknown head_audio {self.head_audio!r}; expected one of {HEAD_AUDIO}")
+        m_off, c_lip, lip_audio = self._branch("lip", len(geometry.MOUTH_REP), True, train)(
+            mfcc, t_mouth, carry.get("lip"))
+        head_audio = {"own": None, "lip": lip_audio, "lip_frozen": jax.lax.stop_gradient(lip_audio)}[self.head_audio]
+        h_off, c_head, _ = self._branch("head", len(geometry.HEAD_REP), self.head_template_in_gru, train)(
+            mfcc, t_head, carry.get("head"), head_audio)
         mouth = t_mouth[:, None] + m_off
         head = t_head[:, None] + h_off
         full = geometry.merge(mouth, head)

@@ -93,6 +93,10 @@ class STLTask:
         mask = batch["mask"]
         count = lax.psum(mask.sum(), AXIS)
         weights = {"mouth": 1.0, "head": float(c.head_weight), "full": 1.0}
+        velocity_weight = float(c.velocity_weight)
+        # Frame pairs (t, t+1) both inside the utterance: the velocity term's frames.
+        pairs = mask[:, 1:] * mask[:, :-1]
+        pair_count = jnp.maximum(lax.psum(pairs.sum(), AXIS), 1.0)
 
         def loss_fn(params):
             (out, _), upd = self.model.apply(
@@ -103,6 +107,14 @@ class STLTask:
                 per_frame = losses.landmark_loss(out[k] - t, c.loss, c.wing_w, c.wing_eps).mean((-2, -1))
                 terms[k] = jnp.sum(per_frame * mask) / count  # this device's share of the global mean
             total = sum(weights[k] * v for k, v in terms.items())
+            if velocity_weight:
+                # The head's frame-to-frame motion against the target's: a per-frame position loss alone
+                # is met best by a damped, averaged head where the motion is not predictable.
+                k = "head" if "head" in tgt else "full"
+                vel = jnp.diff(out[k], axis=1) - jnp.diff(tgt[k], axis=1)
+                per_pair = losses.landmark_loss(vel, c.loss, c.wing_w, c.wing_eps).mean((-2, -1))
+                terms["velocity"] = jnp.sum(per_pair * pairs) / pair_count
+                total = total + velocity_weight * terms["velocity"]
             return total, (terms, upd["batch_stats"], out["landmarks"])
 
         (loss, (terms, new_bs, pred)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params["stl"])
