@@ -82,6 +82,33 @@ def get_config() -> ConfigDict:
     c.ltv.grad_clip = 0.0
     c.ltv.ema_decay = 0.0
 
+    # The lip-sync expert (SyncNet, thflax/models/syncnet.py) that LSE-C / LSE-D are measured with: trained
+    # here on the training split (`python -m thflax.training.syncnet_stage`, configs/syncnet.py; the demo
+    # trains it as a third stage); not part of the generation model ("all" = stl, ltv).
+    c.syncnet = ConfigDict()
+    c.syncnet.lip_channels = (32, 64, 64, 64, 64, 128)  # the public net's: 96, 256, 256, 256, 256, 512
+    c.syncnet.audio_channels = (32, 64, 64, 64, 64, 128)  # the public net's: 64, 192, 384, 256, 256, 512
+    c.syncnet.fc_features = 128  # public: 512
+    c.syncnet.embed_features = 128  # public: 1024
+    c.syncnet.stem_pool = False  # public: True (224x224 input); False lets the 48x64 mouth region reach 1x1
+    # The mouth region of the face crop (x0, y0, x1, y1, normalised) and its size (height, width); the public
+    # net reads the whole face at 224x224.
+    c.syncnet.region = (0.25, 0.475, 0.75, 0.85)
+    c.syncnet.image_size = (48, 64)
+    c.syncnet.n_mfcc = 13  # the first 13 of the dataset's MFCC coefficients (the public net's count)
+    # Contrastive loss (Chung & Zisserman 2016): in-sync distance -> 0, shifted audio -> beyond the margin.
+    c.syncnet.margin = 2.0
+    c.syncnet.min_shift = 5  # frames: a shifted window shares no frame with the in-sync one
+    c.syncnet.max_shift = 15  # the offsets LSE-C / LSE-D search over
+    c.syncnet.windows_per_example = 8
+    c.syncnet.batch_size = 32  # windows: each gives an in-sync and a shifted pair
+    c.syncnet.eval_batch_size = 32
+    c.syncnet.eval_batches = 4
+    c.syncnet.num_steps = 600
+    c.syncnet.learning_rate = 1e-3
+    c.syncnet.grad_clip = 0.0
+    c.syncnet.ema_decay = 0.0
+
     c.train = ConfigDict()
     c.train.log_every = 50
     c.train.eval_every = 500

@@ -87,3 +87,19 @@ def median_seconds(fn, args: tuple, repeats: int) -> float:
 
 
 __all__ = ["face_landmarks", "median_seconds", "random_ltv_batch", "random_stl_batch"]
+
+
+def random_syncnet_batch(config, batch_size: int, rng: int | np.random.Generator = 0,
+                         crop_size: int = 64) -> dict[str, np.ndarray]:
+    """A random lip-sync expert batch shaped by `config.syncnet` (n_mfcc) at `crop_size`.
+
+    Returns {"frames" uint8 [B, 5, S, S, 3], "audio", "audio_shifted" float32 [B, n_mfcc, 20], "shift" int32
+    [B] (±min_shift), "mask" float32 [B] all ones}.
+    """
+    r = np.random.default_rng(rng)
+    b, n = batch_size, int(config.syncnet.n_mfcc)
+    return {"frames": r.integers(0, 256, (b, 5, crop_size, crop_size, 3), dtype=np.uint8),
+            "audio": r.normal(size=(b, n, 20)).astype(np.float32),
+            "audio_shifted": r.normal(size=(b, n, 20)).astype(np.float32),
+            "shift": (int(config.syncnet.min_shift) * r.choice([-1, 1], b)).astype(np.int32),
+            "mask": np.ones((b,), np.float32)}

@@ -313,11 +313,11 @@ def from_torch(state: dict[str, Any]) -> tuple[SyncNet, dict[str, Any]]:
         raise InputError(f"not a syncnet_python SyncNet state dict: unexpected {', '.join(left[:3])}"
                          + (" ..." if len(left) > 3 else ""))
     variables = {"params": params, "batch_stats": {t: s for t, s in stats.items() if s}}
-    _check_shapes(model, variables)
+    check_public_shapes(model, variables)
     return model, variables
 
 
-def _check_shapes(model: SyncNet, variables: dict[str, Any]) -> None:
+def check_public_shapes(model: SyncNet, variables: dict[str, Any]) -> None:
     """InputError unless `variables` have exactly the shapes `model` initialises at the public input size."""
     want = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, N_MFCC, MFCC_FRAMES)),
                                              jnp.zeros((1, FRAMES) + PUBLIC_INPUT.size + (3,))))
