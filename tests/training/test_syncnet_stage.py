@@ -128,6 +128,25 @@ def test_expert_trains_evaluates_checkpoints_resumes_and_refuses_another_config(
     with pytest.raises(InputError, match="different syncnet config"):
         trainer.train_stage(other, str(tmp_path), tasks.get_task(other, "syncnet"), InMemoryData(other))
 
+    # Exported like the other stages: a workdir of the expert alone gives a bundle of the expert alone, which
+    # measures as the workdir does and which generation refuses in one line.
+    from thflax.errors import CheckpointError
+    from thflax.inference import networks, params
+    from thflax.measures import lip_sync_expert
+
+    bundle = tmp_path / "bundle"
+    info = params.export(str(tmp_path), str(bundle))
+    assert list(info["signatures"]) == ["syncnet"]
+    from_workdir, from_bundle = lip_sync_expert.load_expert(str(tmp_path)), lip_sync_expert.load_expert(str(bundle))
+    assert "trained here" in from_workdir.name and not from_bundle.public and from_bundle.crop_size == 64
+    batch = random_syncnet_batch(config, 1, 7)
+    frames, mfcc = batch["frames"][0].repeat(4, 0), np.random.default_rng(0).normal(size=(20, 20, 20)).astype(np.float32)
+    assert from_workdir.measure(frames, mfcc=mfcc) == from_bundle.measure(frames, mfcc=mfcc)
+    with pytest.raises(CheckpointError, match="has no stl parameters"):
+        networks.load_models(str(bundle))
+    with pytest.raises(InputError, match="holds no lip-sync expert"):
+        lip_sync_expert.load_expert(str(tmp_path / "syncnet"))
+
 
 def test_expert_is_a_stage_of_its_own_not_part_of_all():
     assert tasks.stage_names("syncnet") == ["syncnet"]
