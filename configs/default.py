@@ -3,7 +3,8 @@
     python train.py --config configs/default.py --workdir runs/default
     python evaluate.py --checkpoint runs/default
 
-Stages: `stage = "all"` trains STL then LTV; "stl" or "ltv" trains one. Each stage has its own
+Stages: `stage = "all"` trains STL then LTV; "stl" or "ltv" trains one; "syncnet" the lip-sync expert
+(configs/syncnet.py). Each stage has its own
 batch size, steps and learning rate under config.stl / config.ltv. Use another dataset with
 `--config.data.name=grid/crop256 --config.data.manual_dir=/path/to/GRID` (see README).
 """

@@ -1,7 +1,7 @@
 """Networks from a config: the one place that training, evaluation and generation build models.
 
 `build_stl(config)`, `build_generator(config)` and `build_discriminator(config)` turn the config's
-`stl` / `ltv` sections into Flax modules; `signature(config, stage)` is the part of the config that
+`stl` / `ltv` sections into Flax modules, `build_syncnet(config)` its `syncnet` section (the lip-sync expert); `signature(config, stage)` is the part of the config that
 a stage's parameters depend on (a checkpoint or export whose signature differs is refused;
 `config.ltv.conv_channel_multiple` is not in it: it changes how convolutions run, not what they compute);
 `same_signature` compares a saved signature with a fresh one. The generator is named by
