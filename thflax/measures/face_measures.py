@@ -614,7 +614,7 @@ def measure_video(photo_path: str, video_path: str, audio_path: str | None = Non
       {"frames": T, "frames_with_face": n, "fps": fps, "identity_distance": float,
        "lip_sync_corr": r at the best offset, "lip_sync_offset": frames (+ = video lags audio),
        "lip_sync_corr_at_0": r, "opening_std": float, "sharpness_ratio": float, "cpbd": the frames' face
-       CPBD, "cpbd_ratio": over the photo's, "lse_d", "lse_c", "lse_offset" (with `expert`),
+       CPBD, "cpbd_ratio": over the photo's, "lse_d", "lse_c", "lse_offset" (only with `expert`),
        "mouth_contrast", "teeth_brightness", "mouth_open_frames", "mouth_reason" (`mouth_interior`),
        "photo_mouth_contrast", "photo_teeth_brightness", "photo_mouth_reason" (the photo alone, as one
        frame: NaN when its mouth is closed)}; undefined values (no face found, a still mouth) are NaN,
@@ -646,7 +646,9 @@ def measure_video(photo_path: str, video_path: str, audio_path: str | None = Non
     mouth = mouth_interior(open_frames, landmarks)
     photo_mouth = mouth_interior([photo], np.asarray(photo_lm, np.float64)[None], min_frames=1)
     cpbd, cpbd_rel = cpbd_ratio(photo, sampled, photo_lm, sampled_lm)
-    lse = {"lse_d": float("nan"), "lse_c": float("nan"), "lse_offset": float("nan")}
+    lse = {}
+    if expert is not None:
+        lse = {"lse_d": float("nan"), "lse_c": float("nan"), "lse_offset": float("nan")}
     if expert is not None and has_face.any():
         from thflax.face import crop
 
