@@ -91,15 +91,14 @@ __all__ = ["face_landmarks", "median_seconds", "random_ltv_batch", "random_stl_b
 
 def random_syncnet_batch(config, batch_size: int, rng: int | np.random.Generator = 0,
                          crop_size: int = 64) -> dict[str, np.ndarray]:
-    """A random lip-sync expert batch shaped by `config.syncnet` (n_mfcc) at `crop_size`.
+    """A random lip-sync expert batch of `batch_size` clips shaped by `config.syncnet` (clip_frames, n_mfcc)
+    at `crop_size`.
 
-    Returns {"frames" uint8 [B, 5, S, S, 3], "audio", "audio_shifted" float32 [B, n_mfcc, 20], "shift" int32
-    [B] (±min_shift), "mask" float32 [B] all ones}.
+    Returns {"frames" uint8 [B, L, S, S, 3], "audio" float32 [B, L, n_mfcc, 20], "valid" float32 [B, L] all
+    ones}.
     """
     r = np.random.default_rng(rng)
-    b, n = batch_size, int(config.syncnet.n_mfcc)
-    return {"frames": r.integers(0, 256, (b, 5, crop_size, crop_size, 3), dtype=np.uint8),
-            "audio": r.normal(size=(b, n, 20)).astype(np.float32),
-            "audio_shifted": r.normal(size=(b, n, 20)).astype(np.float32),
-            "shift": (int(config.syncnet.min_shift) * r.choice([-1, 1], b)).astype(np.int32),
-            "mask": np.ones((b,), np.float32)}
+    b, n, length = batch_size, int(config.syncnet.n_mfcc), int(config.syncnet.clip_frames)
+    return {"frames": r.integers(0, 256, (b, length, crop_size, crop_size, 3), dtype=np.uint8),
+            "audio": r.normal(size=(b, length, n, 20)).astype(np.float32),
+            "valid": np.ones((b, length), np.float32)}

@@ -25,10 +25,18 @@ def test_public_layout_shapes_and_parameter_count():
 
 
 def test_small_expert_embeds_independent_batches():
-    model = syncnet.SyncNet((8, 16, 16, 16, 16, 32), (8, 16, 16, 16, 16, 32), 32, 24, stem_pool=False)
+    model = syncnet.SyncNet((8, 16, 16, 16, 16, 32), (8, 16, 16, 16, 16, 32), 32, 24, stem_pool=False,
+                            video_norm="group")
     v = model.init(jax.random.key(0), jnp.zeros((1, 13, 20)), jnp.zeros((1, 5, 48, 64, 3)))
     a, f = model.apply(v, jnp.ones((3, 13, 20)), jnp.ones((2, 5, 48, 64, 3)))
     assert a.shape == (3, 24) and f.shape == (2, 24)
+    # GroupNorm on the video side: no statistics there, and a window's embedding does not depend on the
+    # others in its batch; BatchNorm (the audio side) keeps its running statistics.
+    assert "netcnnlip" not in v["batch_stats"] and "netcnnaud" in v["batch_stats"]
+    x = jax.random.normal(jax.random.key(1), (4, 5, 48, 64, 3))
+    alone = model.apply(v, x[:1], train=True, mutable=["batch_stats"], method=syncnet.SyncNet.embed_video)[0]
+    together = model.apply(v, x, train=True, mutable=["batch_stats"], method=syncnet.SyncNet.embed_video)[0]
+    np.testing.assert_allclose(alone[0], together[0], rtol=1e-4, atol=1e-5)
     assert syncnet.lip_feature_size(48, 64, stem_pool=False) == (2, 3)
     with pytest.raises(InputError, match="too small"):
         syncnet.lip_feature_size(48, 64, stem_pool=True)

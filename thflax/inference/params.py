@@ -145,7 +145,7 @@ def _from_workdir(workdir: str, stage: str, config, given: bool) -> dict[str, An
     params = ema[net] if ema.get(net) else state["params"][net]
     variables = {"params": params}
     if has_stats:
-        variables["batch_stats"] = state["batch_stats"][net]
+        variables["batch_stats"] = (state.get("batch_stats") or {}).get(net) or {}
     return variables
 
 

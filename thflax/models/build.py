@@ -103,7 +103,9 @@ def build_syncnet(config, bn_axis_name: str | None = None) -> syncnet.SyncNet:
     syncnet.lip_feature_size(*(int(v) for v in c.image_size), bool(c.stem_pool))
     return syncnet.SyncNet(lip_channels=tuple(c.lip_channels), audio_channels=tuple(c.audio_channels),
                            fc_features=int(c.fc_features), embed_features=int(c.embed_features),
-                           stem_pool=bool(c.stem_pool), bn_axis_name=bn_axis_name, dtype=compute_dtype(config))
+                           stem_pool=bool(c.stem_pool), audio_norm=str(c.audio_norm), video_norm=str(c.video_norm),
+                           bn_axis_name=bn_axis_name,
+                           dtype=compute_dtype(config))
 
 
 def syncnet_input(config) -> syncnet.InputSpec:
@@ -113,7 +115,7 @@ def syncnet_input(config) -> syncnet.InputSpec:
 
 
 def init_syncnet(config, rng: jax.Array) -> dict[str, Any]:
-    """Initial expert variables {'params', 'batch_stats'}."""
+    """Initial expert variables {'params'} and, with BatchNorm, {'batch_stats'}."""
     c = config.syncnet
     mfcc = jnp.zeros((1, int(c.n_mfcc), syncnet.MFCC_FRAMES))
     frames = jnp.zeros((1, syncnet.FRAMES) + tuple(int(v) for v in c.image_size) + (3,))
@@ -145,8 +147,8 @@ def _ltv_signature(config) -> dict[str, Any]:
 
 def _syncnet_signature(config) -> dict[str, Any]:
     c = config.syncnet
-    keys = ("lip_channels", "audio_channels", "fc_features", "embed_features", "stem_pool", "region", "image_size",
-            "n_mfcc")
+    keys = ("lip_channels", "audio_channels", "fc_features", "embed_features", "stem_pool", "audio_norm", "video_norm", "region",
+            "image_size", "n_mfcc")
     return {"stage": "syncnet", **{k: c[k] for k in keys}}
 
 

@@ -82,14 +82,22 @@ class InputSpec:
 PUBLIC_INPUT = InputSpec(region=(0.125, 0.28, 0.875, 1.0), size=(224, 224), bgr=True, unit=False)
 
 
-def _layers(dtype: Any, bn_axis_name: str | None, train: bool) -> tuple[ModuleDef, ModuleDef, ModuleDef]:
-    """(conv, dense, norm) constructors; the norm is PyTorch's BatchNorm (running statistics moved by 0.1 of
-    the batch's, eps 1e-5), averaged over `bn_axis_name` when training."""
+#: Channels per group of the GroupNorm variant (`norm="group"`).
+GROUP_SIZE = 8
+
+
+def _layers(dtype: Any, bn_axis_name: str | None, train: bool, norm: str = "batch"):
+    """(conv, dense, norm) constructors. "batch": PyTorch's BatchNorm, the public net's (running statistics
+    moved by 0.1 of the batch's, eps 1e-5), averaged over `bn_axis_name` when training; "group": GroupNorm
+    of `GROUP_SIZE` channels, the same in training and at inference."""
     conv = functools.partial(nn.Conv, dtype=dtype)
     dense = functools.partial(nn.Dense, dtype=dtype)
-    norm = functools.partial(nn.BatchNorm, use_running_average=not train, momentum=0.9, epsilon=1e-5,
-                             axis_name=bn_axis_name if train else None, dtype=dtype)
-    return conv, dense, norm
+    if norm == "group":
+        return conv, dense, functools.partial(nn.GroupNorm, num_groups=None, group_size=GROUP_SIZE, epsilon=1e-5,
+                                              dtype=dtype)
+    bn = functools.partial(nn.BatchNorm, use_running_average=not train, momentum=0.9, epsilon=1e-5,
+                           axis_name=bn_axis_name if train else None, dtype=dtype)
+    return conv, dense, bn
 
 
 def _conv_bn(conv: ModuleDef, norm: ModuleDef, x, features: int, kernel, strides=(1, 1), padding="VALID",
@@ -104,10 +112,11 @@ class AudioCNN(nn.Module):
     channels: Sequence[int]
     bn_axis_name: str | None = None
     dtype: Any = jnp.float32
+    norm: str = "batch"
 
     @nn.compact
     def __call__(self, x, train: bool = False):
-        conv, _, norm = _layers(self.dtype, self.bn_axis_name, train)
+        conv, _, norm = _layers(self.dtype, self.bn_axis_name, train, self.norm)
         c = self.channels
         pad = ((1, 1), (1, 1))
         x = x[..., None]
@@ -128,10 +137,11 @@ class LipCNN(nn.Module):
     stem_pool: bool = True
     bn_axis_name: str | None = None
     dtype: Any = jnp.float32
+    norm: str = "batch"
 
     @nn.compact
     def __call__(self, frames, train: bool = False):
-        conv, _, norm = _layers(self.dtype, self.bn_axis_name, train)
+        conv, _, norm = _layers(self.dtype, self.bn_axis_name, train, self.norm)
         b, t, h, w, k = frames.shape
         c = self.channels
         x = jnp.transpose(frames, (0, 2, 3, 1, 4)).reshape(b, h, w, t * k)  # channel = 3 * frame + colour
@@ -154,10 +164,11 @@ class Head(nn.Module):
     features: int
     bn_axis_name: str | None = None
     dtype: Any = jnp.float32
+    norm: str = "batch"
 
     @nn.compact
     def __call__(self, x, train: bool = False):
-        _, dense, norm = _layers(self.dtype, self.bn_axis_name, train)
+        _, dense, norm = _layers(self.dtype, self.bn_axis_name, train, self.norm)
         x = nn.relu(norm(name="bn0")(dense(self.hidden, name="fc0")(x)))
         return dense(self.features, name="fc1")(x)
 
@@ -173,15 +184,19 @@ class SyncNet(nn.Module):
     fc_features: int = PUBLIC_FC
     embed_features: int = PUBLIC_EMBED
     stem_pool: bool = True
+    # Each tower's normalisation: the public net's BatchNorm ("batch"), or GroupNorm ("group": no batch
+    # statistics; on the audio side it would also normalise away a window's loudness).
+    audio_norm: str = "batch"
+    video_norm: str = "batch"
     bn_axis_name: str | None = None
     dtype: Any = jnp.float32
 
     def setup(self):
         kw = {"bn_axis_name": self.bn_axis_name, "dtype": self.dtype}
-        self.netcnnaud = AudioCNN(tuple(self.audio_channels), **kw)
-        self.netfcaud = Head(self.fc_features, self.embed_features, **kw)
-        self.netcnnlip = LipCNN(tuple(self.lip_channels), self.stem_pool, **kw)
-        self.netfclip = Head(self.fc_features, self.embed_features, **kw)
+        self.netcnnaud = AudioCNN(tuple(self.audio_channels), norm=self.audio_norm, **kw)
+        self.netfcaud = Head(self.fc_features, self.embed_features, norm=self.audio_norm, **kw)
+        self.netcnnlip = LipCNN(tuple(self.lip_channels), self.stem_pool, norm=self.video_norm, **kw)
+        self.netfclip = Head(self.fc_features, self.embed_features, norm=self.video_norm, **kw)
 
     def __call__(self, mfcc, frames, train: bool = False):
         return self.embed_audio(mfcc, train), self.embed_video(frames, train)
