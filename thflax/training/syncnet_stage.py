@@ -60,9 +60,15 @@ def candidates(clip_frames: int, windows: int, min_shift: int, max_shift: int) -
 
 def multiway_terms(video: jax.Array, audio: jax.Array, allowed: jax.Array, target: np.ndarray):
     """Per window: (cross-entropy [b, W] of the softmax over minus the distances to its candidates, the
-    distances [b, W, L]). video [b, W, E], audio [b, L, E], allowed [b, W, L]."""
+    distances [b, W, L]). video [b, W, E], audio [b, L, E], allowed [b, W, L].
+
+    One more candidate is always there: the zero vector, which LSE's distances use for the audio past
+    either end of a video (syncnet_python pads with zeros). Unless the in-sync audio is nearer than it,
+    offsets that reach past the ends would look in sync (measured: without it, copied frames scored an
+    LSE-D below the real video's, their best offset at ±13-15)."""
     d = jnp.sqrt(jnp.sum(jnp.square(video[:, :, None, :] - audio[:, None, :, :]), -1) + 1e-12)
-    logits = jnp.where(allowed, -d, -jnp.inf)
+    d_zero = jnp.sqrt(jnp.sum(jnp.square(video), -1) + 1e-12)[..., None]  # [b, W, 1]
+    logits = jnp.concatenate([jnp.where(allowed, -d, -jnp.inf), -d_zero], axis=-1)
     logp = jax.nn.log_softmax(logits, axis=-1)
     ce = -jnp.take_along_axis(logp, jnp.asarray(target)[None, :, None], axis=-1)[..., 0]
     return ce, d
