@@ -6,8 +6,10 @@
 1. generates the many-person synthetic corpus (configs/demo.py: `synthetic_talking_heads/people`,
    eSpeak NG speech, speakers made of real portraits and morphs between them, one identity held out
    for testing) and prepares it with dlib into a TFDS dataset, printing its statistics;
-2. trains STL (speech -> landmarks) and LTV (landmarks -> video, the warp generator at 128x128);
-3. evaluates end to end on utterances of the held-out identity and prints the Table-2-style metrics;
+2. trains STL (speech -> landmarks) and LTV (landmarks -> video, the warp generator at 128x128), then the
+   lip-sync expert (SyncNet, into <workdir>/syncnet) that LSE-C / LSE-D are measured with;
+3. evaluates end to end on utterances of the held-out identity and prints the Table-2-style metrics (LSE
+   columns with the expert trained here: comparable within the table, not with papers);
 4. makes a synthetic person never seen in training (a morph of the held-out identity and the
    astronaut; the astronaut alone when the portraits could not be fetched) speak a sentence that is
    not in the corpus, writes the mp4 with the audio muxed in, a PNG of the photo next to some
@@ -142,6 +144,19 @@ def main(argv) -> int:
         on_start=lambda stage: _say(f"2/4 training {stage.upper()} ({config[stage].num_steps} steps) -> "
                                     f"{workdir}/{stage}"),
         on_done=lambda stage, seconds: print(f"{stage}: {seconds:.0f} s"))
+    # The lip-sync expert the LSE columns are measured with (not part of the generation model; trained after
+    # it, so the two stages above train exactly as without it).
+    from thflax.measures import lip_sync_expert
+    from thflax.training import syncnet_stage
+
+    _say(f"2/4 training the lip-sync expert (SyncNet, {config.syncnet.num_steps} steps) -> {workdir}/syncnet")
+    t0 = time.time()
+    sync_val = syncnet_stage.train_expert(config, workdir, builder)
+    print(f"syncnet: {time.time() - t0:.0f} s; " + (
+        f"validation accuracy {sync_val['accuracy']:.3f} ({sync_val['windows']} windows, in-sync vs shifted by "
+        f"{config.syncnet.min_shift}-{config.syncnet.max_shift} frames; chance 0.5)" if sync_val
+        else "no validation split: no held-out accuracy"))
+    expert = lip_sync_expert.load_expert(workdir)
 
     # 3. Evaluation.
     _say(f"3/4 end-to-end evaluation on {FLAGS.eval_utterances} held-out utterances")
@@ -152,7 +167,7 @@ def main(argv) -> int:
     models = networks.load_models(workdir)
     _, table, paths = evaluation.run_table([("thflax (Full)", models)],
                                            pipeline.utterances(config, "test", builder=builder),
-                                           os.path.join(workdir, "eval"), FLAGS.eval_utterances)
+                                           os.path.join(workdir, "eval"), FLAGS.eval_utterances, expert=expert)
     print(table)
     print(f"({time.time() - t0:.0f} s)")
 
@@ -182,13 +197,16 @@ def main(argv) -> int:
     print(f"{summary_gen['frames']} frames in {time.time() - t0:.0f} s")
     from thflax.measures import face_measures
 
-    m = face_measures.measure_video(photo, out, wav)
+    m = face_measures.measure_video(photo, out, wav, expert=expert)
     print("measured with dlib on the video (goal in brackets): " + ", ".join(
         f"{k} {m[k]:.3f} ({op} {goal}{', met' if face_measures.meets_goal(k, m[k]) else ', NOT met'})"
         for k, (op, goal) in face_measures.GOALS.items())
         + "; inside the mouth (open frames, 64-px mouth; no goal yet): "
         + mouth_line(m)
         + f"; head motion (nose-tip std, % of the inter-ocular distance; no goal yet): {m['head_motion_percent']:.1f}")
+    print(f"CPBD sharpness of the face {m['cpbd']:.3f} ({m['cpbd_ratio']:.2f} of the photo's); lip-sync expert "
+          f"(trained here, not the public weights): LSE-D {m['lse_d']:.2f}, LSE-C {m['lse_c']:.2f}, offset "
+          f"{m['lse_offset']:+.0f} frames")
 
     _say(f"done in {(time.time() - t_start) / 60:.1f} min")
     print(f"export bundle:    {export_dir}")

@@ -8,8 +8,11 @@ Each --checkpoint is a training workdir or an export bundle, optionally named NA
 checkpoint match that file, and overrides such as --config.data.data_dir=DIR or
 --config.data.name=grid/crop256 change it. Rows "Reference frame (copied)" and "Template landmarks
 (no speech)" are added as floors and "Real video (ceiling)" as the lip-sync ceiling (--notrivial_rows
-drops them). Writes table2.md, summary.json and per_utterance.json to --out_dir and prints the
-table. Protocol: see thflax/measures/evaluation.py: each utterance's first frame, framed on its own, and its
+drops them). LSE-D / LSE-C / LSE offset are computed with the lip-sync expert --syncnet names: a workdir
+or bundle holding one (`python -m thflax.training.syncnet_stage`), or the public SyncNet's weights converted
+with `python -m thflax.inference.syncnet_weights`; by default the first checkpoint's own (`<workdir>/syncnet`,
+as the demo trains it) when it has one, else the columns stay blank. The line under the table names it.
+Writes table2.md, summary.json and per_utterance.json to --out_dir and prints the table. Protocol: see thflax/measures/evaluation.py: each utterance's first frame, framed on its own, and its
 unsmoothed landmarks are the reference, as generation takes a photo. The numbers reported are on
 `test` (the default), which nothing during training reads; `--split=validation` is for tuning.
 """
@@ -32,6 +35,8 @@ flags.DEFINE_enum("split", "test", ["test", "validation"],
 flags.DEFINE_integer("max_utterances", None, "Evaluate on the first N utterances only.", lower_bound=1)
 flags.DEFINE_bool("trivial_rows", True,
                   "Add the copied-reference and template floor rows and the real-video ceiling row.")
+flags.DEFINE_string("syncnet", None, "Lip-sync expert for the LSE columns: a workdir or bundle with one, or converted "
+                    "public SyncNet weights (default: the first checkpoint's own, if any).")
 flags.DEFINE_bool("quiet", False, "No progress bar.")
 flags.mark_flags_as_required(["checkpoint"])
 
@@ -39,7 +44,7 @@ flags.mark_flags_as_required(["checkpoint"])
 def main(argv) -> int:
     del argv
     from input_pipeline import pipeline
-    from thflax.measures import evaluation
+    from thflax.measures import evaluation, lip_sync_expert
     from thflax.inference import networks
 
     specs = [s.rpartition("=") for s in FLAGS.checkpoint]
@@ -47,10 +52,13 @@ def main(argv) -> int:
     config = cli.checkpoint_config(specs[0][1])
     models = [(name, networks.load_models(path, config if (i == 0 or cli.config_given()) else None))
               for i, (name, path) in enumerate(specs)]
+    expert = (lip_sync_expert.load_expert(FLAGS.syncnet) if FLAGS.syncnet
+              else lip_sync_expert.find_expert(specs[0][1]))
     utts = pipeline.utterances(config, FLAGS.split)
     out_dir = FLAGS.out_dir or os.path.join(specs[0][1], "eval")
     summary, table, paths = evaluation.run_table(models, utts, out_dir, FLAGS.max_utterances,
-                                                 trivial_rows=FLAGS.trivial_rows, progress=not FLAGS.quiet)
+                                                 trivial_rows=FLAGS.trivial_rows, progress=not FLAGS.quiet,
+                                                 expert=expert)
     print(table)
     print(f"\n{summary[specs[-1][0]]['utterances']} held-out utterances; results in {paths['table']}, "
           f"{paths['per_utterance']}")

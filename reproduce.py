@@ -14,7 +14,9 @@ from a head-motion run and table2.md from a grid_like run.
 
 Rows: Baseline (configs/baseline.py), w/o Splitnet (no_split.py), w/o Attention (no_attention.py),
 Full (full.py), plus the floors "Reference frame (copied)" and "Template landmarks (no speech)" and the
-lip-sync ceiling "Real video (ceiling)".
+lip-sync ceiling "Real video (ceiling)". The LSE-D / LSE-C columns are measured with one lip-sync expert
+(SyncNet) trained on the corpus's training split into <workdir>/syncnet before the rows (with Full's config
+and config.seed as given: the same measuring instrument for every row and every seed).
 The four rows need only two STL nets (split / not split) and two LTV nets (attention / not): each is
 trained once and each row's workdir links the two it uses, e.g. runs/reproduce/full/stl ->
 ../_stages/stl_split/stl. Every checkpoint is checked against its row's config when loaded; a rerun
@@ -82,7 +84,7 @@ def row_configs(workdir: str, seed_offset: int = 0, data_dir: str | None = None)
     return configs
 
 
-def train_and_evaluate(workdir: str, configs: dict, builder, timing: dict[str, float]):
+def train_and_evaluate(workdir: str, configs: dict, builder, timing: dict[str, float], expert=None):
     """Trains the two STL and two LTV nets under `workdir` (resuming from its checkpoints), links them into
     the rows and evaluates every row on `test`: run_table's (summary, markdown table, paths). Adds each
     step's seconds to `timing`."""
@@ -112,9 +114,25 @@ def train_and_evaluate(workdir: str, configs: dict, builder, timing: dict[str, f
     t0 = time.time()
     models = [(name, networks.load_models(os.path.join(workdir, mod), configs[mod])) for name, mod in ABLATION_ROWS]
     test = pipeline.utterances(configs["full"], pipeline.TEST_SPLIT, builder=builder)
-    result = evaluation.run_table(models, test, workdir, FLAGS.max_utterances, template_models=models[-1][1])
+    result = evaluation.run_table(models, test, workdir, FLAGS.max_utterances, template_models=models[-1][1],
+                                  expert=expert)
     timing["evaluation"] = time.time() - t0
     return result
+
+
+def train_expert(workdir: str, config, builder, timing: dict[str, float]):
+    """The lip-sync expert of the corpus, trained once into <workdir>/syncnet (resumed or reused on a rerun);
+    its seconds go to `timing`."""
+    from thflax.measures import lip_sync_expert
+    from thflax.training import syncnet_stage
+
+    print(f"== training the lip-sync expert (SyncNet, {config.syncnet.num_steps} steps)", flush=True)
+    t0 = time.time()
+    val = syncnet_stage.train_expert(config, workdir, builder)
+    timing["syncnet"] = time.time() - t0
+    if val:
+        print(f"lip-sync expert: validation accuracy {val['accuracy']:.3f}", flush=True)
+    return lip_sync_expert.load_expert(workdir)
 
 
 def _write(path: str, text: str) -> None:
@@ -130,7 +148,7 @@ def _write_timing(workdir: str, timing: dict) -> None:
 def main(argv) -> int:
     del argv
     from input_pipeline import pipeline
-    from thflax.measures import evaluation, paper_tables, seed_tables
+    from thflax.measures import evaluation, lip_sync_expert, paper_tables, seed_tables
 
     workdir = os.path.abspath(FLAGS.workdir)
     os.makedirs(workdir, exist_ok=True)
@@ -141,9 +159,10 @@ def main(argv) -> int:
     t0 = time.time()
     builder = pipeline.get_builder(configs["full"].data)
     timing["data"] = time.time() - t0
+    expert = train_expert(workdir, configs["full"], builder, timing)
 
     if FLAGS.seeds == 1:  # as before --seeds existed: everything directly under <workdir>
-        summary, table, paths = train_and_evaluate(workdir, configs, builder, timing)
+        summary, table, paths = train_and_evaluate(workdir, configs, builder, timing, expert)
         timing["total"] = time.time() - t_all
         _write_timing(workdir, timing)
         _write(paths["table"], table + "\n\n" + paper_tables.markdown_published_table2())
@@ -170,7 +189,7 @@ def main(argv) -> int:
         print(f"==== seed {i + 1}/{FLAGS.seeds} (config.seed = {seeds[-1]}) -> {seed_dir}", flush=True)
         t_seed = time.time()
         seed_timing: dict[str, float] = {}
-        summary, _, _ = train_and_evaluate(seed_dir, seed_configs, builder, seed_timing)
+        summary, _, _ = train_and_evaluate(seed_dir, seed_configs, builder, seed_timing, expert)
         seed_timing["total"] = time.time() - t_seed
         _write_timing(seed_dir, seed_timing)
         timing[f"seed{i}"] = seed_timing
@@ -179,7 +198,7 @@ def main(argv) -> int:
     agg = seed_tables.aggregate_seeds(summaries)
     ords = seed_tables.orderings(summaries)
     n_utt = agg.get("Full", {}).get("utterances", {}).get("mean", float("nan"))
-    table = seed_tables.markdown_table_seeds(agg)
+    table = seed_tables.markdown_table_seeds(agg) + "\n\n" + lip_sync_expert.note(expert)
     head = (f"# Table 2 ({data_name}): mean ± std over {FLAGS.seeds} training seeds "
             f"(config.seed = {', '.join(map(str, seeds))})\n\n"
             f"Each cell: mean ± sample standard deviation over the seeds (ddof=1); \"–\" = undefined in every "

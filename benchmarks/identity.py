@@ -15,6 +15,13 @@ whole photo (`thflax.inference.generation.generate`) and measured against the ph
   opening std         spread of the inner-mouth opening / mouth width over time (goal > 0.02);
   sharpness ratio     variance of the Laplacian in the face vs the photo's, at one face size
                       (goal >= 0.35);
+  CPBD, CPBD ratio    the face's CPBD sharpness (the `cpbd` package, as papers report it; median of 12
+                      frames) and its ratio to the photo's;
+  LSE-D, LSE-C        SyncNet's distance and confidence (±15 frames) and its offset, with the lip-sync
+                      expert --syncnet names (default: the checkpoint's own, <checkpoint>/syncnet, which
+                      demo.py trains; blank without one). An expert trained here is not the public
+                      weights: its figures compare the rows, not papers' (the line under the table says
+                      which expert);
   mouth contrast      std of the luminance (0-255) inside the inner lips, mouth scaled to 64 px wide,
                       median over the open-mouth frames (top quarter of the openings); no goal yet;
   teeth               99th percentile of that luminance minus the outer lips' median: white teeth
@@ -76,6 +83,8 @@ flags.DEFINE_integer("pitch", DEFAULT_PITCH, f"Base pitch (0..100). The default 
 flags.DEFINE_integer("every", 5, "Identity and sharpness use every N-th frame.", lower_bound=1)
 flags.DEFINE_integer("max_offset", 5, "Lip-sync shifts tried, in frames (±).", lower_bound=0)
 flags.DEFINE_bool("floor", True, "Add a 'copied photo' row per photo (a still video of the photo).")
+flags.DEFINE_string("syncnet", None, "Lip-sync expert for the LSE columns: a workdir or bundle with one, or converted "
+                    "public SyncNet weights (default: --checkpoint's own, if it has one).")
 flags.DEFINE_bool("compilation_cache", True, "Keep compiled programs in $THFLAX_CACHE_DIR (as generate.py).")
 flags.mark_flags_as_required(["checkpoint", "out_dir"])
 
@@ -87,6 +96,11 @@ COLUMNS = (
     ("r at 0", "lip_sync_corr_at_0", "{:.3f}"),
     ("opening std (> 0.02)", "opening_std", "{:.4f}"),
     ("sharpness ratio (>= 0.35)", "sharpness_ratio", "{:.2f}"),
+    ("CPBD", "cpbd", "{:.3f}"),
+    ("CPBD ratio", "cpbd_ratio", "{:.2f}"),
+    ("LSE-D", "lse_d", "{:.2f}"),
+    ("LSE-C", "lse_c", "{:.2f}"),
+    ("LSE offset", "lse_offset", "{:+.0f}"),
     ("mouth contrast", "mouth_contrast", "{:.1f}"),
     ("teeth", "teeth_brightness", "{:.1f}"),
     ("head motion (% IOD)", "head_motion_percent", "{:.1f}"),
@@ -147,7 +161,7 @@ def markdown_table(rows: list[tuple[str, str, dict]]) -> str:
     lines = ["| photo | video | " + " | ".join(h for h, _, _ in COLUMNS) + " | frames with face | goals met |",
              "|---|---|" + "---:|" * (len(COLUMNS) + 2)]
     for photo, kind, m in rows:
-        cells = [_cell(m[key], fmt) for _, key, fmt in COLUMNS]
+        cells = [_cell(m.get(key), fmt) for _, key, fmt in COLUMNS]  # LSE only with an expert
         met = [face_measures.meets_goal(k, m[k]) for k in face_measures.GOALS]
         goals = f"{sum(bool(x) for x in met)}/{len(met)}" if kind == "generated" else "-"
         faces = f"{m['frames_with_face']}/{m['frames']}"
@@ -186,7 +200,7 @@ def main(argv) -> int:
     del argv
     import tempfile
 
-    from thflax.measures import evaluation, face_measures
+    from thflax.measures import evaluation, face_measures, lip_sync_expert
     from thflax.inference import caches, generation, networks, text_to_speech
     from thflax.io import video
 
@@ -203,6 +217,8 @@ def main(argv) -> int:
     if FLAGS.compilation_cache:
         caches.enable_caches()
     models = networks.load_models(FLAGS.checkpoint)  # once for every photo
+    expert = (lip_sync_expert.load_expert(FLAGS.syncnet) if FLAGS.syncnet
+              else lip_sync_expert.find_expert(FLAGS.checkpoint))
     rows = []
     with tempfile.TemporaryDirectory(prefix="thflax-identity-") as tmp:
         wav = os.path.join(tmp, "speech.wav")
@@ -212,16 +228,18 @@ def main(argv) -> int:
             generation.generate(FLAGS.checkpoint, photo, wav, out, models=models, progress=False)
             result = {"photo": os.path.abspath(photo), "video": os.path.abspath(out), "speech": speech_note,
                       "text": FLAGS.text, "goals": {k: f"{op} {v}" for k, (op, v) in face_measures.GOALS.items()},
-                      "generated": face_measures.measure_video(photo, out, wav, FLAGS.every, FLAGS.max_offset, face)}
+                      "lip_sync_expert": lip_sync_expert.note(expert),
+                      "generated": face_measures.measure_video(photo, out, wav, FLAGS.every, FLAGS.max_offset, face,
+                                                               expert)}
             rows.append((os.path.basename(photo), "generated", result["generated"]))
             if FLAGS.floor:
                 still = os.path.join(tmp, f"{name}_copied.mp4")
                 still_video(photo, out, wav, still)
                 result["copied_photo"] = face_measures.measure_video(photo, still, wav, FLAGS.every,
-                                                                      FLAGS.max_offset, face)
+                                                                      FLAGS.max_offset, face, expert)
                 rows.append((os.path.basename(photo), "copied photo", result["copied_photo"]))
             evaluation.write_json(os.path.join(FLAGS.out_dir, f"{name}.json"), result)
-    table = markdown_table(rows) + "\n\n" + photo_mouth_lines(rows)
+    table = markdown_table(rows) + "\n\n" + photo_mouth_lines(rows) + "\n\n" + lip_sync_expert.note(expert)
     header = (f"Identity, lip sync and sharpness of {FLAGS.checkpoint} on {len(photos)} photo"
               f"{'s' if len(photos) > 1 else ''}; speech: {seconds:.1f} s, {speech_note}.")
     md = os.path.join(FLAGS.out_dir, "identity.md")

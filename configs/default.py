@@ -3,7 +3,8 @@
     python train.py --config configs/default.py --workdir runs/default
     python evaluate.py --checkpoint runs/default
 
-Stages: `stage = "all"` trains STL then LTV; "stl" or "ltv" trains one. Each stage has its own
+Stages: `stage = "all"` trains STL then LTV; "stl" or "ltv" trains one; "syncnet" the lip-sync expert
+(configs/syncnet.py). Each stage has its own
 batch size, steps and learning rate under config.stl / config.ltv. Use another dataset with
 `--config.data.name=grid/crop256 --config.data.manual_dir=/path/to/GRID` (see README).
 """
@@ -86,6 +87,43 @@ def get_config() -> ConfigDict:
     c.ltv.learning_rate = 1e-4  # paper
     c.ltv.grad_clip = 0.0
     c.ltv.ema_decay = 0.0
+
+    # The lip-sync expert (SyncNet, thflax/models/syncnet.py) that LSE-C / LSE-D are measured with: trained
+    # here on the training split (`python -m thflax.training.syncnet_stage`, configs/syncnet.py; the demo
+    # trains it as a third stage); not part of the generation model ("all" = stl, ltv).
+    c.syncnet = ConfigDict()
+    c.syncnet.lip_channels = (32, 64, 64, 64, 64, 128)  # the public net's: 96, 256, 256, 256, 256, 512
+    c.syncnet.audio_channels = (16, 32, 48, 48, 48, 128)  # the public net's: 64, 192, 384, 256, 256, 512
+    c.syncnet.fc_features = 128  # public: 512
+    c.syncnet.embed_features = 128  # public: 1024
+    c.syncnet.stem_pool = False  # public: True (224x224 input); False lets the 48x64 mouth region reach 1x1
+    # Normalisation per tower (public: "batch" both). The video tower's BatchNorm statistics over a batch of a
+    # few clips (a few faces) differ from its running averages over all faces: evaluated with those, a
+    # BatchNorm expert lost most of what it had learned on held-out utterances; GroupNorm has no batch
+    # statistics. The audio tower keeps BatchNorm (MFCC are normalised per utterance already; GroupNorm there
+    # would normalise away a window's loudness). Figures: BENCHMARKS.md.
+    c.syncnet.audio_norm = "batch"
+    c.syncnet.video_norm = "group"
+    # The mouth region of the face crop (x0, y0, x1, y1, normalised) and its size (height, width); the public
+    # net reads the whole face at 224x224.
+    c.syncnet.region = (0.25, 0.475, 0.75, 0.85)
+    c.syncnet.image_size = (48, 64)
+    c.syncnet.n_mfcc = 13  # the first 13 of the dataset's MFCC coefficients (the public net's count)
+    # Contrastive, multi-way (Chung et al. 2019, "Perfect match"): each video window against the audio of every
+    # shift within ±max_shift frames of the same clip (the in-sync one and those shifted by at least min_shift),
+    # softmax over minus the distances.
+    c.syncnet.min_shift = 3  # frames: shifted windows share at most 2 of their 5 frames with the in-sync one
+    c.syncnet.max_shift = 15  # the offsets LSE-C / LSE-D search over
+    c.syncnet.clip_frames = 40  # consecutive frames per training clip (one clip per utterance and epoch)
+    c.syncnet.windows_per_clip = 8  # video windows per clip, evenly spaced
+    c.syncnet.augment_shift = 4  # px: clips moved by up to this much, mirrored, brightness/contrast changed
+    c.syncnet.batch_size = 4  # clips
+    c.syncnet.eval_batch_size = 4
+    c.syncnet.eval_batches = 6
+    c.syncnet.num_steps = 600
+    c.syncnet.learning_rate = 1e-3
+    c.syncnet.grad_clip = 0.0
+    c.syncnet.ema_decay = 0.0
 
     c.train = ConfigDict()
     c.train.log_every = 50

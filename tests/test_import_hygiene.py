@@ -12,7 +12,7 @@ import configs.default, configs.tiny
 import thflax, thflax.face.geometry, thflax.training.losses, thflax.measures.metrics, thflax.training.parallel, thflax.face.sketch
 import thflax.models.stl, thflax.models.ltv, thflax.training.stl_stage, thflax.training.ltv_stage, thflax.training.train_state
 import thflax.io.checkpoint, thflax.training.trainer, thflax.inference.generation, thflax.training.tasks, thflax.models.build
-import thflax.models.face_features, thflax.training.face_features
+import thflax.models.face_features, thflax.training.face_features, thflax.models.syncnet, thflax.training.syncnet_stage
 bad = sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "tensorflow_datasets", "dlib", "librosa", "cv2"))
 print("BAD", bad)
 """
@@ -21,6 +21,7 @@ print("BAD", bad)
 INFERENCE = """
 import sys
 import thflax.inference.generation, thflax.inference.networks, thflax.inference.params, thflax.measures.evaluation, thflax.io.images, thflax.models.build
+import thflax.measures.lip_sync_expert, thflax.inference.syncnet_weights
 train = sorted(m for m in sys.modules if m in ("thflax.training.trainer", "thflax.training.stl_stage", "thflax.training.ltv_stage",
                                                  "thflax.training.train_state", "thflax.training.tasks", "optax"))
 print("TRAIN", train)

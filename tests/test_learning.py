@@ -206,3 +206,88 @@ def test_held_out_person_keeps_identity_and_follows_the_speech(learned, tmp_path
     assert m["opening_std"] > 2 * floor["opening_std"]
     assert follows["generated"] > 0.45 and follows["generated"] > np.nan_to_num(follows["still"]) + 0.3
     assert m["lip_sync_corr"] > floor["lip_sync_corr"] + 0.1
+
+
+# ---- the lip-sync expert (SyncNet) and LSE-C / LSE-D on the held-out person ----------------------------
+
+#: Steps of the expert in the learning tests (configs/default.py's syncnet settings otherwise).
+EXPERT_STEPS = 300
+
+
+@pytest.fixture(scope="session")
+def expert(learn_config, tmp_path_factory):
+    """The lip-sync expert trained on people_small's training split: (Expert, its validation metrics)."""
+    from thflax.configlib import ConfigDict
+    from thflax.measures import lip_sync_expert
+    from thflax.training import syncnet_stage
+
+    c = ConfigDict(learn_config.to_dict())
+    c.syncnet.num_steps = EXPERT_STEPS
+    wd = str(tmp_path_factory.mktemp("expert"))
+    with optimized():
+        val = syncnet_stage.train_expert(c, wd)
+    return lip_sync_expert.load_expert(wd), val
+
+
+def _test_utterances(config):
+    from input_pipeline import pipeline
+
+    return list(pipeline.utterances(config, "test"))
+
+
+def test_expert_tells_in_sync_from_shifted_speech_on_the_held_out_person(expert, learn_config):
+    """Trained on other people, the expert finds the real videos of the held-out person in sync (offset 0),
+    recovers an offset put in by shifting the speech, and ranks in-sync windows nearer than shifted ones."""
+    from thflax.measures import lip_sync_expert as lse
+
+    model, val = expert
+    print(f"\nexpert ({EXPERT_STEPS} steps): validation accuracy {val['accuracy']:.3f}, in-sync nearer "
+          f"{val['rank_accuracy']:.3f} ({val['windows']} windows of the training people's held-out utterances)")
+    assert val["accuracy"] > 0.65 and val["rank_accuracy"] > 0.7
+    offsets = {0: [], 4: [], -3: []}
+    nearer, lse_c = [], []
+    for ex in _test_utterances(learn_config):
+        frames, mfcc, t = ex["frames"], ex["mfcc"], len(ex["frames"])
+        for k in offsets:  # video lags the speech by k: frame v shows what the speech says at v - k
+            f, m = (frames[:t - k], mfcc[k:]) if k >= 0 else (frames[-k:], mfcc[:t + k])
+            out = model.measure(f, mfcc=m)
+            offsets[k].append(out["lse_offset"])
+            if k == 0:
+                lse_c.append(out["lse_c"])
+        # Window by window: in-sync audio nearer than audio 5-15 frames away (both inside the utterance).
+        d = lse.offset_distances(model.embed_video(frames), model._chunked(model._audio_fn, model.audio_windows(t, mfcc)))
+        n = len(d)
+        for v in range(n):
+            far = [j for j in range(lse.VSHIFT * 2 + 1) if 5 <= abs(j - lse.VSHIFT) and 0 <= v + j - lse.VSHIFT < n]
+            nearer += [d[v, lse.VSHIFT] < d[v, j] for j in far]
+    rank = float(np.mean(nearer))
+    med = {k: float(np.median(v)) for k, v in offsets.items()}
+    hits = {k: float(np.mean(np.abs(np.array(v) - k) <= 1)) for k, v in offsets.items()}
+    print(f"held-out person, {len(lse_c)} utterances: in-sync window nearer than a shifted one {rank:.3f} "
+          f"({len(nearer)} pairs; chance 0.5); LSE-C of the real videos {np.mean(lse_c):.2f}; offsets found "
+          f"(median, share within ±1 frame): " + ", ".join(f"put in {k:+d}: {med[k]:+.0f} ({hits[k]:.2f})" for k in med))
+    assert rank > 0.7
+    for k in offsets:
+        assert abs(med[k] - k) <= 1 and hits[k] > 0.6, (k, offsets[k])
+
+
+def test_lse_ranks_real_video_first_and_the_copied_frame_last(expert, learned, learn_config):
+    """LSE-D and LSE-C on the held-out person's utterances: the real video (ceiling) is best, the reference
+    frame copied to every frame (floor) worst, the trained model in between, as in the evaluation table."""
+    from thflax.inference import networks
+    from thflax.measures import evaluation
+
+    model, _ = expert
+    models = networks.load_models(learned[0])
+    rows = {"real": [], "model": [], "copied": []}
+    for ex in _test_utterances(learn_config)[:8]:
+        frames, template = ex["frames"], ex["landmarks_raw"][0]
+        chunks = list(networks.predict_landmarks(models, ex["mfcc"], template))
+        gen = np.stack([img for img, _ in networks.render_frames(models, frames[0], template, chunks, 16)])
+        for name, video in (("real", frames), ("model", gen), ("copied", np.repeat(frames[:1], len(frames), 0))):
+            rows[name].append(evaluation.expert_figures(model, video, ex))  # frames 1…, as the table
+    mean = {name: {k: float(np.nanmean([r[k] for r in rs])) for k in ("lse_d", "lse_c")} for name, rs in rows.items()}
+    print("\nLSE-D / LSE-C on 8 held-out utterances: " + ", ".join(
+        f"{name} {m['lse_d']:.3f} / {m['lse_c']:.3f}" for name, m in mean.items()))
+    assert mean["real"]["lse_d"] < mean["model"]["lse_d"] < mean["copied"]["lse_d"]
+    assert mean["real"]["lse_c"] > mean["model"]["lse_c"] > mean["copied"]["lse_c"]

@@ -87,3 +87,18 @@ def median_seconds(fn, args: tuple, repeats: int) -> float:
 
 
 __all__ = ["face_landmarks", "median_seconds", "random_ltv_batch", "random_stl_batch"]
+
+
+def random_syncnet_batch(config, batch_size: int, rng: int | np.random.Generator = 0,
+                         crop_size: int = 64) -> dict[str, np.ndarray]:
+    """A random lip-sync expert batch of `batch_size` clips shaped by `config.syncnet` (clip_frames, n_mfcc)
+    at `crop_size`.
+
+    Returns {"frames" uint8 [B, L, S, S, 3], "audio" float32 [B, L, n_mfcc, 20], "valid" float32 [B, L] all
+    ones}.
+    """
+    r = np.random.default_rng(rng)
+    b, n, length = batch_size, int(config.syncnet.n_mfcc), int(config.syncnet.clip_frames)
+    return {"frames": r.integers(0, 256, (b, length, crop_size, crop_size, 3), dtype=np.uint8),
+            "audio": r.normal(size=(b, length, n, 20)).astype(np.float32),
+            "valid": np.ones((b, length), np.float32)}

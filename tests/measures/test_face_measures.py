@@ -163,6 +163,20 @@ def test_frames_without_a_face_are_interpolated():
 # --- sharpness ------------------------------------------------------------------------------------
 
 
+def test_cpbd_of_a_photo_itself_and_blurred(astronaut, astronaut_landmarks):
+    """CPBD (the `cpbd` package) of the face: the photo against itself is 1; a 2-px blur takes most of it;
+    frames without a face are skipped, and none at all is undefined."""
+    sharp = fm.face_cpbd(astronaut, astronaut_landmarks)
+    blurred = cv2.GaussianBlur(astronaut, (0, 0), 2.0)
+    assert sharp > 0.2 and fm.face_cpbd(blurred, astronaut_landmarks) < 0.3 * sharp
+    lms = np.stack([astronaut_landmarks, np.full((68, 2), np.nan), astronaut_landmarks])
+    value, ratio = fm.cpbd_ratio(astronaut, [astronaut, blurred, astronaut], astronaut_landmarks, lms)
+    assert value == pytest.approx(sharp) and ratio == pytest.approx(1.0)
+    value, ratio = fm.cpbd_ratio(astronaut, [blurred], astronaut_landmarks, astronaut_landmarks[None])
+    assert ratio < 0.3
+    assert all(np.isnan(fm.cpbd_ratio(astronaut, [astronaut], astronaut_landmarks, lms[1:2])))
+
+
 def test_sharpness_ratio_of_a_photo_itself_and_blurred(astronaut, astronaut_landmarks):
     lm = astronaut_landmarks[None]
     assert fm.sharpness_ratio(astronaut, [astronaut], astronaut_landmarks, lm, every=1) == pytest.approx(1.0)
@@ -222,7 +236,7 @@ def test_measure_video_of_a_rendered_talking_astronaut(tmp_path, astronaut):
              "photo_mouth_contrast", "photo_teeth_brightness", "photo_mouth_reason"}
     assert set(m) == {"frames", "frames_with_face", "fps", "identity_distance", "lip_sync_corr",
                       "lip_sync_offset", "lip_sync_corr_at_0", "opening_std", "sharpness_ratio",
-                      "head_motion_percent"} | mouth
+                      "head_motion_percent", "cpbd", "cpbd_ratio"} | mouth  # LSE-D/C only with a lip-sync expert
     m = {k: v for k, v in m.items() if k not in mouth}
     assert all(np.isfinite(v) for v in m.values()), m
     assert m["frames"] == len(clip.frames) and m["frames_with_face"] == m["frames"]

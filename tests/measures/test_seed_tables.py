@@ -144,7 +144,7 @@ def test_ordering_row_names_match_the_rows_run_table_makes(monkeypatch, tmp_path
     `seed_tables.ABLATION_ROWS`' names)."""
     seen = []
 
-    def fake_evaluate(rows, utterances, max_utterances=None, progress=True):
+    def fake_evaluate(rows, utterances, max_utterances=None, progress=True, expert=None):
         seen.extend((r.name, r.kind) for r in rows)
         return {r.name: [] for r in rows}
 

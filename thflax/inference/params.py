@@ -7,8 +7,12 @@ optimiser or the discriminator. `load_params(path, stage)` reads them from eithe
   parameters where the run kept them), or
 * an export bundle written by `export(workdir, out)`: a folder with `thflax_export.json` (the
   config, each stage's model signature, the checksum of the parameters file) and `params.msgpack`
-  (flax msgpack of {"stl": {"params", "batch_stats"}, "ltv": {"params"}}). It is a fraction of the
-  size of the training checkpoints and needs no orbax to read.
+  (flax msgpack of {"stl": {"params", "batch_stats"}, "ltv": {"params"}}, and "syncnet": {"params",
+  "batch_stats"} when the workdir has the lip-sync expert). It is a fraction of the size of the training
+  checkpoints and needs no orbax to read.
+
+The lip-sync expert (`EXPERT`, "syncnet": `thflax.training.syncnet_stage`) is read the same way; a workdir
+holding only the expert exports a bundle of the expert alone.
 
 The config is the one saved at training time, laid over `configs/default.py` so that keys added to
 the schema since then take their defaults. A given config must produce the saved model signature.
@@ -32,10 +36,24 @@ from thflax.errors import CheckpointError, InputError
 EXPORT_FILE = "thflax_export.json"
 PARAMS_FILE = "params.msgpack"
 STAGES = ("stl", "ltv")
+#: The lip-sync expert's stage: measured with, not generated with; in a bundle when its workdir has it.
+EXPERT = "syncnet"
+#: Each stage's network inside its train state, and whether it has BatchNorm statistics.
+_NETWORK = {"stl": ("stl", True), "ltv": ("generator", False), EXPERT: ("syncnet", True)}
 
 
 def is_export(path: str) -> bool:
     return os.path.isfile(os.path.join(path, EXPORT_FILE))
+
+
+def has_params(path: str, stage: str) -> bool:
+    """Whether `path` (a training workdir or an export bundle) holds parameters of `stage`."""
+    if is_export(path):
+        try:
+            return stage in _read_export(path).get("signatures", {})
+        except CheckpointError:
+            return False
+    return os.path.isdir(os.path.join(path, stage, "checkpoints"))
 
 
 def _checkpoint_dir(workdir: str, stage: str) -> str:
@@ -85,7 +103,9 @@ def load_config(path: str):
         return config_from_json(_read_export(path)["config"])
     from thflax.io import checkpoint
 
-    ckpt = checkpoint.Checkpointer(_checkpoint_dir(path, "stl"), read_only=True)
+    # The generation model's config (its STL stage's), or an expert's own where the workdir has only that.
+    first = "stl" if has_params(path, "stl") or not has_params(path, EXPERT) else EXPERT
+    ckpt = checkpoint.Checkpointer(_checkpoint_dir(path, first), read_only=True)
     try:
         # The newest step whose metadata reads (silently: loading the parameters reports a damaged step).
         saved = ckpt.restore_newest(ckpt.restore_meta)[0].get("config")
@@ -120,12 +140,12 @@ def _from_workdir(workdir: str, stage: str, config, given: bool) -> dict[str, An
     finally:
         ckpt.close()
     _check_signature(meta.get("model"), config, stage, ckpt.directory, given)
-    net = "stl" if stage == "stl" else "generator"
+    net, has_stats = _NETWORK[stage]
     ema = state.get("ema_params") or {}
     params = ema[net] if ema.get(net) else state["params"][net]
     variables = {"params": params}
-    if stage == "stl":
-        variables["batch_stats"] = state["batch_stats"]["stl"]
+    if has_stats:
+        variables["batch_stats"] = (state.get("batch_stats") or {}).get(net) or {}
     return variables
 
 
@@ -133,6 +153,8 @@ def _from_export(path: str, stage: str, config, given: bool) -> dict[str, Any]:
     from flax import serialization
 
     info = _read_export(path)
+    if stage not in info.get("signatures", {}):
+        raise CheckpointError(f"export bundle {path} has no {stage} parameters")
     _check_signature(info.get("signatures", {}).get(stage), config, stage, path, given)
     file = os.path.join(path, PARAMS_FILE)
     try:
@@ -147,11 +169,12 @@ def _from_export(path: str, stage: str, config, given: bool) -> dict[str, Any]:
 
 
 def load_params(path: str, stage: str, config=None) -> tuple[dict[str, Any], Any]:
-    """(variables, config) of stage "stl" ({'params', 'batch_stats'}) or "ltv" ({'params'} of the generator).
+    """(variables, config) of stage "stl" ({'params', 'batch_stats'}), "ltv" ({'params'} of the generator) or
+    the expert, "syncnet" ({'params', 'batch_stats'}).
 
     `path` is a training workdir or an export bundle; `config` defaults to the saved one.
     """
-    if stage not in STAGES:
+    if stage not in _NETWORK:
         raise ValueError(f"unknown stage {stage!r}")
     given = config is not None
     config = load_config(path) if config is None else config
@@ -167,23 +190,29 @@ def export(workdir: str, out: str, overwrite: bool = False) -> dict[str, Any]:
         raise InputError(f"{out} exists; choose a new folder" + ("" if not is_export(out) else " or overwrite"))
     files.check_folder(out, creates_folder=True)  # a missing or unwritable folder fails now, not after loading
     config = load_config(workdir)
-    return export_variables(config, {s: load_params(workdir, s, config)[0] for s in STAGES}, out,
+    # The generation model's stages (all required), and the lip-sync expert where the workdir has it; a
+    # workdir of the expert alone exports the expert alone.
+    stages = list(STAGES) if has_params(workdir, "stl") or not has_params(workdir, EXPERT) else []
+    stages += [EXPERT] if has_params(workdir, EXPERT) else []
+    return export_variables(config, {s: load_params(workdir, s, config)[0] for s in stages}, out,
                             source=os.path.abspath(workdir))
 
 
 def export_variables(config, variables: dict[str, Any], out: str, source: str = "") -> dict[str, Any]:
-    """Writes the bundle of `config` with `variables` ({"stl": STL variables, "ltv": generator variables})
-    to the new folder `out` (atomically); returns its info. `export` gives it a workdir's; benchmarks and
-    tests give it randomly initialised ones (`source` says where they came from)."""
+    """Writes the bundle of `config` with `variables` ({"stl": STL variables, "ltv": generator variables,
+    optionally "syncnet": the lip-sync expert's}) to the new folder `out` (atomically); returns its info.
+    `export` gives it a workdir's; benchmarks and tests give it randomly initialised ones (`source` says
+    where they came from)."""
     import jax
     from flax import serialization
 
     from thflax.models import build
 
-    tree = {s: jax.tree.map(np.asarray, variables[s]) for s in STAGES}
+    stages = list(variables)
+    tree = {s: jax.tree.map(np.asarray, variables[s]) for s in stages}
     data = serialization.msgpack_serialize(tree)
     info = {"format": "thflax-export", "version": 1, "config": config.to_json(),
-            "signatures": {s: build.signature(config, s) for s in STAGES},
+            "signatures": {s: build.signature(config, s) for s in stages},
             "params_file": PARAMS_FILE, "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data),
             "source": source}
     _write_bundle(out, {PARAMS_FILE: data, EXPORT_FILE: json.dumps(info, indent=1).encode()})

@@ -30,9 +30,12 @@ Protocol, per held-out utterance (the dataset's `test` split; `validation` for t
      the utterance's audio, over the same frames 1… as above. `sync_offset` is the shift within ±5
      frames that maximises their Pearson correlation (positive: the video lags the audio), `sync_r`
      that correlation and `sync_r0` the one at no shift (`face_measures.lip_sync`); all three are
-     undefined (NaN) for a still mouth. This is not SyncNet's LSE-C / LSE-D (Prajwal et al. 2020):
-     those need SyncNet's pretrained weights, which cannot be fetched here (offline), so they are not
-     computed and the numbers are not comparable with papers that report them.
+     undefined (NaN) for a still mouth. Next to it, with a lip-sync expert (`expert`: SyncNet,
+     `thflax.measures.lip_sync_expert`), LSE-D, LSE-C and the expert's offset (±15 frames) over the same
+     frames 1… of the crops: the field's measures, computed as syncnet_python does. The expert trained
+     here (`thflax.training.syncnet_stage`) is named under the table (`lip_sync_expert.note`); its
+     figures are comparable within a table, not with papers, which use the public weights (loadable
+     where a user has them: `thflax.inference.syncnet_weights`).
   5. the inside of the mouth (`face_measures.mouth_interior`, frames 1…, dlib's landmarks on each video):
      inner-mouth contrast (luminance std inside the inner lips) and teeth brightness (99th percentile there
      minus the outer lips' median), with the mouth scaled to 64 px wide, median over the video's own
@@ -211,11 +214,22 @@ def check_reference_framing(ex: dict[str, Any], atol: float = 1e-3) -> None:
                          f"example?): evaluate on 'test' or 'validation'")
 
 
+def expert_figures(expert, frames: np.ndarray, ex: dict[str, Any], first: int = 1) -> dict[str, float]:
+    """LSE-D, LSE-C and the offset of crops [T, S, S, 3] (a row's video of utterance `ex`) from frame `first`
+    on, with the utterance's MFCC windows and samples from that frame on; NaN without an expert."""
+    if expert is None:
+        return {"lse_d": float("nan"), "lse_c": float("nan"), "lse_offset": float("nan")}
+    spf = ex["audio"].shape[0] // frames.shape[0]  # samples per frame (the audio is cut to the T frames)
+    return expert.measure(frames[first:], mfcc=ex["mfcc"][first:], audio=ex["audio"][first * spf:],
+                          sample_rate=_sample_rate(ex), fps=float(ex["fps"]))
+
+
 def evaluate_utterance(row: Row, ex: dict[str, Any], landmarker, true_lm256: np.ndarray | None = None,
-                       eval_size: int = EVAL_SIZE, batch: int = 16) -> dict[str, Any]:
+                       eval_size: int = EVAL_SIZE, batch: int = 16, expert=None) -> dict[str, Any]:
     """Metrics of one row on one utterance (see the module docstring).
 
     `true_lm256`: [T, 68, 2] dlib landmarks of the real frames at `eval_size` px (tracked when None).
+    `expert`: a `lip_sync_expert.Expert` for the LSE columns (NaN without one).
     """
     from thflax.inference import networks
 
@@ -230,7 +244,7 @@ def evaluate_utterance(row: Row, ex: dict[str, Any], landmarker, true_lm256: np.
         return {"utterance": f"{ex['speaker']}/{ex['utterance']}", "frames": int(t),
                 "detected": float(np.mean(np.all(np.isfinite(true_lm256[1:]), axis=(1, 2)))),
                 **lip_sync_figures(true_lm256, ex["audio"], float(ex["fps"]), _sample_rate(ex)),
-                **_mouth_columns(true_mouth, true_mouth)}
+                **expert_figures(expert, frames, ex), **_mouth_columns(true_mouth, true_mouth)}
     template = ex["landmarks_raw"][0]  # [68, 2]: dlib's, as generation takes it from a photo
     pred_lm = None
     if row.kind == "reference":
@@ -259,15 +273,15 @@ def evaluate_utterance(row: Row, ex: dict[str, Any], landmarker, true_lm256: np.
            "lmd": _masked_lmd(gen_lm, true_lm256), "lmd_sum": _masked_lmd(gen_lm, true_lm256, reduce="sum"),
            "lmd_head": _masked_lmd(gen_lm, true_lm256, points=metrics.NON_MOUTH, center=False),
            "head_speed_ratio": head_speed(gen_lm) / max(head_speed(true_lm256), 1e-6),
-           "detected": detected, **sync, **mouth}
+           "detected": detected, **sync, **expert_figures(expert, gen, ex), **mouth}
     if pred_lm is not None:
         out["lmd_stl"] = _masked_lmd(pred_lm[1:] * eval_size, true_lm256)
     return out
 
 
 def evaluate(rows: list[Row], utterances, max_utterances: int | None = None, eval_size: int = EVAL_SIZE,
-             progress: bool = True) -> dict[str, list[dict[str, Any]]]:
-    """Per-utterance results for every row: {row name: [per-utterance dict, ...]}."""
+             progress: bool = True, expert=None) -> dict[str, list[dict[str, Any]]]:
+    """Per-utterance results for every row: {row name: [per-utterance dict, ...]} (LSE columns with `expert`)."""
     from tqdm import tqdm
 
     from thflax.face import landmarks
@@ -280,7 +294,7 @@ def evaluate(rows: list[Row], utterances, max_utterances: int | None = None, eva
     for ex in tqdm(exs, desc="evaluating", unit="utt", disable=None if progress else True):  # None: off when not a terminal
         true_lm = _track(_resize(ex["frames"], eval_size), landmarker)
         for r in rows:
-            results[r.name].append(evaluate_utterance(r, ex, landmarker, true_lm, eval_size))
+            results[r.name].append(evaluate_utterance(r, ex, landmarker, true_lm, eval_size, expert=expert))
     return results
 
 
@@ -288,6 +302,7 @@ COLUMNS = (("LMD", "lmd", 2), ("SSIM", "ssim", 3), ("PSNR", "psnr", 2), ("lips P
            ("LMD (sum, ATVGnet)", "lmd_sum", 1),
            ("head LMD", "lmd_head", 2), ("head speed ratio", "head_speed_ratio", 2), ("STL mouth LMD", "lmd_stl", 2),
            ("sync r", "sync_r", 2), ("sync offset", "sync_offset", 1), ("sync r @0", "sync_r0", 2),
+           ("LSE-D", "lse_d", 2), ("LSE-C", "lse_c", 2), ("LSE offset", "lse_offset", 1),
            ("mouth contrast / truth", "mouth_contrast_ratio", 2), ("teeth / truth", "teeth_ratio", 2),
            ("dlib found face", "detected", 2))
 
@@ -296,7 +311,7 @@ EXTRA_KEYS = ("mouth_contrast", "teeth_brightness", "mouth_contrast_truth", "tee
 
 #: Summarised by the median over utterances, not the mean: the best of 11 shifts on a short clip can land
 #: on ±5 by chance, and one such utterance would drag a mean of whole-frame offsets.
-MEDIAN_KEYS = frozenset({"sync_offset"})
+MEDIAN_KEYS = frozenset({"sync_offset", "lse_offset"})
 
 
 def summarize(results: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, float]]:
@@ -380,21 +395,24 @@ def write_results(workdir: str, results, summary, table: str) -> dict[str, str]:
 
 
 def run_table(models: list[tuple[str, Any]], utterances, out_dir: str, max_utterances: int | None = None,
-              trivial_rows: bool = True, progress: bool = True,
-              template_models: Any = None) -> tuple[dict[str, dict[str, float]], str, dict[str, str]]:
+              trivial_rows: bool = True, progress: bool = True, template_models: Any = None,
+              expert=None) -> tuple[dict[str, dict[str, float]], str, dict[str, str]]:
     """Table 2 for (name, `networks.Models`) rows, with the ceiling and floor rows first unless
     `trivial_rows` is off.
 
     The ceiling: the real video (lip-sync and face-detection columns only). The floors: the reference
     frame copied to every frame, and an LTV on the template landmarks (no speech): `template_models`',
-    default the first row's. Writes table2.md, summary.json and per_utterance.json to `out_dir`;
-    returns (summary, markdown table, paths).
+    default the first row's. `expert` (a `lip_sync_expert.Expert`) fills the LSE columns; the table ends
+    with the line saying which expert that was. Writes table2.md, summary.json and per_utterance.json to
+    `out_dir`; returns (summary, markdown table, paths).
     """
+    from thflax.measures import lip_sync_expert
+
     rows = [Row(name, m) for name, m in models]
     if trivial_rows:
         rows = [Row(REAL_ROW, kind="real"), Row(FLOOR_ROWS[0], kind="reference"),
                 Row(FLOOR_ROWS[1], template_models or models[0][1], kind="template")] + rows
-    results = evaluate(rows, utterances, max_utterances, progress=progress)
+    results = evaluate(rows, utterances, max_utterances, progress=progress, expert=expert)
     summary = summarize(results)
-    table = markdown_table(summary)
+    table = markdown_table(summary) + "\n\n" + lip_sync_expert.note(expert)
     return summary, table, write_results(out_dir, results, summary, table)

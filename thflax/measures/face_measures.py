@@ -12,7 +12,9 @@ judges our own model):
   (`speech_energy`), at the best time shift within ±`max_offset` frames and at no shift
   (`lip_sync`);
 * sharpness: variance of the Laplacian inside the face of the frames vs the photo's, both resampled
-  to one face size (`sharpness_ratio`).
+  to one face size (`sharpness_ratio`); and CPBD (Narvekar & Karam 2011, the `cpbd` package: the
+  no-reference sharpness talking-head papers report) of the face at one size, the frames' median and
+  its ratio to the photo's (`face_cpbd`, `cpbd_ratio`).
 * head motion: how far the nose tip wanders about its mean position, as a percentage of the
   inter-ocular distance so that it does not depend on the face size (`head_motion_percent`); 0 for a
   still head (up to dlib's jitter).
@@ -21,7 +23,9 @@ judges our own model):
   luminance inside the inner lips) and the teeth (its 99th percentile over the outer lips' median),
   with the mouth scaled to 64 px wide; a blurred pink smear scores low on both.
 
-`measure_video` returns all of them for a video file. Goals (`GOALS`) are what a usable output must
+`measure_video` returns all of them for a video file, and, given a lip-sync expert (SyncNet, trained
+here: a learned model, unlike the rest), LSE-D / LSE-C / the offset of the face crops framed from the
+first frame with a face (`thflax.measures.lip_sync_expert`). Goals (`GOALS`) are what a usable output must
 reach; a still video of the photo (the "copied photo" floor) keeps the identity and the sharpness
 but has no mouth motion, so opening std ~0 and no lip-sync correlation. Read the lip-sync r together
 with the opening std: the sub-pixel jitter dlib reads on a still, H.264-coded mouth (std ~0.005 of
@@ -395,6 +399,57 @@ def sharpness_ratio(photo: np.ndarray, frames: Sequence[np.ndarray], photo_landm
     return float(np.median(ratios)) if ratios else float("nan")
 
 
+#: CPBD reads 64x64 blocks: the face (its landmarks' box, plus a margin) is resampled to this many pixels.
+CPBD_FACE_PX = 192
+#: Frames CPBD is computed on, evenly spaced over the sampled ones (its edge-width loops are pure Python).
+CPBD_FRAMES = 12
+
+
+def face_cpbd(image: np.ndarray, landmarks: np.ndarray, size: int = CPBD_FACE_PX) -> float:
+    """CPBD sharpness (0 = blurred, ~0.3-0.6 a sharp photo) of the grey face: the landmarks' bounding
+    square, 10 % bigger, resampled to `size` px (INTER_AREA when shrinking, INTER_CUBIC when enlarging).
+
+    Args:
+      image: [H, W, 3] uint8 RGB (or [H, W] grey); landmarks: [68, 2] pixels.
+    """
+    import cv2
+    from cpbd import compute
+
+    lm = np.asarray(landmarks, np.float64)
+    if lm.shape != (68, 2) or not _valid(lm):
+        raise InputError(f"face_cpbd needs 68 finite landmarks, got shape {lm.shape}")
+    img = np.ascontiguousarray(image, np.uint8)
+    gray = img if img.ndim == 2 else cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
+    lo, hi = lm.min(0), lm.max(0)
+    n = max(int(round(1.1 * float((hi - lo).max()))), 8)
+    cx, cy = (lo + hi) / 2
+    x0, y0 = int(round(cx - n / 2)), int(round(cy - n / 2))
+    h, w = gray.shape
+    pad = [max(0, -y0), max(0, y0 + n - h), max(0, -x0), max(0, x0 + n - w)]
+    face = cv2.copyMakeBorder(gray[max(0, y0):min(h, y0 + n), max(0, x0):min(w, x0 + n)], *pad,
+                              cv2.BORDER_REFLECT_101)
+    face = cv2.resize(face, (size, size), interpolation=cv2.INTER_AREA if n > size else cv2.INTER_CUBIC)
+    return float(compute(face))
+
+
+def cpbd_ratio(photo: np.ndarray, frames: Sequence[np.ndarray], photo_landmarks: np.ndarray,
+               frame_landmarks: np.ndarray, count: int = CPBD_FRAMES) -> tuple[float, float]:
+    """(median CPBD of the faces of up to `count` frames evenly spaced among those with a face, that over
+    the photo's face CPBD); NaN when no frame has a face (the ratio also when the photo's CPBD is 0).
+
+    Args:
+      photo: [H, W, 3] uint8; frames: T frames [h, w, 3] uint8; photo_landmarks [68, 2];
+      frame_landmarks [T, 68, 2], NaN where no face.
+    """
+    with_face = [t for t in range(len(frames)) if _valid(frame_landmarks[t])]
+    if not with_face:
+        return float("nan"), float("nan")
+    picks = [with_face[i] for i in np.unique(np.linspace(0, len(with_face) - 1, count).round().astype(int))]
+    value = float(np.median([face_cpbd(frames[t], frame_landmarks[t]) for t in picks]))
+    ref = face_cpbd(photo, photo_landmarks)
+    return value, (value / ref if ref > 0 else float("nan"))
+
+
 # --- the inside of the mouth ---------------------------------------------------------------------
 
 #: The mouth (corner to corner, points 48–54) is scaled to this width before its pixels are read, so
@@ -566,7 +621,7 @@ def _track_video(path: str, every: int) -> tuple[np.ndarray, dict[int, np.ndarra
 
 
 def measure_video(photo_path: str, video_path: str, audio_path: str | None = None, every: int = 5,
-                  max_offset: int = 5, photo_landmarks: np.ndarray | None = None) -> dict[str, Any]:
+                  max_offset: int = 5, photo_landmarks: np.ndarray | None = None, expert=None) -> dict[str, Any]:
     """All the measures of a generated video against its photo and speech.
 
     Args:
@@ -575,11 +630,15 @@ def measure_video(photo_path: str, video_path: str, audio_path: str | None = Non
       every: identity and sharpness use every `every`-th frame (the opening uses all).
       max_offset: lip-sync shifts tried, in frames.
       photo_landmarks: [68, 2] of the photo's face (default: the best face found in it).
+      expert: a `lip_sync_expert.Expert`: LSE-D / LSE-C / offset of the face crops framed as evaluation
+        frames a clip (`crop.clip_box` of the first frame with a face, at the expert's crop size); NaN
+        without one.
 
     Returns:
       {"frames": T, "frames_with_face": n, "fps": fps, "identity_distance": float,
        "lip_sync_corr": r at the best offset, "lip_sync_offset": frames (+ = video lags audio),
-       "lip_sync_corr_at_0": r, "opening_std": float, "sharpness_ratio": float,
+       "lip_sync_corr_at_0": r, "opening_std": float, "sharpness_ratio": float, "cpbd": the frames' face
+       CPBD, "cpbd_ratio": over the photo's, "lse_d", "lse_c", "lse_offset" (only with `expert`),
        "head_motion_percent": nose-tip std, % of the inter-ocular distance (`head_motion_percent`),
        "mouth_contrast", "teeth_brightness", "mouth_open_frames", "mouth_reason" (`mouth_interior`),
        "photo_mouth_contrast", "photo_teeth_brightness", "photo_mouth_reason" (the photo alone, as one
@@ -611,6 +670,16 @@ def measure_video(photo_path: str, video_path: str, audio_path: str | None = Non
     open_frames = {t: f for t, f in enumerate(video.iter_frames(video_path)) if t in wanted}
     mouth = mouth_interior(open_frames, landmarks)
     photo_mouth = mouth_interior([photo], np.asarray(photo_lm, np.float64)[None], min_frames=1)
+    cpbd, cpbd_rel = cpbd_ratio(photo, sampled, photo_lm, sampled_lm)
+    lse = {}
+    if expert is not None:
+        lse = {"lse_d": float("nan"), "lse_c": float("nan"), "lse_offset": float("nan")}
+    if expert is not None and has_face.any():
+        from thflax.face import crop
+
+        box = crop.clip_box(landmarks[int(np.argmax(has_face))])
+        crops = np.stack([crop.crop(f, box, expert.crop_size) for f in video.iter_frames(video_path)])
+        lse = expert.measure(crops, audio=speech, sample_rate=audio_lib.SAMPLE_RATE, fps=fps)
     return {
         "frames": int(t),
         "frames_with_face": int(has_face.sum()),
@@ -622,6 +691,9 @@ def measure_video(photo_path: str, video_path: str, audio_path: str | None = Non
         "opening_std": opening_std(opening),
         "sharpness_ratio": sharpness_ratio(photo, sampled, photo_lm, sampled_lm, 1),
         "head_motion_percent": head_motion_percent(landmarks),
+        "cpbd": cpbd,
+        "cpbd_ratio": cpbd_rel,
+        **lse,
         **mouth,
         "photo_mouth_contrast": photo_mouth["mouth_contrast"],
         "photo_teeth_brightness": photo_mouth["teeth_brightness"],

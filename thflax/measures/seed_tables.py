@@ -23,7 +23,7 @@ MODEL_ROWS = tuple(name for name, _ in ABLATION_ROWS)
 
 #: The paper's own metrics, compared in the orderings; LMD is better lower, SSIM and PSNR higher.
 ORDERING_KEYS = (("LMD", "lmd"), ("SSIM", "ssim"), ("PSNR", "psnr"))
-LOWER_IS_BETTER = frozenset({"lmd", "lmd_sum", "lmd_head", "lmd_stl"})
+LOWER_IS_BETTER = frozenset({"lmd", "lmd_sum", "lmd_head", "lmd_stl", "lse_d"})
 
 ORDERING_RULE = (
     "A beats B on a metric when, with d_i = A's advantage over B in training seed i (paired: every seed "

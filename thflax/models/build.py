@@ -1,7 +1,7 @@
 """Networks from a config: the one place that training, evaluation and generation build models.
 
 `build_stl(config)`, `build_generator(config)` and `build_discriminator(config)` turn the config's
-`stl` / `ltv` sections into Flax modules; `signature(config, stage)` is the part of the config that
+`stl` / `ltv` sections into Flax modules, `build_syncnet(config)` its `syncnet` section (the lip-sync expert); `signature(config, stage)` is the part of the config that
 a stage's parameters depend on (a checkpoint or export whose signature differs is refused;
 `config.ltv.conv_channel_multiple` is not in it: it changes how convolutions run, not what they compute);
 `same_signature` compares a saved signature with a fresh one. The generator is named by
@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from thflax.errors import InputError
-from thflax.models import ltv, stl
+from thflax.models import ltv, stl, syncnet
 
 
 def compute_dtype(config) -> Any:
@@ -99,6 +99,31 @@ def build_discriminator(config) -> ltv.Discriminator:
                              channel_multiple=int(c.conv_channel_multiple), dtype=compute_dtype(config))
 
 
+def build_syncnet(config, bn_axis_name: str | None = None) -> syncnet.SyncNet:
+    """The lip-sync expert of `config.syncnet` (InputError if its input is too small for the video tower)."""
+    c = config.syncnet
+    syncnet.lip_feature_size(*(int(v) for v in c.image_size), bool(c.stem_pool))
+    return syncnet.SyncNet(lip_channels=tuple(c.lip_channels), audio_channels=tuple(c.audio_channels),
+                           fc_features=int(c.fc_features), embed_features=int(c.embed_features),
+                           stem_pool=bool(c.stem_pool), audio_norm=str(c.audio_norm), video_norm=str(c.video_norm),
+                           bn_axis_name=bn_axis_name,
+                           dtype=compute_dtype(config))
+
+
+def syncnet_input(config) -> syncnet.InputSpec:
+    """What the expert of `config.syncnet` reads of a face crop: its mouth region, RGB in [-1, 1]."""
+    c = config.syncnet
+    return syncnet.InputSpec(region=tuple(float(v) for v in c.region), size=tuple(int(v) for v in c.image_size))
+
+
+def init_syncnet(config, rng: jax.Array) -> dict[str, Any]:
+    """Initial expert variables {'params'} and, with BatchNorm, {'batch_stats'}."""
+    c = config.syncnet
+    mfcc = jnp.zeros((1, int(c.n_mfcc), syncnet.MFCC_FRAMES))
+    frames = jnp.zeros((1, syncnet.FRAMES) + tuple(int(v) for v in c.image_size) + (3,))
+    return jax.jit(build_syncnet(config).init)(rng, mfcc, frames)
+
+
 def jsonable(x: Any) -> Any:
     """`x` as it reads back from JSON (tuples become lists), so saved and fresh signatures compare equal."""
     return json.loads(json.dumps(x))
@@ -125,7 +150,14 @@ def _ltv_signature(config) -> dict[str, Any]:
             "disc_channels": int(c.disc_channels), "disc_layers": int(c.disc_layers)}
 
 
-_SIGNATURES = {"stl": _stl_signature, "ltv": _ltv_signature}
+def _syncnet_signature(config) -> dict[str, Any]:
+    c = config.syncnet
+    keys = ("lip_channels", "audio_channels", "fc_features", "embed_features", "stem_pool", "audio_norm", "video_norm", "region",
+            "image_size", "n_mfcc")
+    return {"stage": "syncnet", **{k: c[k] for k in keys}}
+
+
+_SIGNATURES = {"stl": _stl_signature, "ltv": _ltv_signature, "syncnet": _syncnet_signature}
 
 
 def signature(config, stage: str) -> dict[str, Any]:

@@ -21,7 +21,11 @@ from thflax.errors import InputError
 STAGES: dict[str, str] = {
     "stl": "thflax.training.stl_stage:STLTask",
     "ltv": "thflax.training.ltv_stage:LTVTask",
+    "syncnet": "thflax.training.syncnet_stage:SyncNetTask",
 }
+#: The generation model's stages, in order: what "all" trains. The lip-sync expert ("syncnet") measures
+#: the model and is trained on its own (`python -m thflax.training.syncnet_stage`, or named in config.stage).
+MODEL_STAGES = ("stl", "ltv")
 
 
 class Task(Protocol):
@@ -56,9 +60,9 @@ class Task(Protocol):
 
 
 def stage_names(stage: str) -> list[str]:
-    """The stages `config.stage` asks for: "all" is every stage in order."""
+    """The stages `config.stage` asks for: "all" is the generation model's (`MODEL_STAGES`) in order."""
     if stage == "all":
-        return list(STAGES)
+        return list(MODEL_STAGES)
     if stage not in STAGES:
         raise InputError(f"unknown stage {stage!r}; expected one of: all, {', '.join(STAGES)}")
     return [stage]
