@@ -5,7 +5,10 @@ generator, the L1 term and the lips' L1 term, as the demo uses). Numbers are pri
 The corpus (`synthetic_talking_heads/people_small`) is split by identity: its test split is every
 utterance of the speakers made of the held-out identity's photos, which no training or validation
 speaker involves; the identity test makes a video of that person's photo speaking with a voice, rate
-and pitch no training utterance has, and checks identity, motion and timing of its mouth. Needs face_recognition's photos (fetched with pip on first use):
+and pitch no training utterance has, and checks identity, motion and timing of its mouth. The lip-sync
+expert (SyncNet, 600 steps) is trained on the same training split: on the held-out person it finds the real
+videos in sync, recovers offsets put into their speech, and ranks real video > model > copied frame on
+LSE-D and LSE-C. Needs face_recognition's photos (fetched with pip on first use):
 without them the tests skip, saying so.
 """
 
