@@ -153,9 +153,9 @@ def main(argv) -> int:
     t0 = time.time()
     sync_val = syncnet_stage.train_expert(config, workdir, builder)
     print(f"syncnet: {time.time() - t0:.0f} s; " + (
-        f"validation accuracy {sync_val['accuracy']:.3f} ({sync_val['windows']} windows, in-sync vs shifted by "
-        f"{config.syncnet.min_shift}-{config.syncnet.max_shift} frames; chance 0.5)" if sync_val
-        else "no validation split: no held-out accuracy"))
+        f"validation ({sync_val['windows']} windows): in-sync audio nearest of {sync_val['candidates']:.0f} offsets "
+        f"{sync_val['accuracy']:.3f} (chance {1 / sync_val['candidates']:.2f}), nearer than a shifted one "
+        f"{sync_val['rank_accuracy']:.3f} (chance 0.5)" if sync_val else "no validation split: no held-out accuracy"))
     expert = lip_sync_expert.load_expert(workdir)
 
     # 3. Evaluation.

@@ -13,8 +13,9 @@ gives one distance per offset, and
 
 A video whose mouth does not move has the same distance at every offset: LSE-C near 0, and an LSE-D that
 is only the typical distance. Papers' LSE-C/D use the public weights (`syncnet_v2.model`); the expert trained
-here (`thflax.training.syncnet_stage`) has its own scale, so its figures rank rows of one table against the
-real video (ceiling) and the copied frame (floor) but are not comparable with published ones.
+here (`thflax.training.syncnet_stage`) has its own scale, so its figures compare the rows of one table, with
+the real video and the copied frame for scale, but are not comparable with published ones. (A generated
+mouth can score better than the real one: the demo's model did, BENCHMARKS.md.)
 
 Two kinds of experts (`Expert.public`):
   * trained here: reads the mouth region of this project's face crops (`config.syncnet.region`) and the
@@ -225,5 +226,5 @@ def note(expert: Expert | None) -> str:
         return (f"LSE-D (lower is better) / LSE-C (higher is better) / LSE offset: {expert.name}, framing approximated "
                 "on this project's face crops.")
     return (f"LSE-D (lower is better) / LSE-C (higher is better) / LSE offset: {expert.name}, not the public "
-            "weights: these figures rank the rows of this table (real video = ceiling, copied frame = floor) and "
-            "are not comparable with published LSE-C/D.")
+            "weights: these figures compare the rows of this table (the real video and the copied frame give the "
+            "scale) and are not comparable with published LSE-C/D.")
