@@ -8,7 +8,7 @@ speaker involves; the identity test makes a video of that person's photo speakin
 and pitch no training utterance has, and checks identity, motion and timing of its mouth. The lip-sync
 expert (SyncNet, 600 steps) is trained on the same training split: on the held-out person it finds the real
 videos in sync, recovers offsets put into their speech, and ranks real video > model > copied frame on
-LSE-D and LSE-C. Needs face_recognition's photos (fetched with pip on first use):
+LSE-D and LSE-C (those two tests are `slow`: ~10 min for the expert alone). Needs face_recognition's photos (fetched with pip on first use):
 without them the tests skip, saying so.
 """
 
@@ -238,6 +238,7 @@ def _test_utterances(config):
     return list(pipeline.utterances(config, "test"))
 
 
+@pytest.mark.slow  # the expert's 600 steps take ~10 min on the 2-core CPU: outside CI's 30 min (make test-slow)
 def test_expert_tells_in_sync_from_shifted_speech_on_the_held_out_person(expert, learn_config):
     """Trained on other people, the expert finds the real videos of the held-out person in sync (offset 0),
     recovers an offset put in by shifting the speech, and ranks in-sync windows nearer than shifted ones."""
@@ -275,6 +276,7 @@ def test_expert_tells_in_sync_from_shifted_speech_on_the_held_out_person(expert,
         assert abs(med[k] - k) <= 1 and hits[k] > 0.6, (k, offsets[k])
 
 
+@pytest.mark.slow  # the expert's 600 steps take ~10 min on the 2-core CPU: outside CI's 30 min (make test-slow)
 def test_lse_ranks_the_copied_frame_last_below_the_real_video(expert, learned, learn_config):
     """LSE-D and LSE-C on the held-out person's utterances, as the evaluation table computes them: the
     reference frame copied to every frame (floor) is worst, below the real video (ceiling) and below the
