@@ -7,7 +7,7 @@ utterance of the speakers made of the held-out identity's photos, which no train
 speaker involves; the identity test makes a video of that person's photo speaking with a voice, rate
 and pitch no training utterance has, and checks identity, motion and timing of its mouth. The lip-sync
 expert (SyncNet, 600 steps) is trained on the same training split: on the held-out person it finds the real
-videos in sync, recovers offsets put into their speech, and ranks real video > model > copied frame on
+videos in sync, recovers offsets put into their speech, and ranks the copied frame last (below the real video and the model) on
 LSE-D and LSE-C (those two tests are `slow`: ~10 min for the expert alone). Needs face_recognition's photos (fetched with pip on first use):
 without them the tests skip, saying so.
 """
