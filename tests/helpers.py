@@ -72,3 +72,20 @@ OPEN_VOWELS = {"a", "aI", "aU", "A:", "a#", "V", "A@"}
 def clean_phoneme(p: str) -> str:
     """An eSpeak phoneme name without its stress marks (' and ,)."""
     return p.replace("'", "").replace(",", "")
+
+
+@contextlib.contextmanager
+def sigint_delivered():
+    """Children started inside get SIGINT's default disposition, as from an interactive shell.
+
+    A background job of a non-interactive shell (`make test &`, nohup, some CI runners) starts with SIGINT
+    ignored; children inherit an ignored signal, and the CLIs rightly leave it ignored, so a test that sends
+    Ctrl-C would see it lost. A handled signal is reset to the default at exec: handling it here meanwhile
+    gives the child the default."""
+    import signal
+
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)

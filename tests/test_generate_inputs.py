@@ -16,6 +16,8 @@ import time
 import cv2
 import numpy as np
 import pytest
+
+from tests.helpers import sigint_delivered
 import skimage.data
 import soundfile as sf
 
@@ -515,10 +517,11 @@ def test_signal_stops_with_one_line_and_leaves_nothing(gen_workdir, photo, tmp_p
     face.write_bytes(pathlib.Path(photo).read_bytes())
     before = face.read_bytes()
     text = " ".join([SENTENCE] * 70)[:1500]  # about 90 s of speech: minutes of frames to encode
-    proc = subprocess.Popen([sys.executable, "generate.py", "--quiet", "--checkpoint", gen_workdir, "--image",
-                             str(face), "--text", text, "--out", str(outdir / "talk.mp4")], cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "TMPDIR": str(temp)})
+    with sigint_delivered():  # Ctrl-C must reach the child even when the suite runs as a background job
+        proc = subprocess.Popen([sys.executable, "generate.py", "--quiet", "--checkpoint", gen_workdir, "--image",
+                                 str(face), "--text", text, "--out", str(outdir / "talk.mp4")], cwd=ROOT,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                env={**os.environ, "TMPDIR": str(temp)})
     try:
         children: dict[int, str] = {}
         deadline = time.monotonic() + 600

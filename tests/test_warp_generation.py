@@ -31,7 +31,7 @@ def test_full_resolution_output_keeps_the_photo_outside_the_face(warp_workdir, t
     from thflax.io import video
     from thflax.io import speech
 
-    def opening_mouth(models, windows, template, still=False, chunk=250):
+    def opening_mouth(models, windows, template, still=False, chunk=250, **_):
         """Landmarks whose jaw and lower lip drop and rise (an untrained STL net barely moves them)."""
         t = np.arange(len(windows))
         lm = np.repeat(np.asarray(template, np.float32)[None], len(t), 0)

@@ -270,13 +270,14 @@ def test_cli_live_stopped_by_ctrl_c_keeps_what_was_heard(bundle, photo, tmp_path
     import sys
     import time
 
-    from tests.helpers import ROOT
+    from tests.helpers import ROOT, sigint_delivered
     from thflax.io import video
 
     out = tmp_path / "live.mp4"
-    proc = subprocess.Popen([sys.executable, "generate.py", "--live", "--checkpoint", bundle, "--image", photo,
-                             "--live_in", "-", "--live_out", str(out), "--crop_only"], cwd=ROOT,
-                            stdin=subprocess.PIPE, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL)
+    with sigint_delivered():  # Ctrl-C must reach the child even when the suite runs as a background job
+        proc = subprocess.Popen([sys.executable, "generate.py", "--live", "--checkpoint", bundle, "--image", photo,
+                                 "--live_in", "-", "--live_out", str(out), "--crop_only"], cwd=ROOT,
+                                stdin=subprocess.PIPE, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL)
     try:
         proc.stdin.write(_pcm(_speechlike(2.0, seed=7)))
         proc.stdin.flush()
