@@ -79,6 +79,7 @@ def _live(session: live.LiveSession, x: np.ndarray, rng: np.random.Generator, ma
     return frames + got, arrived + [len(x)] * len(got), bounds
 
 
+@pytest.mark.heavy  # builds and compiles the STL net and generator in-process (in CI, not in test-fast)
 @pytest.mark.parametrize("frame_options", [dict(crop_only=False, landmarks_video=False, size=None),
                                            dict(crop_only=True, landmarks_video=True, size=96)])
 def test_live_frames_equal_the_offline_path_and_come_out_on_time(models, frame_options):
@@ -108,6 +109,7 @@ def test_live_frames_equal_the_offline_path_and_come_out_on_time(models, frame_o
     assert ear.min() < 0.7 * np.median(ear)
 
 
+@pytest.mark.heavy  # builds and compiles the STL net and generator in-process (in CI, not in test-fast)
 def test_blinks_and_head_motion_go_on_in_silence_and_the_state_is_carried(models):
     reference = _reference(models.image_size)
     session = live.LiveSession(models, reference, blink_rate=30.0, blink_seed=0, crop_only=True)
@@ -131,6 +133,7 @@ def test_blinks_and_head_motion_go_on_in_silence_and_the_state_is_carried(models
                                atol=1e-5)
 
 
+@pytest.mark.heavy  # builds and compiles the STL net and generator in-process (in CI, not in test-fast)
 def test_bad_live_input_is_one_clear_error(models, tmp_path):
     session = live.LiveSession(models, _reference(models.image_size), crop_only=True)
     with pytest.raises(AudioError, match="NaN or infinite"):
@@ -144,6 +147,7 @@ def test_bad_live_input_is_one_clear_error(models, tmp_path):
         live.LiveSession(models, _reference(models.image_size), fps=500.0)
 
 
+@pytest.mark.heavy  # builds and compiles the STL net and generator in-process (in CI, not in test-fast)
 def test_a_photo_without_a_face_is_refused_in_one_line(models, tmp_path):
     import cv2
 
