@@ -304,6 +304,17 @@ def face_size(landmarks: np.ndarray) -> float:
     return float((lm.max(0) - lm.min(0)).max())
 
 
+def _gray_and_landmarks(image: np.ndarray, landmarks: np.ndarray, who: str) -> tuple[np.ndarray, np.ndarray]:
+    """(grey image [H, W] uint8, landmarks [68, 2] float64) for a face measure; InputError unless 68 finite points."""
+    import cv2
+
+    lm = np.asarray(landmarks, np.float64)
+    if lm.shape != (68, 2) or not _valid(lm):
+        raise InputError(f"{who} needs 68 finite landmarks, got shape {lm.shape}")
+    img = np.ascontiguousarray(image, np.uint8)
+    return (img if img.ndim == 2 else cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)), lm
+
+
 def face_laplacian_variance(image: np.ndarray, landmarks: np.ndarray, size: float, sigma: float = 1.0) -> float:
     """Variance of the Laplacian of the grey face, resampled so the face is `size` px.
 
@@ -318,11 +329,7 @@ def face_laplacian_variance(image: np.ndarray, landmarks: np.ndarray, size: floa
     """
     import cv2
 
-    lm = np.asarray(landmarks, np.float64)
-    if lm.shape != (68, 2) or not _valid(lm):
-        raise InputError(f"face_laplacian_variance needs 68 finite landmarks, got shape {lm.shape}")
-    img = np.ascontiguousarray(image, np.uint8)
-    gray = img if img.ndim == 2 else cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
+    gray, lm = _gray_and_landmarks(image, landmarks, "face_laplacian_variance")
     lo, hi = lm.min(0), lm.max(0)
     side = max(float((hi - lo).max()), 1.0)
     out = int(round(size * 1.25))  # a margin, so the Laplacian at the hull's edge sees real pixels
@@ -415,11 +422,7 @@ def face_cpbd(image: np.ndarray, landmarks: np.ndarray, size: int = CPBD_FACE_PX
     import cv2
     from cpbd import compute
 
-    lm = np.asarray(landmarks, np.float64)
-    if lm.shape != (68, 2) or not _valid(lm):
-        raise InputError(f"face_cpbd needs 68 finite landmarks, got shape {lm.shape}")
-    img = np.ascontiguousarray(image, np.uint8)
-    gray = img if img.ndim == 2 else cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
+    gray, lm = _gray_and_landmarks(image, landmarks, "face_cpbd")
     lo, hi = lm.min(0), lm.max(0)
     n = max(int(round(1.1 * float((hi - lo).max()))), 8)
     cx, cy = (lo + hi) / 2
