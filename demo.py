@@ -28,6 +28,7 @@ import time
 from absl import flags
 
 from thflax import cli
+from thflax.inference import shipped_model
 
 FLAGS = flags.FLAGS
 cli.define_config(os.path.join(os.path.dirname(cli.DEFAULT_CONFIG), "demo.py"), "Demo configuration.")
@@ -37,6 +38,8 @@ flags.DEFINE_integer("eval_utterances", 8, "Held-out utterances to evaluate on."
 #: Words per minute of the demo's sentence: inside the corpus speakers' 140..200 (`synthetic.speakers`), a
 #: little slower than generation's default (`options.DEFAULT_RATE`); voice, pitch and padding are the defaults.
 SPEECH_RATE = 160
+#: The evaluation table's row of the model that ships in the package.
+SHIPPED_ROW = "shipped model"
 
 
 def mouth_line(m: dict) -> str:
@@ -91,6 +94,38 @@ def unseen_person(workdir: str, heldout: str) -> tuple[str, str]:
     path = os.path.join(workdir, "unseen_person.png")
     cv2.imwrite(path, cv2.cvtColor(src.photo, cv2.COLOR_RGB2BGR))
     return path, who
+
+
+def shipped_comparable(config) -> tuple[object | None, str | None]:
+    """The shipped model's `networks.Models` when it was trained on this corpus (so this corpus's held-out
+    person is unseen by it too), else (None, why not)."""
+    from thflax.errors import InputError
+    from thflax.inference import networks, params
+
+    try:
+        path = shipped_model.checkpoint_or_shipped(None)
+        trained_on = params.load_config(path).data.name
+        if trained_on != config.data.name:
+            return None, f"it was trained on {trained_on}, this corpus is {config.data.name}"
+        return networks.load_models(path), None
+    except InputError as e:  # CheckpointError too: a damaged bundle
+        return None, " ".join(str(e).split())
+
+
+def comparison_table(measured: dict[str, dict]) -> str:
+    """Markdown: one row per video's `face_measures.measure_video` measures (the demo's two models)."""
+    cols = [("identity distance", "identity_distance", "{:.3f}"), ("lip-sync r", "lip_sync_corr", "{:.3f}"),
+            ("opening std", "opening_std", "{:.4f}"), ("sharpness ratio", "sharpness_ratio", "{:.2f}"),
+            ("LSE-D", "lse_d", "{:.2f}"), ("LSE-C", "lse_c", "{:.2f}"), ("mouth contrast", "mouth_contrast", "{:.1f}"),
+            ("teeth", "teeth_brightness", "{:.1f}"), ("head motion %", "head_motion_percent", "{:.1f}")]
+
+    def cell(m, key, fmt):
+        v = m.get(key)
+        return "n/a" if v is None or v != v else fmt.format(v)
+
+    lines = ["| model | " + " | ".join(c[0] for c in cols) + " |", "|---|" + "---:|" * len(cols)]
+    lines += [f"| {name} | " + " | ".join(cell(m, k, f) for _, k, f in cols) + " |" for name, m in measured.items()]
+    return "\n".join(lines)
 
 
 def frame_strip(images, height: int = 192):
@@ -165,7 +200,10 @@ def main(argv) -> int:
 
     t0 = time.time()
     models = networks.load_models(workdir)
-    _, table, paths = evaluation.run_table([("thflax (Full)", models)],
+    shipped, why_not = shipped_comparable(config)
+    if why_not:
+        print(f"the shipped model is not compared: {why_not}")
+    _, table, paths = evaluation.run_table([("thflax (Full)", models)] + ([(SHIPPED_ROW, shipped)] if shipped else []),
                                            pipeline.utterances(config, "test", builder=builder),
                                            os.path.join(workdir, "eval"), FLAGS.eval_utterances, expert=expert)
     print(table)
@@ -207,6 +245,16 @@ def main(argv) -> int:
     print(f"CPBD sharpness of the face {m['cpbd']:.3f} ({m['cpbd_ratio']:.2f} of the photo's); lip-sync expert "
           f"(trained here, not the public weights): LSE-D {m['lse_d']:.2f}, LSE-C {m['lse_c']:.2f}, offset "
           f"{m['lse_offset']:+.0f} frames")
+    if shipped:
+        # The same person and speech through the shipped model: the video-level half of the comparison (the
+        # held-out utterances' half is its row in the table above).
+        _say(f"the model trained here against the shipped one ({shipped_model.SHIPPED_MODEL}), same person and speech")
+        shipped_out = os.path.join(workdir, "talking_head_shipped_model.mp4")
+        generation.generate(None, photo, wav, shipped_out, models=shipped, progress=False)
+        ms = face_measures.measure_video(photo, shipped_out, wav, expert=expert)
+        print(comparison_table({"trained here": m, "shipped model": ms}))
+        print(f"evaluation rows \"thflax (Full)\" and \"{SHIPPED_ROW}\" in {paths['table']}; videos {out} and "
+              f"{shipped_out}")
 
     _say(f"done in {(time.time() - t_start) / 60:.1f} min")
     print(f"export bundle:    {export_dir}")

@@ -1,12 +1,14 @@
 """Speech (or text) + one photo -> talking-head mp4; a video dubbed with new speech; or many videos
 from a jobs file.
 
+    python generate.py --image face.jpg --text "Hello there." --out hello.mp4     (the shipped model)
     python generate.py --checkpoint runs/demo --image face.jpg --audio speech.wav --out talking.mp4
     python generate.py --checkpoint runs/demo --image face.jpg --text "Hello there." --out hello.mp4
     python generate.py --checkpoint runs/demo --video interview.mp4 --audio speech.wav --out dubbed.mp4
     python generate.py --checkpoint runs/demo --jobs jobs.csv
 
---checkpoint is a training workdir (stl/ and ltv/ checkpoints) or an export bundle (export.py). The
+--checkpoint is a training workdir (stl/ and ltv/ checkpoints) or an export bundle (export.py); without
+it, the model that ships in the package (thflax/assets/model, described by its MODEL_CARD.md). The
 model's config is the saved one; --config FILE requires the checkpoint to match that file, and
 --config.x=y overrides change it. Bad inputs print one line and exit with status 2; the output file
 is only created when generation succeeded.
@@ -92,12 +94,13 @@ def _skip_teardown() -> None:
 from absl import flags  # noqa: E402
 
 from thflax import cli  # noqa: E402
-from thflax.inference import caches, generation, jobs, networks, options  # noqa: E402
+from thflax.inference import caches, generation, jobs, networks, options, shipped_model  # noqa: E402
 from thflax.errors import InputError  # noqa: E402
 
 FLAGS = flags.FLAGS
 cli.define_config(help_text="Config file the checkpoint must match (default: the one saved with it).")
-flags.DEFINE_string("checkpoint", None, "Training workdir (stl/ and ltv/ checkpoints) or export bundle.")
+flags.DEFINE_string("checkpoint", None, "Training workdir (stl/ and ltv/ checkpoints) or export bundle (default: "
+                    "the model that ships in the package, thflax/assets/model).")
 flags.DEFINE_string("image", None, "Photo of a face.")
 flags.DEFINE_string("video", None, "A video to dub instead of a photo: keeps its frames, replaces the mouth; "
                     "longer speech plays it forward and backward (ping-pong), shorter speech cuts it.")
@@ -150,7 +153,6 @@ flags.DEFINE_string("live_host", "127.0.0.1", "--live_port's address (0.0.0.0: e
 flags.DEFINE_float("live_seconds", None, "--live: stop after this many seconds of audio (default: when it ends).")
 flags.DEFINE_float("live_sway", 1.0, "--live: amount of idle head sway, 0..5 (the STL net's head stands still in "
                    "silence; 0: none, as with --still).")
-flags.mark_flags_as_required(["checkpoint"])
 
 _LIVE_ONLY = ("live_out", "live_mjpeg", "live_port", "live_seconds", "live_sway")
 
@@ -203,7 +205,7 @@ def _print_timings(summary: dict, prefix: str = "") -> None:
     print(f"{prefix}timings: startup={summary.get('startup', 0.0):.2f} {steps} | {stats}", flush=True)
 
 
-def _run_jobs(generation, common: dict, config) -> int:
+def _run_jobs(generation, checkpoint: str, common: dict, config) -> int:
     """Every row of --jobs with one model load: 0 when all rows made their video, 2 otherwise."""
     rows = jobs.read_jobs(FLAGS.jobs)
     jobs.check_job_paths(rows)  # the whole file, before the models load and anything is written
@@ -222,11 +224,11 @@ def _run_jobs(generation, common: dict, config) -> int:
         except InputError as e:
             report(job, e)
     # No good row: nothing to load the models for.
-    models = networks.load_models(FLAGS.checkpoint, config) if good else None
+    models = networks.load_models(checkpoint, config) if good else None
     written = 0
     for job, kwargs in good:
         try:
-            summary = generation.generate(FLAGS.checkpoint, models=models, **common, **kwargs)
+            summary = generation.generate(checkpoint, models=models, **common, **kwargs)
         except InputError as e:
             report(job, e)
             continue
@@ -249,19 +251,20 @@ def main(argv) -> int:
                              face_index=FLAGS.face_index, face_box=face_box, blink_rate=FLAGS.blink_rate,
                              head_motion=FLAGS.head_motion, prefix="--")
 
+    checkpoint = shipped_model.checkpoint_or_shipped(FLAGS.checkpoint)
     if FLAGS.compilation_cache:
         caches.enable_caches()  # before any JAX work
-    config = cli.checkpoint_config(FLAGS.checkpoint) if cli.config_given() else None
+    config = cli.checkpoint_config(checkpoint) if cli.config_given() else None
     # A video keeps its own frame rate unless --fps is given (then they must agree); photos get --fps.
     fps = FLAGS.fps if FLAGS["fps"].present or FLAGS.video is None and FLAGS.jobs is None else None
     common = dict(landmarks_video=FLAGS.landmarks_video, crop_only=FLAGS.crop_only, fps=fps, size=FLAGS.size,
                   batch=FLAGS.batch, progress=not FLAGS.quiet, config=config, face_box=face_box)
     if FLAGS.jobs is not None:
-        return _run_jobs(generation, common, config)
+        return _run_jobs(generation, checkpoint, common, config)
     if FLAGS.live:
         from thflax.inference import live_io
 
-        live_io.live_generate(FLAGS.checkpoint, FLAGS.image, live_in=FLAGS.live_in, live_out=FLAGS.live_out,
+        live_io.live_generate(checkpoint, FLAGS.image, live_in=FLAGS.live_in, live_out=FLAGS.live_out,
                               mjpeg=FLAGS.live_mjpeg, port=FLAGS.live_port, host=FLAGS.live_host,
                               max_seconds=FLAGS.live_seconds, config=config, fps=FLAGS.fps, still=FLAGS.still,
                               blink_rate=FLAGS.blink_rate, sway=FLAGS.live_sway, crop_only=FLAGS.crop_only,
@@ -270,7 +273,7 @@ def main(argv) -> int:
                               face_box=face_box)
         return 0
     startup = time.perf_counter() - _START
-    summary = generation.generate(FLAGS.checkpoint, FLAGS.image, FLAGS.audio, FLAGS.out, video=FLAGS.video,
+    summary = generation.generate(checkpoint, FLAGS.image, FLAGS.audio, FLAGS.out, video=FLAGS.video,
                                   text=FLAGS.text,
                                   voice=FLAGS.voice, rate=FLAGS.rate, pitch=FLAGS.pitch, still=FLAGS.still,
                                   face_index=FLAGS.face_index, blink_rate=FLAGS.blink_rate,

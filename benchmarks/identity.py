@@ -1,6 +1,7 @@
 """Does a trained model keep the person, move the lips with the speech and stay sharp on new photos?
 
     python benchmarks/identity.py --checkpoint runs/demo --out_dir runs/demo/identity
+    python benchmarks/identity.py --out_dir runs/shipped_identity     (the shipped model: its MODEL_CARD.md figures)
     python benchmarks/identity.py --checkpoint runs/demo/export --photos a.jpg,b.jpg --out_dir DIR \\
         [--voice VOICE --rate WORDS_PER_MIN --pitch 0..100] [--text "..."]
 
@@ -69,7 +70,8 @@ DEFAULT_VOICE, DEFAULT_RATE, DEFAULT_PITCH = "en-gb-x-gbcwmd", 125, 80
 DEFAULT_TEXT = "Please call Stella. Ask her to bring these things with her from the store."
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("checkpoint", None, "Training workdir or export bundle.")
+flags.DEFINE_string("checkpoint", None, "Training workdir or export bundle (default: the shipped model, "
+                    "thflax/assets/model, whose MODEL_CARD.md holds this benchmark's figures).")
 flags.DEFINE_list("photos", None, f"Photos to animate (comma-separated). Default: the held-out identity's "
                   f"({HELD_OUT}) photos of the built-in portraits.")
 flags.DEFINE_string("out_dir", None, "Where to write the videos, NAME.json and identity.md.")
@@ -86,7 +88,7 @@ flags.DEFINE_bool("floor", True, "Add a 'copied photo' row per photo (a still vi
 flags.DEFINE_string("syncnet", None, "Lip-sync expert for the LSE columns: a workdir or bundle with one, or converted "
                     "public SyncNet weights (default: --checkpoint's own, if it has one).")
 flags.DEFINE_bool("compilation_cache", True, "Keep compiled programs in $THFLAX_CACHE_DIR (as generate.py).")
-flags.mark_flags_as_required(["checkpoint", "out_dir"])
+flags.mark_flags_as_required(["out_dir"])
 
 #: Table columns: (header, key in measure_video's result, format).
 COLUMNS = (
@@ -201,7 +203,7 @@ def main(argv) -> int:
     import tempfile
 
     from thflax.measures import evaluation, face_measures, lip_sync_expert
-    from thflax.inference import caches, generation, networks, text_to_speech
+    from thflax.inference import caches, generation, networks, shipped_model, text_to_speech
     from thflax.io import video
 
     photos = FLAGS.photos or default_photos()
@@ -216,16 +218,17 @@ def main(argv) -> int:
                    + (f"used in training: {', '.join(seen)}" if seen else "none of them used in training") + ")")
     if FLAGS.compilation_cache:
         caches.enable_caches()
-    models = networks.load_models(FLAGS.checkpoint)  # once for every photo
+    checkpoint = shipped_model.checkpoint_or_shipped(FLAGS.checkpoint)
+    models = networks.load_models(checkpoint)  # once for every photo
     expert = (lip_sync_expert.load_expert(FLAGS.syncnet) if FLAGS.syncnet
-              else lip_sync_expert.find_expert(FLAGS.checkpoint))
+              else lip_sync_expert.find_expert(checkpoint))
     rows = []
     with tempfile.TemporaryDirectory(prefix="thflax-identity-") as tmp:
         wav = os.path.join(tmp, "speech.wav")
         seconds = text_to_speech.speak_to_wav(FLAGS.text, wav, FLAGS.voice, FLAGS.rate, FLAGS.pitch)
         for name, photo, face in zip(row_names(photos), photos, faces):
             out = os.path.join(FLAGS.out_dir, f"{name}.mp4")
-            generation.generate(FLAGS.checkpoint, photo, wav, out, models=models, progress=False)
+            generation.generate(checkpoint, photo, wav, out, models=models, progress=False)
             result = {"photo": os.path.abspath(photo), "video": os.path.abspath(out), "speech": speech_note,
                       "text": FLAGS.text, "goals": {k: f"{op} {v}" for k, (op, v) in face_measures.GOALS.items()},
                       "lip_sync_expert": lip_sync_expert.note(expert),
@@ -240,7 +243,7 @@ def main(argv) -> int:
                 rows.append((os.path.basename(photo), "copied photo", result["copied_photo"]))
             evaluation.write_json(os.path.join(FLAGS.out_dir, f"{name}.json"), result)
     table = markdown_table(rows) + "\n\n" + photo_mouth_lines(rows) + "\n\n" + lip_sync_expert.note(expert)
-    header = (f"Identity, lip sync and sharpness of {FLAGS.checkpoint} on {len(photos)} photo"
+    header = (f"Identity, lip sync and sharpness of {checkpoint} on {len(photos)} photo"
               f"{'s' if len(photos) > 1 else ''}; speech: {seconds:.1f} s, {speech_note}.")
     md = os.path.join(FLAGS.out_dir, "identity.md")
     with open(md + ".part", "w") as f:  # renamed into place: never a half-written table

@@ -1,8 +1,8 @@
 """thflax: speech-driven talking-head generation with natural head motion, in JAX/Flax.
 
 After Wang et al., "Speech Driven Talking Head Generation via Attentional Landmarks Based
-Representation" (Interspeech 2020). `thflax.generate(checkpoint, image, audio, out)` makes a video (checkpoint: a training workdir or
-the bundle `thflax.export(workdir, out)` writes);
+Representation" (Interspeech 2020). `thflax.generate(checkpoint, image, audio, out)` makes a video (checkpoint: a training workdir, the
+bundle `thflax.export(workdir, out)` writes, or None for the model that ships in the package);
 the rest of the package is imported on demand so that model code stays light on accelerator hosts.
 """
 

@@ -1,7 +1,8 @@
 """A web page for generation: a photo + speech (recorded, uploaded or typed) -> a talking-head video.
 
     pip install -e '.[app]'
-    python -m thflax.app --checkpoint runs/demo/export            # then open http://127.0.0.1:7860
+    python -m thflax.app                                          # the shipped model; open http://127.0.0.1:7860
+    python -m thflax.app --checkpoint runs/demo/export            # a model of your own
 
 The page (Gradio) takes a photo of a face (or, in its "Video (dubbing)" tab, a video of a face, whose
 frames and head motion are kept while the mouth follows the new speech: `thflax.inference.dubbing`), and either
@@ -42,13 +43,13 @@ FLAGS = flags.FLAGS
 def define_flags() -> None:
     """The command line's flags (only when run as a program: importing the module defines none)."""
     cli.define_config(help_text="Config file the checkpoint must match (default: the one saved with it).")
-    flags.DEFINE_string("checkpoint", None, "Training workdir (stl/ and ltv/ checkpoints) or export bundle.")
+    flags.DEFINE_string("checkpoint", None, "Training workdir (stl/ and ltv/ checkpoints) or export bundle (default: "
+                        "the model that ships in the package, thflax/assets/model).")
     flags.DEFINE_string("host", "127.0.0.1", "Address to serve on (0.0.0.0: every network interface).")
     flags.DEFINE_integer("port", 7860, "Port to serve on.", lower_bound=1, upper_bound=65535)
     flags.DEFINE_bool("compilation_cache", True, "Keep compiled programs and detected faces in $THFLAX_CACHE_DIR "
                       "(default ~/.cache/thflax) so later starts are faster.")
     flags.DEFINE_bool("open_browser", False, "Open the page in a browser once it is served.")
-    flags.mark_flags_as_required(["checkpoint"])
 
 
 _log = logging.getLogger(__name__)
@@ -224,22 +225,23 @@ def main(argv) -> int:
     # SIGTERM (a service manager, a test) ends the server like Ctrl-C, so the folder is removed: cli.run
     # makes both raise cli.Interrupted, a KeyboardInterrupt (while starting: one line, 143 or 130).
     try:
-        from thflax.inference import caches, networks
+        from thflax.inference import caches, networks, shipped_model
 
+        checkpoint = shipped_model.checkpoint_or_shipped(FLAGS.checkpoint)
         if FLAGS.compilation_cache:
             caches.enable_caches()  # before any JAX work
         live_rtc = None
         if importlib.util.find_spec("aiortc") is not None:
             # Before anything could import TensorFlow: aiortc's SRTP library crashes in its init after it.
             from thflax.inference import live_rtc
-        config = cli.checkpoint_config(FLAGS.checkpoint) if cli.config_given() else None
-        models = networks.load_models(FLAGS.checkpoint, config)  # before the slow import: fails fast
+        config = cli.checkpoint_config(checkpoint) if cli.config_given() else None
+        models = networks.load_models(checkpoint, config)  # before the slow import: fails fast
         if importlib.util.find_spec("gradio") is None:
             raise InputError("the app needs Gradio: pip install -e '.[app]'")
         rtc = live_rtc.LiveRtc(models) if live_rtc is not None else None
         from thflax.inference import live_page
 
-        page = build(models, FLAGS.checkpoint, out_dir, rtc)
+        page = build(models, checkpoint, out_dir, rtc)
         page.queue(default_concurrency_limit=1)
         try:
             page.launch(server_name=FLAGS.host, server_port=FLAGS.port, inbrowser=FLAGS.open_browser,

@@ -41,6 +41,7 @@ from thflax.inference.options import (DEFAULT_HEAD_MOTION, DEFAULT_PITCH, DEFAUL
                                       check_frame, check_options, check_sources, check_speech_options)
 from thflax.inference.output import Clock, finish_frame, write_frames
 from thflax.inference.photo import Reference, detect_face, paste, prepare_reference
+from thflax.inference.shipped_model import checkpoint_or_shipped
 from thflax.inference.text_to_speech import speak_to_wav
 
 __all__ = ["compose_frame", "generate"]
@@ -48,7 +49,7 @@ __all__ = ["compose_frame", "generate"]
 _log = logging.getLogger(__name__)
 
 
-def generate(checkpoint: str, image: str | None = None, audio: str | None = None, out: str | None = None, *,
+def generate(checkpoint: str | None = None, image: str | None = None, audio: str | None = None, out: str | None = None, *,
              video: str | None = None, text: str | None = None, voice: str = DEFAULT_VOICE,
              rate: int = DEFAULT_RATE, pitch: int = DEFAULT_PITCH, still: bool = False,
              landmarks_video: bool = False, crop_only: bool = False, fps: float | None = None,
@@ -59,7 +60,8 @@ def generate(checkpoint: str, image: str | None = None, audio: str | None = None
     """Speech (or text) + photo -> mp4 with the speech muxed in. Returns a summary (frames, seconds, paths, timings).
 
     Args:
-      checkpoint: a training workdir (stl/ and ltv/ checkpoints) or an export bundle (`thflax.inference.params.export`).
+      checkpoint: a training workdir (stl/ and ltv/ checkpoints) or an export bundle (`thflax.inference.params.export`);
+        None: the model that ships in the package (`thflax.inference.shipped_model`).
       image, audio: input files (any image OpenCV reads; wav/flac/mp3/mp4... at any sample rate).
       video: a source video instead of `image` (exactly one of them): dubbing (`thflax.inference.dubbing`). Every
         frame of the video is kept (background, body, its own head motion) and only the lower face is
@@ -95,6 +97,7 @@ def generate(checkpoint: str, image: str | None = None, audio: str | None = None
     """
     if out is None:
         raise InputError("no output path given")
+    checkpoint = checkpoint_or_shipped(checkpoint)
     check_sources(image, video, audio, text, face_index, face_box)
     # Every numeric option first (one place, see check_options): a bad value costs no work, writes nothing.
     check_options(fps=fps, size=size, batch=batch, rate=rate, pitch=pitch, face_index=face_index, face_box=face_box,

@@ -364,7 +364,7 @@ def check_microphone() -> None:
     chunks.close()
 
 
-def live_generate(checkpoint: str, image: str, *, live_in: str = "default", live_out: str | None = None,
+def live_generate(checkpoint: str | None, image: str, *, live_in: str = "default", live_out: str | None = None,
                   mjpeg: str | None = None, port: int | None = None, host: str = "127.0.0.1",
                   max_seconds: float | None = None, config=None, fps: float = 25.0, still: bool = False,
                   blink_rate: float = 15.0, blink_seed: int = 0, sway: float = 1.0, crop_only: bool = False,

@@ -52,15 +52,18 @@ def speech_windows(models: Models, speech: np.ndarray, fps: float) -> np.ndarray
     return audio_lib.frame_windows(audio_lib.mfcc_numpy(speech, mcfg), num_frames, fps, mcfg)
 
 
-def load_models(path: str, config=None) -> Models:
-    """STL and generator of a training workdir or an export bundle.
+def load_models(path: str | None = None, config=None) -> Models:
+    """STL and generator of a training workdir or an export bundle (None: the shipped model,
+    `thflax.inference.shipped_model`).
 
     The configuration is the saved one unless `config` is given, in which case both stages must have
     been trained with it (CheckpointError otherwise).
     """
     from thflax.inference import params
+    from thflax.inference.shipped_model import checkpoint_or_shipped
     from thflax.models import build
 
+    path = checkpoint_or_shipped(path)
     given = config is not None
     stl_vars, config = params.load_params(path, "stl", config)
     # Without a given config, the LTV stage must match the STL stage's saved one.
