@@ -15,6 +15,9 @@ $(VENV)/.installed: pyproject.toml
 	@# The SyncNet converter's test needs CPU PyTorch (on this project's machines a local wheel); best effort:
 	@# without it that one test is skipped, with the reason.
 	$(PY) -m pip install -q -e '.[test,sync-reference]' || echo "warning: no CPU PyTorch: the SyncNet converter test will be skipped"
+	@# The shipped model's programs compiled into the start-up cache (~/.cache/thflax), so the first video
+	@# after set-up does not compile; best effort (without it that video only starts slower).
+	$(PY) -m thflax.inference.warm_up || echo "warning: start-up cache not filled: the first video will compile first"
 	touch $@
 
 # The web page's browser test drives Debian's Chromium (tests/test_app.py): installed here when missing

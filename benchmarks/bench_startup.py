@@ -1,6 +1,6 @@
 """Start-up time of generate.py: wall time of one short clip (default 4 s of speech) as a subprocess.
 
-    python benchmarks/bench_startup.py                                   # runs/demo/export (make demo), else a tiny model
+    python benchmarks/bench_startup.py                                   # the shipped model, else runs/demo/export, else a tiny model
     python benchmarks/bench_startup.py --checkpoint runs/demo/export     # and its source workdir, if it exists
     python benchmarks/bench_startup.py --checkpoint runs/demo --baseline # a workdir (exported here for the bundle rows)
 
@@ -13,7 +13,7 @@ Columns: wall seconds measured here, then the steps generate.py --timings report
 imports, cache set-up), detect, audio, load (checkpoint), features (MFCC), first_frame (STL and LTV
 set-up, tracing/compiling, first batch), render (the other frames: generator, paste, x264), mux
 (finishing the mp4 and muxing the audio); other = wall - their sum (interpreter start and exit).
-Without --checkpoint and without the demo's bundle, a tiny model (configs/tiny.py, 10 steps per
+Without --checkpoint: the shipped model (thflax/assets/model); without it and the demo's bundle, a tiny model (configs/tiny.py, 10 steps per
 stage) is trained first (minutes). Prints a markdown table; writes nothing else.
 """
 
@@ -56,7 +56,10 @@ def checkpoints(args, root: str) -> list[tuple[str, str]]:
     """[(kind, path)]: the export bundle and the training workdir to measure."""
     from thflax.inference import params
 
-    path = args.checkpoint or (DEMO_EXPORT if params.is_export(DEMO_EXPORT) else train_tiny(root))
+    from thflax.inference import shipped_model
+
+    fallback = next((p for p in (shipped_model.SHIPPED_MODEL, DEMO_EXPORT) if params.is_export(p)), None)
+    path = args.checkpoint or fallback or train_tiny(root)
     if params.is_export(path):
         bundle = path
         with open(os.path.join(path, params.EXPORT_FILE)) as f:

@@ -53,7 +53,9 @@ def test_the_bundle_is_small_and_was_trained_with_configs_shipped():
     size = sum(os.path.getsize(os.path.join(folder, f)) for f in os.listdir(folder))
     assert size < 20 * 2**20
     saved, recipe = params.load_config(folder).to_dict(), shipped.get_config().to_dict()
-    saved["data"].pop("data_dir"), recipe["data"].pop("data_dir")  # where the corpus was, on the training machine
+    for c in (saved, recipe):
+        c["data"].pop("data_dir")  # where the corpus was, on the training machine
+        c.pop("stage")  # the stages may have run one by one (`--config.stage=stl`, then ltv)
     assert saved == recipe
     card = open(os.path.join(folder, "MODEL_CARD.md")).read()
     for fact in (f"{recipe['stl']['num_steps']} ", f"{recipe['ltv']['num_steps']} ", "configs/shipped.py",
@@ -104,3 +106,26 @@ def test_the_model_cards_figures_are_reproduced_on_the_held_out_person(tmp_path)
     assert gen["identity_distance"] < 0.5
     assert gen["opening_std"] > 2 * copied["opening_std"]
     assert gen["lip_sync_corr"] > copied["lip_sync_corr"] + 0.1
+
+
+@pytest.mark.cli
+def test_after_the_warm_up_a_new_photo_and_speech_compile_nothing(tmp_path):
+    """`make setup`'s warm-up (the astronaut saying one word) compiles what the first real video needs:
+    another photo (not the astronaut's bytes) with longer speech then compiles no XLA program."""
+    import re
+
+    import cv2
+    import skimage.data
+
+    env = {**os.environ, "THFLAX_CACHE_DIR": str(tmp_path / "cache")}
+    r = subprocess.run([sys.executable, "-m", "thflax.inference.warm_up"], cwd=ROOT, capture_output=True, text=True,
+                       timeout=900, env=env)
+    assert r.returncode == 0 and "start-up cache ready" in r.stdout, r.stderr[-3000:]
+    photo, out = str(tmp_path / "mirrored.png"), str(tmp_path / "out.mp4")
+    cv2.imwrite(photo, cv2.cvtColor(skimage.data.astronaut()[:, ::-1], cv2.COLOR_RGB2BGR))
+    r = subprocess.run([sys.executable, "generate.py", "--quiet", "--timings", "--image", photo, "--text",
+                        "Place blue at four now, then bin red by nine again.", "--out", out], cwd=ROOT,
+                       capture_output=True, text=True, timeout=900, env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    stats = dict(re.findall(r"(\w+)=(\d+)\b", r.stdout.split("|")[-1]))
+    assert int(stats["xla_compiles"]) == 0 and int(stats["faces_detected"]) == 1, r.stdout

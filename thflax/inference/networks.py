@@ -122,7 +122,7 @@ def predict_landmarks(models: Models, windows: np.ndarray, template: np.ndarray,
         if n < chunk:  # pad the last chunk to the compiled shape; padded frames are dropped
             x = np.concatenate([x, np.repeat(x[-1:], chunk - n, 0)])
         lm, carry = run(models.stl_variables, jnp.asarray(x[None]), tmpl, carry)
-        yield np.asarray(lm[0, :n])
+        yield np.asarray(lm)[0, :n]  # sliced on the host: slicing the device array compiles a program per length
 
 
 def render_frames(models: Models, ref_crop: np.ndarray, ref_template: np.ndarray,
