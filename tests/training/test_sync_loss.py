@@ -13,6 +13,7 @@ import pytest
 
 from configs import tiny
 from thflax.errors import CheckpointError, InputError
+from thflax.face import sketch
 from thflax.measures import lip_sync_expert
 from thflax.models import build
 from thflax.training import ltv_stage, parallel, sync_loss, tasks
@@ -123,7 +124,8 @@ def test_the_gradient_reaches_the_generator_and_never_the_expert(expert_bundle):
     batch = random_ltv_batch(config, 2, 0)
     ref = jnp.asarray(batch["reference"], jnp.float32) / 127.5 - 1.0
     gp = task.init_state(jax.random.PRNGKey(0)).params[ltv_stage.G]
-    grad = jax.grad(lambda p: task.sync_term(p, ref, batch))(gp)
+    sk = sketch.draw_sketch(jnp.asarray(batch["landmarks"]), 64)
+    grad = jax.grad(lambda p: task.sync_term(task.generate_with_windows(p, ref, batch, sk)[2], batch))(gp)
     norms = [float(jnp.abs(g).max()) for g in jax.tree.leaves(grad)]
     assert all(np.isfinite(norms)) and max(norms) > 0
 
@@ -173,3 +175,26 @@ def test_a_sync_weight_without_a_fitting_expert_is_refused_in_one_line(expert_bu
     off = _config("")
     off.ltv.sync_weight = 0.0  # off: no expert needed, none loaded
     assert tasks.get_task(off, "ltv").expert is None
+
+
+def test_the_training_stream_keeps_its_batches_with_the_sync_loss_on(tiny_config, expert_bundle):
+    """Through the tf.data pipeline (shuffle, unbatch, batch, resume): the stream with the option on has the
+    batches of the stream with it off, step for step, plus the windows."""
+    from input_pipeline import pipeline
+
+    on = _config(expert_bundle)
+    on.data = tiny_config.data
+    off = tiny.get_config()
+    off.data = tiny_config.data
+    builder = pipeline.get_builder(off.data)
+    for start in (0, 3):
+        plain = pipeline.as_numpy(pipeline.train_dataset(off, tasks.get_task(off, "ltv"), builder, num_devices=1,
+                                                         start_step=start))
+        with_windows = pipeline.as_numpy(pipeline.train_dataset(on, tasks.get_task(on, "ltv"), builder,
+                                                                num_devices=1, start_step=start))
+        for _ in range(3):
+            x, y = next(plain), next(with_windows)
+            assert set(y) - set(x) == {"sync_landmarks", "sync_mfcc", "sync_valid"}
+            for k in x:
+                np.testing.assert_array_equal(x[k], y[k])
+            assert (y["sync_landmarks"] == y["landmarks"][:, None]).all((2, 3)).any(1).all()  # target in its window

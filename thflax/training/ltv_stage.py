@@ -148,16 +148,25 @@ class LTVTask:
             terms["eyes"] = jnp.sum(jnp.abs(fake - target) * lids) / (3.0 * jnp.maximum(jnp.sum(lids), 1.0))
         return terms
 
-    def sync_term(self, params, reference, batch) -> jax.Array:
-        """The expert sync loss (mean over the batch) of the generator `params` on the batch's windows: each
-        window's 5 frames generated from the pair's reference [b, S, S, 3] in [-1, 1], as generation makes
-        every frame of a video from one photo."""
+    def generate_with_windows(self, params, reference, batch, target_sketch):
+        """`generate` for the pairs, and the sync loss's windows: (image, mask) [b, ...] of the pairs, and the
+        windows' frames [b, 5, S, S, 3] in [-1, 1], each window's five from its pair's reference (as generation
+        makes every frame of a video from one photo).
+
+        One generator call for both (it has no batch statistics: the pairs' images are those `generate` makes):
+        two batched TPS solves side by side (the warp generator's LU custom calls,
+        each splitting its batch over XLA:CPU's thread pool) deadlocked the step on a 2-core machine."""
         b, k = reference.shape[0], syncnet.FRAMES
         lms = batch["sync_landmarks"].reshape((b * k,) + batch["sync_landmarks"].shape[2:])  # [b·5, 68, 2]
-        fake, _ = self.generator.apply({"params": params}, jnp.repeat(reference, k, 0),
-                                       jnp.repeat(batch["ref_landmarks"], k, 0), lms,
-                                       target_sketch=sketch.draw_sketch(lms, self.size))
-        frames = fake.reshape((b, k) + fake.shape[1:])
+        both = lambda x, y: jnp.concatenate([x, y], 0)  # noqa: E731
+        fake, mask = self.generator.apply(
+            {"params": params}, both(reference, jnp.repeat(reference, k, 0)),
+            both(batch["ref_landmarks"], jnp.repeat(batch["ref_landmarks"], k, 0)), both(batch["landmarks"], lms),
+            target_sketch=both(target_sketch, sketch.draw_sketch(lms, self.size)))
+        return fake[:b], mask[:b], fake[b:].reshape((b, k) + fake.shape[1:])
+
+    def sync_term(self, frames, batch) -> jax.Array:
+        """The expert sync loss, mean over the batch, of generated windows [b, 5, S, S, 3] in [-1, 1]."""
         return jnp.mean(sync_loss.sync_loss(self.expert, frames, batch["sync_mfcc"], batch["sync_valid"],
                                             int(self.config.syncnet.min_shift)))
 
@@ -170,7 +179,10 @@ class LTVTask:
         disc = lambda p, img, **kw: self.discriminator.apply({"params": p}, img, sk, **kw)  # noqa: E731
 
         def generator_loss(p):
-            fake, mask = self.generate(p, ref, batch, sk)
+            if c.sync_weight:
+                fake, mask, windows = self.generate_with_windows(p, ref, batch, sk)
+            else:
+                fake, mask = self.generate(p, ref, batch, sk)
             if c.fm_weight:  # the discriminator's activations on the fake and (no gradient) the real image
                 logits, fake_feats = disc(dp, fake, features=True)
                 fm = (fake_feats, disc(dp, tgt, features=True)[1])
@@ -178,7 +190,7 @@ class LTVTask:
                 logits, fm = disc(dp, fake), None
             terms = self.g_loss_terms(fake, mask, tgt, logits, batch["landmarks"], fm)
             if c.sync_weight:
-                terms["sync"] = self.sync_term(p, ref, batch)
+                terms["sync"] = self.sync_term(windows, batch)
             # Each term's weight is config.ltv.<term>_weight, read by its name (no second list to keep in step).
             return sum(c[f"{k}_weight"] * v for k, v in terms.items()), (terms, fake)
 
