@@ -84,7 +84,7 @@ def get_config() -> ConfigDict:
     # the landmarks of the 5 consecutive frames around its target (its reference drawn once for all five, as in
     # generation) and the MFCC windows of the shifts within +-config.syncnet.max_shift of their middle frame
     # (`ltv_stage.sync_windows`); the pair itself and every random draw are those of the stream with it off.
-    c.ltv.sync_weight = 0.0
+    c.ltv.sync_weight = 0.0  # 0.3 met LSE but not the independent measures: off (BENCHMARKS.md, 2026-12-07)
     c.ltv.sync_expert = ""  # the expert: a workdir or export bundle with one (python -m thflax.training.syncnet_stage)
     c.ltv.pairs_per_example = 4
     c.ltv.batch_size = 16

@@ -12,13 +12,13 @@ import numpy as np
 import pytest
 
 from configs import tiny
+from tests.training.test_tasks import _example
 from thflax.errors import CheckpointError, InputError
 from thflax.face import sketch
 from thflax.measures import lip_sync_expert
 from thflax.models import build
-from thflax.training import ltv_stage, parallel, sync_loss, tasks
 from thflax.testing import random_ltv_batch
-from tests.training.test_tasks import _example
+from thflax.training import ltv_stage, parallel, sync_loss, tasks
 
 
 def _expert_config():
@@ -182,10 +182,10 @@ def test_the_training_stream_keeps_its_batches_with_the_sync_loss_on(tiny_config
     batches of the stream with it off, step for step, plus the windows."""
     from input_pipeline import pipeline
 
-    on = _config(expert_bundle)
-    on.data = tiny_config.data
     off = tiny.get_config()
     off.data = tiny_config.data
+    on = _config(expert_bundle)
+    on.data, on.ltv.batch_size = tiny_config.data, off.ltv.batch_size
     builder = pipeline.get_builder(off.data)
     for start in (0, 3):
         plain = pipeline.as_numpy(pipeline.train_dataset(off, tasks.get_task(off, "ltv"), builder, num_devices=1,

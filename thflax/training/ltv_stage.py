@@ -153,9 +153,9 @@ class LTVTask:
         windows' frames [b, 5, S, S, 3] in [-1, 1], each window's five from its pair's reference (as generation
         makes every frame of a video from one photo).
 
-        One generator call for both (it has no batch statistics: the pairs' images are those `generate` makes):
-        two batched TPS solves side by side (the warp generator's LU custom calls,
-        each splitting its batch over XLA:CPU's thread pool) deadlocked the step on a 2-core machine."""
+        One generator call for both (it has no batch statistics: the pairs' images are those `generate` makes),
+        because two batched TPS solves side by side (the warp generator's LU custom calls, each splitting its
+        batch over XLA:CPU's thread pool) deadlocked the step on a 2-core machine."""
         b, k = reference.shape[0], syncnet.FRAMES
         lms = batch["sync_landmarks"].reshape((b * k,) + batch["sync_landmarks"].shape[2:])  # [b·5, 68, 2]
         both = lambda x, y: jnp.concatenate([x, y], 0)  # noqa: E731
