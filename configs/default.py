@@ -79,6 +79,13 @@ def get_config() -> ConfigDict:
     c.ltv.eyes_weight = 0.0  # extra: L1 from brow to lower lid (where a warp cannot close an eye)
     c.ltv.perceptual_weight = 0.0  # extra: distance in a face network trained here (thflax/training/perceptual.py)
     c.ltv.perceptual_net = ""  # that network's file (python -m thflax.training.perceptual --out FILE)
+    # extra: Wav2Lip's expert sync loss, -log of a frozen lip-sync expert's in-sync probability on windows of 5
+    # generated consecutive frames (thflax/training/sync_loss.py). On (> 0), each LTV training pair also carries
+    # the landmarks of the 5 consecutive frames around its target (its reference drawn once for all five, as in
+    # generation) and the MFCC windows of the shifts within +-config.syncnet.max_shift of their middle frame
+    # (`ltv_stage.sync_windows`); the pair itself and every random draw are those of the stream with it off.
+    c.ltv.sync_weight = 0.0  # 0.3 met LSE but not the independent measures: off (BENCHMARKS.md, 2026-12-07)
+    c.ltv.sync_expert = ""  # the expert: a workdir or export bundle with one (python -m thflax.training.syncnet_stage)
     c.ltv.pairs_per_example = 4
     c.ltv.batch_size = 16
     c.ltv.eval_batch_size = 16

@@ -34,14 +34,22 @@ def random_ltv_batch(config, batch_size: int, rng: int | np.random.Generator = 0
     """A random LTV batch at `config.ltv.image_size` S.
 
     Returns {"reference", "target": uint8 [B, S, S, 3], "landmarks" [B, 68, 2] float32,
-    "ref_landmarks" = landmarks + 0.01}.
+    "ref_landmarks" = landmarks + 0.01}; with `config.ltv.sync_weight` > 0 also the sync loss's windows
+    (`thflax.training.ltv_stage.sync_windows`): "sync_landmarks" [B, 5, 68, 2], "sync_mfcc" [B, L, 20, 20]
+    and "sync_valid" [B, L] all ones, L = 2·config.syncnet.max_shift + 1.
     """
     r = np.random.default_rng(rng)
     b, s = batch_size, int(config.ltv.image_size)
     landmarks = (0.5 + r.normal(0, 0.1, (b, NUM_POINTS, 2))).astype(np.float32)
-    return {"reference": r.integers(0, 255, (b, s, s, 3), dtype=np.uint8),
-            "target": r.integers(0, 255, (b, s, s, 3), dtype=np.uint8),
-            "landmarks": landmarks, "ref_landmarks": landmarks + 0.01}
+    batch = {"reference": r.integers(0, 255, (b, s, s, 3), dtype=np.uint8),
+             "target": r.integers(0, 255, (b, s, s, 3), dtype=np.uint8),
+             "landmarks": landmarks, "ref_landmarks": landmarks + 0.01}
+    if config.ltv.sync_weight:
+        length = 2 * int(config.syncnet.max_shift) + 1
+        batch["sync_landmarks"] = (landmarks[:, None] + r.normal(0, 0.01, (b, 5, NUM_POINTS, 2))).astype(np.float32)
+        batch["sync_mfcc"] = r.normal(size=(b, length, 20, 20)).astype(np.float32)
+        batch["sync_valid"] = np.ones((b, length), np.float32)
+    return batch
 
 
 def face_landmarks(open_mouth: float = 0.0, centre=(0.5, 0.5), scale: float = 0.26) -> np.ndarray:

@@ -5,7 +5,7 @@ One train state holds both networks: `params`/`opt_state` are dicts with "genera
 L = L_d + L_g + L_mse): the generator runs forward once; the discriminator is updated on that batch's
 fakes (BCE: real -> 1, fake -> 0), and the generator on the non-saturating BCE against the same
 discriminator plus `mse_weight` · pixel MSE (and optional L1, mouth-region L1, mask, feature-matching and
-perceptual terms, off in the paper config):
+perceptual terms, and the expert sync loss, `thflax.training.sync_loss`, off in the paper config):
 `g_loss_terms` lists every generator term, each weighted by `config.ltv.<term>_weight`, and all
 gradients come from `jax.value_and_grad` (adding a term is one line there). Gradients
 are averaged over devices with `lax.pmean` (no masks here: every device holds the same number of
@@ -14,7 +14,9 @@ leaves both networks unchanged and reports `finite = 0`.
 
 Batch (per device): reference, target [b, S, S, 3] uint8; landmarks, ref_landmarks [b, 68, 2]
 normalised crop coordinates. Images are mapped to [-1, 1]; landmark sketches are drawn on the fly
-(`thflax.face.sketch`), so the dataset stores landmarks only.
+(`thflax.face.sketch`), so the dataset stores landmarks only. With `config.ltv.sync_weight` > 0 a training
+batch also has sync_landmarks [b, 5, 68, 2] (5 consecutive frames around the target), sync_mfcc
+[b, 2·max_shift + 1, 20, n_mfcc] and sync_valid [b, 2·max_shift + 1] (`sync_windows`).
 """
 
 from __future__ import annotations
@@ -27,12 +29,12 @@ import numpy as np
 import optax
 from jax import lax
 
-from thflax.training import losses
+from thflax.training import losses, sync_loss
 from thflax.measures import metrics
 from thflax.face import eyes, sketch, warp
 from thflax.errors import InputError
 from thflax.io.images import to_uint8, to_unit
-from thflax.models import build, face_features, ltv
+from thflax.models import build, face_features, ltv, syncnet
 from thflax.training.parallel import AXIS
 from thflax.training.train_state import TrainState, all_finite, ema_update, make_optimizer, select
 
@@ -53,6 +55,8 @@ class LTVTask:
         self.tx = {n: make_optimizer(c.learning_rate, b1=c.adam_b1, grad_clip=c.grad_clip) for n in (G, D)}
         # A frozen face feature network trained on this corpus (thflax.training.face_features), for the perceptual term.
         self.perceptual = face_features.load(c.perceptual_net, self.size) if c.perceptual_weight else None
+        # The frozen lip-sync expert of the sync loss (refused in one line if missing or reading other crops).
+        self.expert = sync_loss.load_expert(config) if c.sync_weight else None
 
     def signature(self) -> dict[str, Any]:
         return build.signature(self.config, self.name)
@@ -81,10 +85,13 @@ class LTVTask:
         # A different frame of the same utterance (identical pairs teach nothing and make PSNR infinite).
         ref = (tgt + tf.random.stateless_uniform([pairs], s2, 1, tf.maximum(n, 2), tf.int32)) % n
         dec = lambda i: tf.io.decode_jpeg(tf.gather(example["frames"], i), channels=3)  # noqa: E731
-        return {"reference": tf.map_fn(dec, ref, fn_output_signature=tf.uint8),
-                "target": tf.map_fn(dec, tgt, fn_output_signature=tf.uint8),
-                "landmarks": tf.gather(example["landmarks"], tgt),
-                "ref_landmarks": tf.gather(example["landmarks"], ref)}
+        out = {"reference": tf.map_fn(dec, ref, fn_output_signature=tf.uint8),
+               "target": tf.map_fn(dec, tgt, fn_output_signature=tf.uint8),
+               "landmarks": tf.gather(example["landmarks"], tgt),
+               "ref_landmarks": tf.gather(example["landmarks"], ref)}
+        if train and self.config.ltv.sync_weight:
+            out.update(sync_windows(example, tgt, int(self.config.syncnet.max_shift)))
+        return out
 
     def _sketch(self, batch):
         """The target landmarks' sketch [b, S, S, C]: the discriminator's condition (and the generator's)."""
@@ -141,6 +148,28 @@ class LTVTask:
             terms["eyes"] = jnp.sum(jnp.abs(fake - target) * lids) / (3.0 * jnp.maximum(jnp.sum(lids), 1.0))
         return terms
 
+    def generate_with_windows(self, params, reference, batch, target_sketch):
+        """`generate` for the pairs, and the sync loss's windows: (image, mask) [b, ...] of the pairs, and the
+        windows' frames [b, 5, S, S, 3] in [-1, 1], each window's five from its pair's reference (as generation
+        makes every frame of a video from one photo).
+
+        One generator call for both (it has no batch statistics: the pairs' images are those `generate` makes),
+        because two batched TPS solves side by side (the warp generator's LU custom calls, each splitting its
+        batch over XLA:CPU's thread pool) deadlocked the step on a 2-core machine."""
+        b, k = reference.shape[0], syncnet.FRAMES
+        lms = batch["sync_landmarks"].reshape((b * k,) + batch["sync_landmarks"].shape[2:])  # [b·5, 68, 2]
+        both = lambda x, y: jnp.concatenate([x, y], 0)  # noqa: E731
+        fake, mask = self.generator.apply(
+            {"params": params}, both(reference, jnp.repeat(reference, k, 0)),
+            both(batch["ref_landmarks"], jnp.repeat(batch["ref_landmarks"], k, 0)), both(batch["landmarks"], lms),
+            target_sketch=both(target_sketch, sketch.draw_sketch(lms, self.size)))
+        return fake[:b], mask[:b], fake[b:].reshape((b, k) + fake.shape[1:])
+
+    def sync_term(self, frames, batch) -> jax.Array:
+        """The expert sync loss, mean over the batch, of generated windows [b, 5, S, S, 3] in [-1, 1]."""
+        return jnp.mean(sync_loss.sync_loss(self.expert, frames, batch["sync_mfcc"], batch["sync_valid"],
+                                            int(self.config.syncnet.min_shift)))
+
     def train_step(self, state: TrainState, batch: dict[str, jax.Array], rng: jax.Array):
         del rng  # no stochastic layers
         c = self.config.ltv
@@ -150,13 +179,18 @@ class LTVTask:
         disc = lambda p, img, **kw: self.discriminator.apply({"params": p}, img, sk, **kw)  # noqa: E731
 
         def generator_loss(p):
-            fake, mask = self.generate(p, ref, batch, sk)
+            if c.sync_weight:
+                fake, mask, windows = self.generate_with_windows(p, ref, batch, sk)
+            else:
+                fake, mask = self.generate(p, ref, batch, sk)
             if c.fm_weight:  # the discriminator's activations on the fake and (no gradient) the real image
                 logits, fake_feats = disc(dp, fake, features=True)
                 fm = (fake_feats, disc(dp, tgt, features=True)[1])
             else:
                 logits, fm = disc(dp, fake), None
             terms = self.g_loss_terms(fake, mask, tgt, logits, batch["landmarks"], fm)
+            if c.sync_weight:
+                terms["sync"] = self.sync_term(windows, batch)
             # Each term's weight is config.ltv.<term>_weight, read by its name (no second list to keep in step).
             return sum(c[f"{k}_weight"] * v for k, v in terms.items()), (terms, fake)
 
@@ -183,7 +217,7 @@ class LTVTask:
                "grad_norm_g": optax.global_norm(grad_g), "grad_norm_d": optax.global_norm(grad_d)}
         if "fm" in terms:
             out["loss_g_fm"] = terms["fm"]
-        for term in ("mouth", "perceptual"):
+        for term in ("mouth", "perceptual", "sync"):
             if term in terms:
                 out[f"loss_g_{term}"] = terms[term]
         return new, out
@@ -232,3 +266,25 @@ class LTVTask:
                 np.asarray(batch["target"][:n]), gray(np.asarray(out["mask"][:n, ..., 0]))]
         rows = [np.stack([c[i] for c in cols]) for i in range(n)]
         return {"ref_sketch_generated_true_mask": plotting.image_grid(rows)[None]}
+
+
+def sync_windows(example, target, max_shift: int):
+    """What the sync loss reads for each pair (tf.data): the 5 consecutive frames around its target frame (the
+    target in the middle, the window moved inside the utterance near its ends) and the speech around them.
+
+    example: an utterance (landmarks [n, 68, 2], mfcc [n, 20, n_mfcc]); target [P] int32 frame indices. Returns
+    sync_landmarks [P, 5, 68, 2]; sync_mfcc [P, L, 20, n_mfcc], the MFCC windows of the frames middle - max_shift
+    ... middle + max_shift (L = 2·max_shift + 1; index max_shift is in sync); sync_valid [P, L] float32, 0 for
+    frames outside the utterance (their window repeats the nearest end's, and the loss leaves them out). No
+    random draw: the pairs and the stream's other choices stay those of the stream without it.
+    """
+    import tensorflow as tf
+
+    n = tf.shape(example["landmarks"])[0]
+    half = syncnet.FRAMES // 2
+    start = tf.clip_by_value(target - half, 0, tf.maximum(n - syncnet.FRAMES, 0))
+    frames = tf.minimum(start[:, None] + tf.range(syncnet.FRAMES)[None, :], n - 1)  # [P, 5]
+    audio = (start + half)[:, None] + tf.range(-max_shift, max_shift + 1)[None, :]  # [P, L]
+    return {"sync_landmarks": tf.gather(example["landmarks"], frames),
+            "sync_mfcc": tf.gather(example["mfcc"], tf.clip_by_value(audio, 0, n - 1)),
+            "sync_valid": tf.cast((audio >= 0) & (audio < n), tf.float32)}
