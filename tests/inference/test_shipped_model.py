@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from tests.helpers import ROOT
@@ -129,3 +130,70 @@ def test_after_the_warm_up_a_new_photo_and_speech_compile_nothing(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     stats = dict(re.findall(r"(\w+)=(\d+)\b", r.stdout.split("|")[-1]))
     assert int(stats["xla_compiles"]) == 0 and int(stats["faces_detected"]) == 1, r.stdout
+
+
+# ---- the believable-talking measures on a person kept out of training (the shipped model needs no training) ----
+
+@pytest.fixture(scope="module")
+def unseen(tmp_path_factory):
+    """(photo, speech wav, out dir): a synthetic person no training speaker is made of (the held-out identity
+    morphed with the astronaut, as demo.py makes it) and 5.9 s of speech in a voice the corpus never used."""
+    import cv2
+
+    from thflax.inference import text_to_speech
+    from thflax.synthetic import portraits
+
+    keys = sorted(p.key for p in portraits.builtin_portraits() if p.identity == "biden")
+    if not keys:
+        pytest.skip("face_recognition's portraits could not be fetched (pip download): no held-out person")
+    root = tmp_path_factory.mktemp("unseen")
+    photo, wav = str(root / "unseen.png"), str(root / "speech.wav")
+    src = portraits.compose((portraits.ASTRONAUT, keys[0]), mix=0.5)
+    cv2.imwrite(photo, cv2.cvtColor(src.photo, cv2.COLOR_RGB2BGR))
+    text_to_speech.speak_to_wav("Please call Stella. Ask her to bring these things with her from the store.", wav,
+                                voice="en-gb-x-gbcwmd", rate=125, pitch=80)
+    return photo, wav, root
+
+
+@pytest.mark.learning
+def test_blinks_show_at_the_asked_rate_and_not_at_zero(unseen):
+    """dlib's eye aspect ratio finds blinks in the shipped model's video when they are asked for, none without."""
+    from thflax.inference import generation
+    from thflax.measures import face_measures
+
+    photo, wav, root = unseen
+    found = {}
+    for rate in (0.0, 30.0):
+        out = str(root / f"blinks_{rate:g}.mp4")
+        generation.generate(None, photo, wav, out, blink_rate=rate, progress=False)
+        found[rate] = face_measures.video_blinks(out)
+    print(f"\nblinks found by dlib: at 0/min {found[0.0]['blinks']}, at 30/min {found[30.0]['blinks']} "
+          f"(durations {found[30.0]['durations']} frames)")
+    assert found[0.0]["blinks"] == 0
+    assert found[30.0]["blinks"] >= 2  # ~3 planned in 5.9 s
+
+
+@pytest.mark.learning
+def test_the_trained_mouth_has_more_contrast_than_an_untrained_generators(unseen):
+    """Inside the open mouth (dlib, open-mouth frames), the shipped generator paints more contrast than the
+    same network untrained (its warp of the photo's closed lips, with random painting), with the same
+    landmarks (the shipped STL net) and speech."""
+    import jax
+
+    from thflax.inference import generation, params, shipped_model
+    from thflax.measures import face_measures
+    from thflax.models import build
+
+    photo, wav, root = unseen
+    config = params.load_config(shipped_model.SHIPPED_MODEL)
+    untrained = str(root / "untrained")
+    params.export_variables(config, {"stl": params.load_params(shipped_model.SHIPPED_MODEL, "stl")[0],
+                                     "ltv": build.init_generator(config, jax.random.PRNGKey(0))}, untrained)
+    contrast = {}
+    for name, checkpoint in (("shipped", None), ("untrained", untrained)):
+        out = str(root / f"mouth_{name}.mp4")
+        generation.generate(checkpoint, photo, wav, out, blink_rate=0.0, progress=False)
+        m = face_measures.measure_video(photo, out, wav)
+        contrast[name] = m["mouth_contrast"]
+    print(f"\ninner-mouth contrast: shipped {contrast['shipped']:.1f}, untrained generator {contrast['untrained']:.1f}")
+    assert contrast["shipped"] > 1.5 * np.nan_to_num(contrast["untrained"]) and contrast["shipped"] > 20
