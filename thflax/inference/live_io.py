@@ -370,7 +370,7 @@ def live_generate(checkpoint: str | None, image: str, *, live_in: str = "default
                   blink_rate: float = 15.0, blink_seed: int = 0, sway: float = 1.0, crop_only: bool = False,
                   landmarks_video: bool = False, size: int | None = None, max_batch: int = 4,
                   face_index: int | None = None, face_box: tuple[int, int, int, int] | None = None) -> dict:
-    """`generate.py --live`: speech from `live_in` ("-": s16le 16 kHz mono PCM on stdin; "default": the
+    """`generate.py --live` with `checkpoint` (None: the shipped model): speech from `live_in` ("-": s16le 16 kHz mono PCM on stdin; "default": the
     default input device) animates the face in `image`; frames go to `mjpeg` ("-": stdout, or a file
     or FIFO), to an MJPEG HTTP server on `port`, and/or into the mp4 `live_out`, until the audio ends
     (or `max_seconds`, or Ctrl-C). Returns a summary. Bad input: InputError, one line, before the
