@@ -174,10 +174,15 @@ def test_train_log_reports_progress_and_hparams_when_not_a_terminal(quiet_run):
     import tensorflow as tf
 
     tags = set()
+    waits = []
     for path in glob.glob(str(workdir / "stl" / "events.out.tfevents*")):
         for event in tf.compat.v1.train.summary_iterator(path):
             tags |= {(v.tag, v.metadata.plugin_data.plugin_name) for v in event.summary.value}
+            waits += [float(tf.make_ndarray(v.tensor)) for v in event.summary.value if v.tag == "train/data_wait_share"]
     assert ("steps_per_sec", "scalars") in tags, tags
+    # The share of time the loop waited for input, per log interval: a fraction (the first includes the
+    # shuffle buffer's fill, so it is above 0).
+    assert waits and all(0.0 < w < 1.0 for w in waits), waits
     assert any(plugin == "hparams" for _, plugin in tags), tags
 
 

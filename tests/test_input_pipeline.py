@@ -89,6 +89,38 @@ def test_batches_shapes_and_deterministic_resume(tiny_config, stage):
         assert np.abs(x["target"][0].astype(int) - x["target"][1].astype(int)).mean() > 0
 
 
+class _AllFeatures:
+    """A task as it was before stages named their features: the pipeline then parses every feature."""
+
+    def __init__(self, task):
+        self._task = task
+
+    def __getattr__(self, name):
+        if name == "features":
+            raise AttributeError(name)
+        return getattr(self._task, name)
+
+
+@pytest.mark.parametrize("stage", ["stl", "ltv", "syncnet"])
+def test_parsing_only_a_stages_features_leaves_its_stream_unchanged(tiny_config, stage):
+    cfg, task = tiny_config, _task(tiny_config, stage)
+    b = _builder(cfg)
+    for train in (True, False):
+        if train:
+            ours = _take(pipeline.train_dataset(cfg, task, b, num_devices=1, start_step=2), 3)
+            everything = _take(pipeline.train_dataset(cfg, _AllFeatures(task), b, num_devices=1, start_step=2), 3)
+        else:
+            ours = _take(pipeline.eval_dataset(cfg, task, b, num_batches=1), 1)
+            everything = _take(pipeline.eval_dataset(cfg, _AllFeatures(task), b, num_batches=1), 1)
+        for x, y in zip(ours, everything):
+            assert x.keys() == y.keys()
+            for k in x:
+                np.testing.assert_array_equal(x[k], y[k])
+    # The STL stage does not parse the frames at all.
+    parsed = pipeline._read(b, "train", pipeline._features(task, True, False)).element_spec
+    assert ("frames" in parsed) == (stage != "stl") and "audio" not in parsed
+
+
 def test_per_host_sharding_is_disjoint(tiny_config):
     cfg, task = tiny_config, _task(tiny_config, "stl")
     cfg.data.keep_ids = True

@@ -68,6 +68,9 @@ class LTVTask:
                              f"set --config.ltv.image_size={size} or pick a dataset with {self.size}x{self.size} crops")
 
     # ---- tf.data elements ------------------------------------------------------------------------
+    def features(self, train: bool) -> tuple[str, ...]:
+        return ("frames", "landmarks") + (("mfcc",) if train and self.config.ltv.sync_weight else ())
+
     def elements_per_example(self, train: bool) -> int:
         return int(self.config.ltv.pairs_per_example) if train else 1
 

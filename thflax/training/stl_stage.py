@@ -46,6 +46,10 @@ class STLTask:
         del metadata  # any prepared dataset has MFCC windows and landmarks
 
     # ---- tf.data elements ------------------------------------------------------------------------
+    def features(self, train: bool) -> tuple[str, ...]:
+        del train
+        return ("mfcc", "landmarks", "landmarks_raw")  # never the frames: most of a record's bytes
+
     def elements_per_example(self, train: bool) -> int:
         del train
         return 1

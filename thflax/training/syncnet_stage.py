@@ -128,6 +128,10 @@ class SyncNetTask:
                              f"coefficients")
 
     # ---- tf.data elements ------------------------------------------------------------------------
+    def features(self, train: bool) -> tuple[str, ...]:
+        del train
+        return ("frames", "mfcc")
+
     def elements_per_example(self, train: bool) -> int:
         del train
         return 1

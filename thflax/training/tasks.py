@@ -51,6 +51,9 @@ class Task(Protocol):
     def check_data(self, metadata: Mapping[str, Any]) -> None:
         """Raises InputError if the prepared dataset (its TFDS metadata) cannot feed this stage."""
 
+    def features(self, train: bool) -> tuple[str, ...]:
+        """The dataset features `elements` reads; the input pipeline parses only these."""
+
     def elements_per_example(self, train: bool) -> int:
         """How many training elements `elements` makes of one dataset example."""
 

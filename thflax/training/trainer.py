@@ -154,38 +154,51 @@ def train_stage(config: ConfigDict, workdir: str, task: Task, data: StageData):
     timed = progress.timed if progress else (lambda name: contextlib.nullcontext())
     pending = None  # previous step's metrics, checked one step late so the host does not stall devices
     t0, s0 = time.time(), start_step
-    for step in range(start_step, num_steps):
-        if profile and step == profile_start:
-            jax.profiler.start_trace(os.path.join(stage_dir, "profile"))
-        batch = next(batches)
-        state, m = p_train(state, batch, jax.random.fold_in(base_rng, step))
-        if profile and step == profile_start + profile - 1:
-            jax.block_until_ready(state)
-            jax.profiler.stop_trace()
-        ckpt.check()  # a failed background save is reported at once
-        if pending is not None:
-            check(*pending)
-        pending = (step + 1, m)
-        bar.update(1)
-        done = step + 1
-        if progress:
-            progress(done)
-        if done % tcfg.log_every == 0 or done == num_steps:
-            check(*pending)
-            scalars = _scalars(m)
-            now = time.time()
-            scalars["steps_per_sec"] = (done - s0) / max(now - t0, 1e-9)
-            t0, s0 = now, done
-            writer.write_scalars(done, {f"train/{k}": v for k, v in scalars.items()})
-            bar.set_postfix(loss=f"{scalars['loss']:.4g}")
-        # No held-out batches: the dataset has no validation split (StageData said so); never `test`.
-        if eval_batches and (done % tcfg.eval_every == 0 or done == num_steps):
-            with timed("eval"):
-                evaluate_and_log(task, state, eval_batches, p_eval, writer, done)
-        if done % tcfg.checkpoint_every == 0 or done == num_steps:
-            check(*pending)
-            with timed("checkpoint"):
-                save(done)
+    data_wait = 0.0  # seconds the loop blocked on the input since the last log line
+    try:
+        for step in range(start_step, num_steps):
+            if profile and step == profile_start:
+                jax.profiler.start_trace(os.path.join(stage_dir, "profile"))
+            t_wait = time.perf_counter()
+            batch = next(batches)
+            data_wait += time.perf_counter() - t_wait
+            state, m = p_train(state, batch, jax.random.fold_in(base_rng, step))
+            if profile and step == profile_start + profile - 1:
+                jax.block_until_ready(state)
+                jax.profiler.stop_trace()
+            ckpt.check()  # a failed background save is reported at once
+            if pending is not None:
+                check(*pending)
+            pending = (step + 1, m)
+            bar.update(1)
+            done = step + 1
+            if progress:
+                progress(done)
+            if done % tcfg.log_every == 0 or done == num_steps:
+                check(*pending)
+                scalars = _scalars(m)
+                now = time.time()
+                scalars["steps_per_sec"] = (done - s0) / max(now - t0, 1e-9)
+                # The share of wall time the loop waited for a batch. An upper bound on the devices' wait: the
+                # step dispatched before runs meanwhile. The first interval includes filling the shuffle buffer.
+                scalars["data_wait_share"] = data_wait / max(now - t0, 1e-9)
+                t0, s0, data_wait = now, done, 0.0
+                writer.write_scalars(done, {f"train/{k}": v for k, v in scalars.items()})
+                bar.set_postfix(loss=f"{scalars['loss']:.4g}")
+            # No held-out batches: the dataset has no validation split (StageData said so); never `test`.
+            if eval_batches and (done % tcfg.eval_every == 0 or done == num_steps):
+                with timed("eval"):
+                    evaluate_and_log(task, state, eval_batches, p_eval, writer, done)
+            if done % tcfg.checkpoint_every == 0 or done == num_steps:
+                check(*pending)
+                with timed("checkpoint"):
+                    save(done)
+    except BaseException:
+        # Stopped (SIGTERM, Ctrl-C, a non-finite loss): the save in flight finishes first, so no orbax thread
+        # is cut off at interpreter exit; a failure of it is secondary to the error raised here.
+        with contextlib.suppress(Exception):
+            ckpt.close()
+        raise
     bar.close()
     ckpt.close()
     writer.close()
