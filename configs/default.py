@@ -77,6 +77,9 @@ def get_config() -> ConfigDict:
     c.ltv.fm_weight = 0.0  # extra: discriminator feature matching (pix2pixHD), off in the paper config
     c.ltv.mouth_weight = 0.0  # extra: L1 inside the target's lips (where a warp cannot show the open mouth)
     c.ltv.eyes_weight = 0.0  # extra: L1 from brow to lower lid (where a warp cannot close an eye)
+    # extra: the share of training pairs whose target is a frame with closed eyes (eye aspect ratio under 0.6 of
+    # the utterance's median), where the utterance has one; 0 = targets drawn uniformly (blinks are ~2 % of frames)
+    c.ltv.closed_eye_share = 0.0
     c.ltv.perceptual_weight = 0.0  # extra: distance in a face network trained here (thflax/training/perceptual.py)
     c.ltv.perceptual_net = ""  # that network's file (python -m thflax.training.perceptual --out FILE)
     # extra: Wav2Lip's expert sync loss, -log of a frozen lip-sync expert's in-sync probability on windows of 5

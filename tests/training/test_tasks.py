@@ -236,6 +236,43 @@ def test_elements_are_deterministic_in_the_seed_and_shaped(stage, train, count):
         assert not np.array_equal(a["landmarks"], a["ref_landmarks"])
 
 
+def test_closed_eye_share_moves_that_share_of_targets_to_closed_eye_frames():
+    import tensorflow as tf
+
+    from thflax.face import eyes
+    from thflax.synthetic.base_face import base_landmarks
+
+    # 40 frames of one face, eyes closed in frames 10-12 and a quarter closed in 13.
+    closure = np.zeros(40, np.float32)
+    closure[10:13], closure[13] = 1.0, 0.25
+    lm = eyes.close_eyes(np.repeat(base_landmarks()[None], 40, axis=0), closure).astype(np.float32)
+    closed = {10, 11, 12}
+    ratio = eyes.eye_aspect_ratio(lm)
+    assert {t for t in range(40) if ratio[t] < eyes.CLOSED_EAR_FRACTION * np.median(ratio)} == closed
+    target = tf.constant(np.arange(40, dtype=np.int32) % 9 + 20)  # 40 pairs, none on a closed frame
+    seed = tf.constant([7, 8], tf.int64)
+    from thflax.training.ltv_stage import closed_eye_targets
+
+    def moved(share):
+        out = closed_eye_targets(tf.constant(lm), target, share, seed).numpy()
+        kept = out == target.numpy()
+        assert set(out[~kept]) <= closed  # every target that moved went to a closed-eye frame
+        return (~kept).mean()
+
+    assert moved(1.0) == 1.0 and moved(0.0) == 0.0 and 0.05 < moved(0.25) < 0.5
+    # An utterance without a closed eye keeps its targets.
+    still = tf.constant(np.repeat(lm[:1], 40, axis=0))
+    np.testing.assert_array_equal(closed_eye_targets(still, target, 1.0, seed).numpy(), target.numpy())
+    # Off (the default), the LTV stream's targets are the uniform ones; on, only some of them change.
+    config = tiny.get_config()
+    ex = {**_example(40), "landmarks": tf.constant(lm)}
+    off = tasks.get_task(config, "ltv").elements(ex, seed, True)
+    config.ltv.closed_eye_share = 1.0
+    on = tasks.get_task(config, "ltv").elements(ex, seed, True)
+    assert not np.array_equal(off["target"].numpy(), on["target"].numpy())
+    assert all(eyes.eye_aspect_ratio(f) < eyes.CLOSED_EAR_FRACTION * np.median(ratio) for f in on["landmarks"].numpy())
+
+
 @pytest.mark.heavy
 def test_training_resumes_from_the_newest_intact_checkpoint(tmp_path, caplog):
     """A damaged newest checkpoint is skipped (and said so); training goes on from the one before."""

@@ -46,6 +46,11 @@ PAUSE_WEIGHT = 4.0  # a blink is this many times likelier to start in a pause th
 PEAK_AT = 0.35  # the lid closes in the first ~third of a blink and reopens more slowly
 
 
+#: A frame's eyes count as closed where its eye aspect ratio is under this fraction of the median over the
+#: video or utterance (the eyes are open most of the time, so the median is the open eye's).
+CLOSED_EAR_FRACTION = 0.6
+
+
 def eye_aspect_ratio(landmarks: np.ndarray) -> np.ndarray:
     """Soukupová and Čech's eye aspect ratio, the mean of both eyes: [..., 68, 2] -> [...] float64.
 

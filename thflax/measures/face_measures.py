@@ -47,6 +47,7 @@ from typing import Any
 import numpy as np
 
 from thflax.errors import InputError
+from thflax.face import eyes
 from thflax.face.landmarks import interpolate_missing
 from thflax.face.points import LEFT_EYE_OUTER, NOSE_TIP, RIGHT_EYE_OUTER, mouth_opening
 
@@ -717,7 +718,7 @@ def meets_goal(key: str, value: float) -> bool | None:
 
 #: A frame is in a blink where its eye aspect ratio is under this fraction of the video's median (the
 #: eyes are open most of the time, so the median is the open eye's, whoever's face and however large).
-BLINK_EAR_FRACTION = 0.6
+BLINK_EAR_FRACTION = eyes.CLOSED_EAR_FRACTION
 
 
 def blink_stats(landmarks: np.ndarray, fps: float) -> dict[str, Any]:

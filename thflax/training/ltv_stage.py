@@ -85,6 +85,9 @@ class LTVTask:
         n = tf.shape(example["landmarks"])[0]
         s1, s2 = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
         tgt = tf.random.stateless_uniform([pairs], s1, 0, n, tf.int32)
+        share = float(self.config.ltv.closed_eye_share) if train else 0.0
+        if share > 0:  # off: no extra draw, the stream stays the one without it
+            tgt = closed_eye_targets(example["landmarks"], tgt, share, seed)
         # A different frame of the same utterance (identical pairs teach nothing and make PSNR infinite).
         ref = (tgt + tf.random.stateless_uniform([pairs], s2, 1, tf.maximum(n, 2), tf.int32)) % n
         dec = lambda i: tf.io.decode_jpeg(tf.gather(example["frames"], i), channels=3)  # noqa: E731
@@ -291,3 +294,33 @@ def sync_windows(example, target, max_shift: int):
     return {"sync_landmarks": tf.gather(example["landmarks"], frames),
             "sync_mfcc": tf.gather(example["mfcc"], tf.clip_by_value(audio, 0, n - 1)),
             "sync_valid": tf.cast((audio >= 0) & (audio < n), tf.float32)}
+
+
+def closed_eye_targets(landmarks, target, share: float, seed):
+    """Target frames [P] int32 with about `share` of them moved to frames of `landmarks` [n, 68, 2] whose eyes
+    are closed (eye aspect ratio under `eyes.CLOSED_EAR_FRACTION` of the utterance's median), where it has any.
+
+    Blinks are ~2 % of a corpus' frames and a warp cannot close an eye: the generator sees closed lids
+    this much more often. Random numbers from `seed` folded with 1, apart from the stream's other draws.
+    """
+    import tensorflow as tf
+
+    def dist(i, j):
+        return tf.norm(tf.gather(landmarks, i, axis=1) - tf.gather(landmarks, j, axis=1), axis=-1)
+
+    def ear(p):  # one eye's points p1..p6 (dlib order), per frame
+        return (dist(p[1], p[5]) + dist(p[2], p[4])) / (2.0 * tf.maximum(dist(p[0], p[3]), 1e-6))
+
+    ratio = 0.5 * (ear(eyes.RIGHT_EYE) + ear(eyes.LEFT_EYE))  # [n]
+    n = tf.shape(ratio)[0]
+    median = tf.sort(ratio)[n // 2]
+    closed = tf.cast(tf.where(ratio < eyes.CLOSED_EAR_FRACTION * median)[:, 0], tf.int32)  # [k]
+    k = tf.shape(closed)[0]
+    s_pick, s_frame = tf.unstack(tf.random.experimental.stateless_split(
+        tf.random.experimental.stateless_fold_in(seed, 1), 2))
+    pairs = tf.shape(target)[0]
+    pick = (tf.random.stateless_uniform([pairs], s_pick) < share) & (k > 0)
+    j = tf.random.stateless_uniform([pairs], s_frame, 0, tf.maximum(k, 1), tf.int32)
+    candidates = tf.concat([closed, target], 0)  # never empty: index 0 is valid even where k == 0
+    return tf.where(pick, tf.gather(candidates, j), target)
+
