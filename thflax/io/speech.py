@@ -11,17 +11,15 @@ synthesised before, which keeps corpora reproducible with any worker count.
 from __future__ import annotations
 
 import atexit
-import contextlib
 import ctypes
 import dataclasses
 import os
 import shutil
-import signal
 import tempfile
 import threading
-from collections.abc import Iterator
-
 import numpy as np
+
+from thflax.io.signals import signals_deferred
 
 SAMPLE_RATE = 16000
 #: What `synthesize` speaks with when not told: voice, words per minute and base pitch (0..100).
@@ -163,32 +161,6 @@ def _bind(lib: ctypes.CDLL) -> None:
     lib.espeak_Terminate.argtypes = []
 
 
-@contextlib.contextmanager
-def _signals_deferred() -> Iterator[None]:
-    """Holds SIGINT/SIGTERM back while eSpeak runs, then delivers them to the handlers in place.
-
-    eSpeak calls back into Python (`on_synth`) throughout synthesis; a handler that raises there (Ctrl-C,
-    the CLIs' `cli.Interrupted`) would have its exception printed as "Exception ignored on calling
-    ctypes callback" and swallowed, synthesis going on. Blocking the signals with pthread_sigmask
-    would not do: another thread (JAX's) would take them. Only the main thread can set handlers;
-    elsewhere signals are not handled in Python anyway. Signals without a Python handler (SIGTERM's
-    default ends the process at once) are left as they are.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    caught: list[int] = []
-    held = [s for s in (signal.SIGINT, signal.SIGTERM) if callable(signal.getsignal(s))]
-    old = {s: signal.signal(s, lambda signum, frame: caught.append(signum)) for s in held}
-    try:
-        yield
-    finally:
-        for s, handler in old.items():
-            signal.signal(s, handler)
-        for signum in dict.fromkeys(caught):  # once each, in arrival order
-            signal.raise_signal(signum)
-
-
 def _run_espeak(text: str, voice: str | None, rate: int, pitch: int):
     """Synthesises with a freshly loaded library (call with ``_LOCK`` held).
 
@@ -259,7 +231,7 @@ def voice_loads(voice: str) -> bool:
 
     (eSpeak ignores an unknown "+variant" suffix, so this checks the language.)
     """
-    with _LOCK, _signals_deferred():
+    with _LOCK, signals_deferred():
         try:
             _run_espeak("", voice, DEFAULT_RATE, DEFAULT_PITCH)
         except ValueError:
@@ -299,7 +271,7 @@ def synthesize(
     """
     import librosa  # heavy import; only needed here
 
-    with _LOCK, _signals_deferred():
+    with _LOCK, signals_deferred():
         native, pcm, events = _run_espeak(text, voice, rate, pitch)
     if pcm.size == 0:
         raise RuntimeError(f"eSpeak produced no audio for {text!r} ({voice})")

@@ -24,6 +24,7 @@ import jax
 import numpy as np
 
 from thflax.io import checkpoint
+from thflax.io.signals import signals_deferred
 from thflax.training import parallel
 from thflax.configlib import ConfigDict
 from thflax.training.tasks import Task
@@ -140,7 +141,8 @@ def train_stage(config: ConfigDict, workdir: str, task: Task, data: StageData):
                 f"the update was discarded; last good (verified) checkpoint: step {last} in {ckpt.directory}")
 
     def save(step):
-        ckpt.save(step, state, meta)
+        with signals_deferred():  # a signal raised inside orbax's save would hang the exit
+            ckpt.save(step, state, meta)
 
     profile = int(tcfg.profile_steps)
     profile_start = start_step + int(tcfg.profile_start)
@@ -197,7 +199,7 @@ def train_stage(config: ConfigDict, workdir: str, task: Task, data: StageData):
         # Stopped (SIGTERM, Ctrl-C, a non-finite loss): the save in flight finishes first, so no orbax thread
         # is cut off at interpreter exit; a failure of it is secondary to the error raised here.
         with contextlib.suppress(Exception):
-            ckpt.close()
+            ckpt.wait()
         raise
     bar.close()
     ckpt.close()
