@@ -35,18 +35,6 @@ MARGIN = 1.5
 HOST_CORES = 16
 
 
-class _AllFeatures:
-    """A task without `features`: the pipeline then parses every feature of a record."""
-
-    def __init__(self, task):
-        self._task = task
-
-    def __getattr__(self, name):
-        if name == "features":
-            raise AttributeError(name)
-        return getattr(self._task, name)
-
-
 def child(spec: dict) -> dict:
     """Runs in a process pinned to `spec['cores']` CPUs: examples/s of one task's pipeline."""
     cores = list(range(int(spec["cores"])))
@@ -54,6 +42,7 @@ def child(spec: dict) -> dict:
     sys.path.insert(0, ROOT)
     from input_pipeline import pipeline
     from thflax.training.tasks import get_task
+    from thflax.testing import AllFeatures
 
     tf = pipeline.tf
     tf.config.threading.set_inter_op_parallelism_threads(len(cores))
@@ -71,7 +60,7 @@ def child(spec: dict) -> dict:
     per_el_frames = int(cfg.stl.clip_len) if stage == "stl" else 1
     if spec.get("all_features"):  # as before stages named their features: every feature parsed
         features = None
-        task = _AllFeatures(task)
+        task = AllFeatures(task)
     else:
         features = pipeline._features(task, True, False)
     mode = spec["mode"]

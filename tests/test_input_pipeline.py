@@ -10,6 +10,7 @@ import soundfile as sf
 from input_pipeline import pipeline, preprocess
 from input_pipeline.grid import find_grid_items, read_align
 from tests.helpers import data_config
+from thflax.testing import AllFeatures
 from thflax.errors import InputError
 
 
@@ -89,18 +90,6 @@ def test_batches_shapes_and_deterministic_resume(tiny_config, stage):
         assert np.abs(x["target"][0].astype(int) - x["target"][1].astype(int)).mean() > 0
 
 
-class _AllFeatures:
-    """A task as it was before stages named their features: the pipeline then parses every feature."""
-
-    def __init__(self, task):
-        self._task = task
-
-    def __getattr__(self, name):
-        if name == "features":
-            raise AttributeError(name)
-        return getattr(self._task, name)
-
-
 @pytest.mark.parametrize("stage", ["stl", "ltv", "syncnet"])
 def test_parsing_only_a_stages_features_leaves_its_stream_unchanged(tiny_config, stage):
     cfg, task = tiny_config, _task(tiny_config, stage)
@@ -108,10 +97,10 @@ def test_parsing_only_a_stages_features_leaves_its_stream_unchanged(tiny_config,
     for train in (True, False):
         if train:
             ours = _take(pipeline.train_dataset(cfg, task, b, num_devices=1, start_step=2), 3)
-            everything = _take(pipeline.train_dataset(cfg, _AllFeatures(task), b, num_devices=1, start_step=2), 3)
+            everything = _take(pipeline.train_dataset(cfg, AllFeatures(task), b, num_devices=1, start_step=2), 3)
         else:
             ours = _take(pipeline.eval_dataset(cfg, task, b, num_batches=1), 1)
-            everything = _take(pipeline.eval_dataset(cfg, _AllFeatures(task), b, num_batches=1), 1)
+            everything = _take(pipeline.eval_dataset(cfg, AllFeatures(task), b, num_batches=1), 1)
         for x, y in zip(ours, everything):
             assert x.keys() == y.keys()
             for k in x:

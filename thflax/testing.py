@@ -1,4 +1,4 @@
-"""Random in-memory train batches for tests and benchmarks (numpy only: no TensorFlow, no dataset).
+"""Helpers for tests and benchmarks: random in-memory train batches (numpy only: no TensorFlow, no dataset), a task wrapper.
 
 The batches have the keys, shapes and dtypes of the tf.data pipelines' train batches, with values
 that look like data (landmarks near the crop centre, uint8 images), but carry no signal: use them
@@ -110,3 +110,17 @@ def random_syncnet_batch(config, batch_size: int, rng: int | np.random.Generator
     return {"frames": r.integers(0, 256, (b, length, crop_size, crop_size, 3), dtype=np.uint8),
             "audio": r.normal(size=(b, length, n, 20)).astype(np.float32),
             "valid": np.ones((b, length), np.float32)}
+
+
+class AllFeatures:
+    """A stage's task without `features`: the input pipeline then parses every feature of a record, as it
+    did before stages named theirs (the loader benchmark's "before", and the test that parsing fewer
+    features leaves the stream unchanged)."""
+
+    def __init__(self, task):
+        self._task = task
+
+    def __getattr__(self, name):
+        if name == "features":
+            raise AttributeError(name)
+        return getattr(self._task, name)
