@@ -15,7 +15,6 @@ next batch / wall time).
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import statistics
 import sys
@@ -23,13 +22,6 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-
-
-def load_config(path: str):
-    spec = importlib.util.spec_from_file_location("bench_config", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod.get_config()
 
 
 def main(argv=None) -> int:
@@ -47,10 +39,11 @@ def main(argv=None) -> int:
     import jax
 
     from input_pipeline import pipeline
+    from thflax.configlib import load_config_file
     from thflax.training import parallel
     from thflax.training.tasks import get_task
 
-    cfg = load_config(args.config)
+    cfg = load_config_file(args.config)
     cfg.data.data_dir, cfg.data.prepare = args.data_dir, False
     mesh = parallel.make_mesh()
     print(f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {os.cpu_count()} cores; "
