@@ -117,7 +117,8 @@ def comparison_table(measured: dict[str, dict]) -> str:
     cols = [("identity distance", "identity_distance", "{:.3f}"), ("lip-sync r", "lip_sync_corr", "{:.3f}"),
             ("opening std", "opening_std", "{:.4f}"), ("sharpness ratio", "sharpness_ratio", "{:.2f}"),
             ("LSE-D", "lse_d", "{:.2f}"), ("LSE-C", "lse_c", "{:.2f}"), ("mouth contrast", "mouth_contrast", "{:.1f}"),
-            ("teeth", "teeth_brightness", "{:.1f}"), ("head motion %", "head_motion_percent", "{:.1f}")]
+            ("teeth", "teeth_brightness", "{:.1f}"), ("head motion %", "head_motion_percent", "{:.1f}"),
+            ("blinks / min", "blinks_per_minute", "{:.0f}"), ("blink frames", "blink_frames", "{:.0f}")]
 
     def cell(m, key, fmt):
         v = m.get(key)
@@ -241,7 +242,9 @@ def main(argv) -> int:
         for k, (op, goal) in face_measures.GOALS.items())
         + "; inside the mouth (open frames, 64-px mouth; no goal yet): "
         + mouth_line(m)
-        + f"; head motion (nose-tip std, % of the inter-ocular distance; no goal yet): {m['head_motion_percent']:.1f}")
+        + f"; head motion (nose-tip std, % of the inter-ocular distance; no goal yet): {m['head_motion_percent']:.1f}"
+        + f"; blinks dlib finds: {m['blinks_per_minute']:.0f} a minute, the median "
+        + ("n/a" if m["blink_frames"] != m["blink_frames"] else f"{m['blink_frames']:.0f} frames") + " long")
     print(f"CPBD sharpness of the face {m['cpbd']:.3f} ({m['cpbd_ratio']:.2f} of the photo's); lip-sync expert "
           f"(trained here, not the public weights): LSE-D {m['lse_d']:.2f}, LSE-C {m['lse_c']:.2f}, offset "
           f"{m['lse_offset']:+.0f} frames")

@@ -31,6 +31,9 @@ whole photo (`thflax.inference.generation.generate`) and measured against the ph
                       the table.
   head motion         std of the nose tip's position over the video, % of the inter-ocular distance
                       (outer eye corners); ~0 for the copied photo.
+  blinks / min,       blinks dlib's eye aspect ratio finds (under 0.6 of the video's median), per
+  blink frames        minute, and the median blink's length in frames (n/a without one); generation
+                      plans 15 a minute by default, fewer on a short clip by chance.
 Each photo also gets a "copied photo" row: a still video of the photo with the same speech, which
 keeps the identity (distance ~0) and the sharpness (~1) but has no mouth motion (opening std ~0,
 r undefined or chance): the scale the model's row is read against. Read the lip-sync r with the
@@ -106,6 +109,8 @@ COLUMNS = (
     ("mouth contrast", "mouth_contrast", "{:.1f}"),
     ("teeth", "teeth_brightness", "{:.1f}"),
     ("head motion (% IOD)", "head_motion_percent", "{:.1f}"),
+    ("blinks / min", "blinks_per_minute", "{:.0f}"),
+    ("blink frames", "blink_frames", "{:.0f}"),
 )
 
 

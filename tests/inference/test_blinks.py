@@ -91,6 +91,32 @@ def test_blink_profile():
         peak = int(np.argmax(p))
         assert np.all(np.diff(p[:peak + 1]) > 0) and np.all(np.diff(p[peak:]) < 0)
         assert peak <= (n - 1) / 2  # a fast close, a slower reopening
+        held = eyes.blink_profile(n, blinks.HOLD)
+        assert held.shape == (n,) and np.all(held >= p) and held.min() > 0  # faster in and out, same length
+        assert np.all(np.diff(held[:peak + 1]) >= 0) and np.all(np.diff(held[peak:]) <= 0)
+        if n >= 3:
+            assert (held == 1.0).sum() >= 3 > (p == 1.0).sum()  # the lid stays shut over frames
+    np.testing.assert_array_equal(eyes.blink_profile(5, 0.5), eyes.blink_profile(5))  # hold < 1: as 1
+
+
+def test_generated_blinks_last_3_to_8_frames_at_a_partial_closure():
+    """The generator closes an eye only part way (dlib reads ~0.42 of the open eye at full closure on
+    the shipped model's videos): with the held profile each planned blink still reads as 3–8 frames
+    under 0.6 of the open eye; with the corpus's profile (one closed frame) most read as 1–2."""
+    from thflax.measures.face_measures import blink_stats
+
+    t = int(60 * FPS)
+    lm = _landmarks(t)
+    durations = {}
+    for hold in (1.0, blinks.HOLD):
+        planned = eyes.schedule_blinks(np.zeros(t), 15.0, np.random.default_rng(3), FPS)
+        c = eyes.closure_track(planned, t, hold)
+        partial = eyes.close_eyes(lm, c, upper_closed=0.42 + eyes.LOWER_CLOSED)
+        out = blink_stats(partial, FPS)
+        assert out["blinks"] == len(planned) >= 8
+        durations[hold] = out["durations"]
+    assert all(3 <= d <= 8 for d in durations[blinks.HOLD]), durations
+    assert np.median(durations[1.0]) <= 2, durations
 
 
 def test_eye_move_closes_the_lid_and_keeps_other_points():

@@ -220,6 +220,7 @@ def test_head_motion_percent_of_a_known_motion_is_scale_free_and_skips_lost_fram
 def test_measure_video_of_a_rendered_talking_astronaut(tmp_path, astronaut):
     """A video rendered from the astronaut photo with eSpeak speech (mouth driven by its phonemes):
     every measure is defined and the goals a real talking head reaches are met."""
+    from thflax.face import eyes
     from thflax.io import speech, video
     from thflax.synthetic import renderer, speakers
 
@@ -236,8 +237,16 @@ def test_measure_video_of_a_rendered_talking_astronaut(tmp_path, astronaut):
              "photo_mouth_contrast", "photo_teeth_brightness", "photo_mouth_reason"}
     assert set(m) == {"frames", "frames_with_face", "fps", "identity_distance", "lip_sync_corr",
                       "lip_sync_offset", "lip_sync_corr_at_0", "opening_std", "sharpness_ratio",
-                      "head_motion_percent", "cpbd", "cpbd_ratio"} | mouth  # LSE-D/C only with a lip-sync expert
-    m = {k: v for k, v in m.items() if k not in mouth}
+                      "head_motion_percent", "cpbd", "cpbd_ratio", "blinks_per_minute",
+                      "blink_frames"} | mouth  # LSE-D/C only with a lip-sync expert
+    # The blinks the renderer drew (a run of closure each) are the blinks dlib finds, of their length or less.
+    drawn = eyes.closure_runs(clip.eye_closure)
+    assert m["blinks_per_minute"] == pytest.approx(len(drawn) * 60.0 * clip.fps / len(clip.frames))
+    if drawn:
+        assert 1 <= m["blink_frames"] <= max(n for _, n in drawn)
+    else:
+        assert math.isnan(m["blink_frames"])
+    m = {k: v for k, v in m.items() if k not in mouth | {"blink_frames"}}
     assert all(np.isfinite(v) for v in m.values()), m
     assert m["frames"] == len(clip.frames) and m["frames_with_face"] == m["frames"]
     for key in fm.GOALS:

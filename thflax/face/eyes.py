@@ -88,10 +88,11 @@ def close_eyes(landmarks: np.ndarray, closure: np.ndarray | float,
     return out
 
 
-def blink_profile(length: int) -> np.ndarray:
-    """The closure of one blink frame by frame, float32 [length] in (0, 1], exactly 1 at one frame.
+def blink_profile(length: int, hold: float = 1.0) -> np.ndarray:
+    """The closure of one blink frame by frame, float32 [length] in (0, 1], 1 at one frame at least.
 
-    A fast close over the first ~third (`PEAK_AT`) and a slower reopening, each a smoothstep.
+    A fast close over the first ~third (`PEAK_AT`) and a slower reopening, each a smoothstep. `hold` > 1
+    speeds both up by that factor and keeps the lid shut in between (1 over more frames), same length.
     """
     n = int(length)
     if n < 1:
@@ -99,6 +100,7 @@ def blink_profile(length: int) -> np.ndarray:
     p = int(round((n - 1) * PEAK_AT))
     i = np.arange(n, dtype=np.float64)
     x = np.where(i < p, (i + 1) / (p + 1), np.where(i > p, (n - i) / max(n - p, 1), 1.0))
+    x = np.minimum(x * max(float(hold), 1.0), 1.0)
     return (x * x * (3 - 2 * x)).astype(np.float32)
 
 
@@ -147,11 +149,11 @@ def schedule_blinks(pause: np.ndarray, rate: float, rng: np.random.Generator,
     return blinks
 
 
-def closure_track(blinks: list[tuple[int, int]], num_frames: int) -> np.ndarray:
-    """Per-frame eyelid closure float32 [T] in [0, 1] of blinks [(start, length)] (`blink_profile` each)."""
+def closure_track(blinks: list[tuple[int, int]], num_frames: int, hold: float = 1.0) -> np.ndarray:
+    """Per-frame eyelid closure float32 [T] in [0, 1] of blinks [(start, length)] (`blink_profile(n, hold)` each)."""
     c = np.zeros(int(num_frames), np.float32)
     for start, n in blinks:
-        seg = blink_profile(n)[: max(num_frames - start, 0)]
+        seg = blink_profile(n, hold)[: max(num_frames - start, 0)]
         c[start:start + len(seg)] = np.maximum(c[start:start + len(seg)], seg)
     return c
 

@@ -2,7 +2,8 @@
 
 The STL net predicts no blinks (its speech says nothing about them), so generation adds them after
 it: `blink_closure` draws blink times from a seed, `rate` a minute, likelier where the speech pauses
-(low RMS over ~200 ms), each 3–8 frames at 25 fps with a fast close and slower reopening;
+(low RMS over ~200 ms), each 3–8 frames at 25 fps with a fast close, the lid held shut, and a
+slower reopening (`HOLD`);
 `apply_blinks` moves the predicted eye landmarks by that closure. Timing and geometry are
 `thflax.face.eyes`', the synthetic corpus's own (the closed lid a little higher: dlib, whose
 landmarks the nets train on, never reads the corpus's closed lids as meeting), so the LTV net sees
@@ -29,6 +30,11 @@ PAUSE_WINDOW_S = 0.2  # speech energy is judged over this much time around each 
 #: percentile), or below `SILENCE_DB` (digital silence, whatever the rest).
 PAUSE_BELOW_DB = 30.0
 SILENCE_DB = -60.0
+#: Generated blinks close and reopen this much faster than the corpus's (`thflax.face.eyes.blink_profile`),
+#: the lid shut in between, in the same 3–8 frames: the generator closes an eye only part way (dlib reads
+#: 0.4–0.75 of the open eye at full closure, BENCHMARKS.md "blinks"), so with the corpus's single closed
+#: frame dlib saw blinks of 1–2 frames; held, 3–7 (people's blinks, 100–300 ms, keep the lid shut most of it).
+HOLD = 2.0
 #: Live: the loud part of the speech (`PAUSE_BELOW_DB`) is judged over this many seconds before a frame.
 PAUSE_HISTORY_S = 30.0
 
@@ -65,7 +71,7 @@ def blink_closure(speech: np.ndarray, num_frames: int, fps: float = 25.0, rate: 
     """
     rng = np.random.default_rng([int(seed), 0xB11E])
     pause = pause_track(speech, num_frames, fps, sample_rate)
-    return eyes.closure_track(eyes.schedule_blinks(pause, float(rate), rng, fps), int(num_frames))
+    return eyes.closure_track(eyes.schedule_blinks(pause, float(rate), rng, fps), int(num_frames), HOLD)
 
 
 def apply_blinks(landmarks: np.ndarray, closure: np.ndarray) -> np.ndarray:
@@ -163,7 +169,7 @@ class BlinkStream:
             p = min(self._hazard / self.fps * w / (self._weights / (t + 1)), 1.0)
             if u < p:
                 n = max(int(np.floor(seconds * self.fps + 0.5)), 1)
-                self._blink = (t, eyes.blink_profile(n))
+                self._blink = (t, eyes.blink_profile(n, HOLD))
                 self._free_from = t + max(self._dead, n + 1)
         closure = 0.0
         if self._blink is not None:

@@ -644,6 +644,7 @@ def measure_video(photo_path: str, video_path: str, audio_path: str | None = Non
        "lip_sync_corr_at_0": r, "opening_std": float, "sharpness_ratio": float, "cpbd": the frames' face
        CPBD, "cpbd_ratio": over the photo's, "lse_d", "lse_c", "lse_offset" (only with `expert`),
        "head_motion_percent": nose-tip std, % of the inter-ocular distance (`head_motion_percent`),
+       "blinks_per_minute", "blink_frames" (`blink_stats`; the median blink's length, NaN without one),
        "mouth_contrast", "teeth_brightness", "mouth_open_frames", "mouth_reason" (`mouth_interior`),
        "photo_mouth_contrast", "photo_teeth_brightness", "photo_mouth_reason" (the photo alone, as one
        frame: NaN when its mouth is closed)}; undefined values (no face found, a still mouth) are NaN,
@@ -675,6 +676,7 @@ def measure_video(photo_path: str, video_path: str, audio_path: str | None = Non
     mouth = mouth_interior(open_frames, landmarks)
     photo_mouth = mouth_interior([photo], np.asarray(photo_lm, np.float64)[None], min_frames=1)
     cpbd, cpbd_rel = cpbd_ratio(photo, sampled, photo_lm, sampled_lm)
+    blinks = blink_stats(landmarks, fps)
     lse = {}
     if expert is not None:
         lse = {"lse_d": float("nan"), "lse_c": float("nan"), "lse_offset": float("nan")}
@@ -695,6 +697,8 @@ def measure_video(photo_path: str, video_path: str, audio_path: str | None = Non
         "opening_std": opening_std(opening),
         "sharpness_ratio": sharpness_ratio(photo, sampled, photo_lm, sampled_lm, 1),
         "head_motion_percent": head_motion_percent(landmarks),
+        "blinks_per_minute": blinks["blinks_per_minute"],
+        "blink_frames": float(np.median(blinks["durations"])) if blinks["durations"] else float("nan"),
         "cpbd": cpbd,
         "cpbd_ratio": cpbd_rel,
         **lse,
