@@ -3,7 +3,7 @@
     nice -n 10 python benchmarks/head_branch.py --workdir runs/head_branch --seeds 3 \\
         --variants joint,split,lip_audio,velocity [--steps 1000] [--parallel 3] [--dataset synthetic_talking_heads/small]
 
-Each variant is configs/full.py (the split STL as in the paper) with a few fields changed (`VARIANTS`),
+Each variant is configs/full.py as the paper has it (`PAPER`) with a few fields changed (`VARIANTS`),
 trained with train.py (`--config.stage=stl`) once per seed into <workdir>/<variant>/seed<k> (a run whose
 last step is saved is not trained again), all on one prepared dataset (<workdir>/tfds). Then every
 model predicts the landmarks of every held-out utterance of the `validation` split (tuning never reads
@@ -41,7 +41,10 @@ from thflax import cli  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-#: Variants: config fields changed from configs/full.py (the paper's split STL).
+#: The paper's split STL: configs/full.py with the head branch as eq. 5 has it (the default's head also
+#: reads the lip GRU's output, `stl.head_lip_state`); every variant starts from it.
+PAPER: dict[str, object] = {"stl.head_lip_state": "none"}
+#: Variants: config fields changed from `PAPER`.
 VARIANTS: dict[str, dict[str, object]] = {
     "joint": {"stl.split": False},  # "w/o Splitnet": one branch for all 68 points
     "split": {},
@@ -49,6 +52,8 @@ VARIANTS: dict[str, dict[str, object]] = {
     "template_in_gru": {"stl.head_template_in_gru": True},  # where the template enters
     "lip_audio": {"stl.head_audio": "lip"},  # the lip branch's speech encoder, trained by both losses
     "lip_audio_frozen": {"stl.head_audio": "lip_frozen"},  # ... trained by the lips only
+    "lip_state": {"stl.head_lip_state": "lip"},  # the head reads the lip GRU's output (articulation over time)
+    "lip_state_frozen": {"stl.head_lip_state": "lip_frozen"},  # ... no gradient from the head to the lips: the default
     "head_gru_256": {"stl.gru_features": 256},  # capacity (both branches' GRUs; cpu.py: 128)
     "velocity": {"stl.velocity_weight": 1.0},  # a loss on the head's frame-to-frame motion
     "lip_audio_velocity": {"stl.head_audio": "lip", "stl.velocity_weight": 1.0},
@@ -85,7 +90,7 @@ def train_command(variant: str, seed: int, workdir: str, data_dir: str) -> list[
             "--config.stage=stl", f"--config.seed={seed}", f"--config.stl.num_steps={FLAGS.steps}",
             f"--config.data.name={FLAGS.dataset}", f"--config.data.data_dir={data_dir}",
             f"--config.train.checkpoint_every={FLAGS.steps}", f"--config.train.eval_every={FLAGS.steps}"]
-    return args + [f"--config.{k}={_value(v)}" for k, v in VARIANTS[variant].items()]
+    return args + [f"--config.{k}={_value(v)}" for k, v in {**PAPER, **VARIANTS[variant]}.items()]
 
 
 def train_runs(runs: dict[tuple[str, int], str], data_dir: str, parallel: int) -> None:

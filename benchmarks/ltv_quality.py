@@ -1,5 +1,5 @@
 """Generators compared: trains the LTV net with each variant (a preset, optionally with extra loss
-weights) for the same steps or the same training time, and prints SSIM/PSNR on the test split next to
+weights) for the same steps or the same training time, and prints SSIM/PSNR on the test split (`--split`) next to
 two floors (the copied reference frame; for warp generators the reference warped to the true landmarks
 alone), PSNR inside the target's lips (where a warp cannot show an opened mouth), the face's
 sharpness relative to the truth (variance of the Laplacian), the attention mask's
@@ -46,6 +46,7 @@ def main(argv=None) -> int:
     p.add_argument("--seconds", type=float, default=0.0, help="> 0: equal training time instead of equal steps")
     p.add_argument("--clock", choices=("cpu", "wall"), default="cpu",
                    help="what --seconds counts: CPU seconds of this process (default) or wall seconds")
+    p.add_argument("--split", default="test", help="held-out split scored (validation: for choosing; test: to report)")
     p.add_argument("--eval_batches", type=int, default=4, help="held-out batches of config.ltv.eval_batch_size")
     p.add_argument("--seeds", type=int, default=1, help="training seeds per variant (mean ± std when > 1)")
     p.add_argument("--config", default="cpu", help="configs/<name>.py to start from (cpu: 64x64; tiny for a smoke run)")
@@ -96,7 +97,7 @@ def main(argv=None) -> int:
     def evaluate(c, task, state):
         mesh = parallel.make_mesh()
         ev = parallel.data_parallel_eval(task.eval_step, mesh)
-        held_out = pipeline.eval_dataset(c, task, num_batches=a.eval_batches, split="test")
+        held_out = pipeline.eval_dataset(c, task, num_batches=a.eval_batches, split=a.split)
         batches = [parallel.global_batch(b, mesh) for b in pipeline.as_numpy(held_out)]
         return trainer.evaluate(state, batches, ev)[0]
 
@@ -168,7 +169,7 @@ def main(argv=None) -> int:
     budget = f"{a.seconds:g} {a.clock} s of training each" if a.seconds > 0 else "equal steps"
     if a.seeds > 1:
         budget += f"; mean ± std over {a.seeds} training seeds (train minutes: per seed)"
-    print(f"\n{a.dataset}, test split, {budget}")
+    print(f"\n{a.dataset}, {a.split} split, {budget}")
     print(f"\n| variant | GFLOP/frame | steps | train min, {a.clock} / wall (incl. compile) | SSIM | PSNR dB | copied ref. SSIM / PSNR "
           "| pure warp SSIM / PSNR / sharpness | mouth PSNR dB (copied / pure warp) | sharpness (out / truth) "
           "| mask face / background |")

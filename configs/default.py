@@ -42,6 +42,9 @@ def get_config() -> ConfigDict:
     # Extras of the head branch (off = the paper's): see thflax.models.stl.STLNet, BENCHMARKS.md "head branch".
     c.stl.head_audio = "own"  # "own" (f_a2, the paper) | "lip" (share the lip branch's f_a1) | "lip_frozen"
     c.stl.head_template_in_gru = False  # True: the template enters the head GRU as eq. 4 does (paper: after it)
+    # The head's output layer reads the lip GRU's output too, no gradient back ("none": the paper's eq. 5;
+    # "lip": trained by both): the paper's head branch learnt ~nothing of the jaw (BENCHMARKS.md "head branch").
+    c.stl.head_lip_state = "lip_frozen"
     c.stl.velocity_weight = 0.0  # extra: loss on the head's frame-to-frame motion (split "head", joint "full")
     c.stl.n_mfcc = 20
     c.stl.mfcc_window = 20

@@ -21,6 +21,7 @@ from configs import cpu
 def get_config():
     c = cpu.get_config()
     c.stl.split = True
+    c.stl.head_lip_state = "none"  # the paper's head branch (eq. 5), as the README's Table 1/2 rows were measured
     c.ltv.attention = True
     c.stl.num_steps = 1000
     c.ltv.num_steps = 1500

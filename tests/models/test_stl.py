@@ -63,6 +63,7 @@ def test_targets_round_trip_through_merge():
 
 def test_lip_branch_uses_template_in_gru_and_head_branch_after():
     cfg = tiny.get_config()
+    cfg.stl.head_lip_state = "none"  # the paper's branches (the default's head also reads the lip GRU)
     variables = build_stl(cfg).init(jax.random.PRNGKey(0), *_inputs())
     p = variables["params"]
     g = cfg.stl.gru_features
@@ -129,6 +130,7 @@ def test_head_branch_options_change_only_the_head_branch_and_the_signature_when_
     from thflax.models import build
 
     cfg = tiny.get_config()
+    cfg.stl.head_lip_state = "none"  # the paper's head branch
     paper = build_stl(cfg).init(jax.random.PRNGKey(0), *_inputs())["params"]
     assert set(build.signature(cfg, "stl")) == {"stage", "split", "audio_channels", "audio_features",
                                                 "template_features", "gru_features", "mfcc_window", "n_mfcc"}
@@ -186,3 +188,49 @@ def test_frozen_lip_audio_gets_no_gradient_from_the_head_and_velocity_term_is_re
     assert float(m["loss_velocity"]) > 0
     np.testing.assert_allclose(float(m["loss"]), float(m["loss_mouth"] + m["loss_head"] + m["loss_velocity"]),
                                rtol=1e-5)
+
+
+def test_head_reading_the_lip_state_changes_only_its_output_layer_and_frozen_keeps_the_lips_the_papers():
+    """head_lip_state "lip"/"lip_frozen": the head's output layer reads the lip GRU's output beside its own
+    (and the template): only that layer's input widens. "lip_frozen": the head's loss sends no gradient
+    into the lip branch (the lips train as in the paper's split net); "lip": it does. A config saved before
+    the option existed is read as the paper's ("none"), whatever today's default."""
+    from thflax.inference import params as params_lib
+    from thflax.models import build
+
+    mfcc, tmpl = _inputs(b=2, t=8)
+    cfg = tiny.get_config()
+    cfg.stl.head_lip_state = "none"
+    paper = build_stl(cfg).init(jax.random.PRNGKey(0), mfcc, tmpl)["params"]
+    lm = np.broadcast_to(tmpl[:, None], (2, 8, 68, 2)).copy()
+    lm[:, :, :17] += 0.01 * np.sin(np.arange(8))[None, :, None, None]  # a moving jaw line (head branch)
+    for state, reaches_lips in (("lip_frozen", False), ("lip", True)):
+        cfg.stl.head_lip_state = state
+        model = build_stl(cfg)
+        variables = model.init(jax.random.PRNGKey(0), mfcc, tmpl)
+        p = variables["params"]
+        assert jax.tree.map(np.shape, p["lip"]) == jax.tree.map(np.shape, paper["lip"])
+        widened = cfg.stl.gru_features + cfg.stl.template_features + cfg.stl.gru_features
+        assert p["head"]["head"]["kernel"].shape == (widened, 100)
+        assert paper["head"]["head"]["kernel"].shape == (widened - cfg.stl.gru_features, 100)
+        assert build.signature(cfg, "stl")["head_lip_state"] == state
+        # Non-zero output layers, so that gradients reach the GRUs.
+        params = jax.tree.map(lambda x: x + 0.1 * jnp.sin(jnp.arange(x.size).reshape(x.shape)), p)
+
+        def head_loss(q):
+            (out, _), _ = model.apply({"params": q, "batch_stats": variables["batch_stats"]}, mfcc, tmpl,
+                                      train=True, mutable=["batch_stats"])
+            return jnp.mean((out["head"] - stl.targets(lm)["head"]) ** 2)
+
+        g = jax.grad(head_loss)(params)
+        lip_norm = float(sum(jnp.abs(x).sum() for x in jax.tree.leaves(g["lip"])))
+        assert (lip_norm > 0) == reaches_lips, (state, lip_norm)
+        assert float(jnp.abs(g["head"]["head"]["kernel"][-cfg.stl.gru_features:]).sum()) > 0  # it is read
+    cfg.stl.head_lip_state = "both"
+    with pytest.raises(ValueError, match="unknown head_lip_state"):
+        build_stl(cfg).init(jax.random.PRNGKey(0), mfcc, tmpl)
+    saved = tiny.get_config().to_dict()
+    del saved["stl"]["head_lip_state"]
+    assert params_lib.config_from_json(saved).stl.head_lip_state == "none"
+    saved["stl"]["head_lip_state"] = "lip"
+    assert params_lib.config_from_json(saved).stl.head_lip_state == "lip"

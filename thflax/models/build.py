@@ -33,7 +33,8 @@ def build_stl(config, bn_axis_name: str | None = None) -> stl.STLNet:
     return stl.STLNet(split=bool(c.split), audio_channels=tuple(c.audio_channels),
                       audio_features=int(c.audio_features), template_features=int(c.template_features),
                       gru_features=int(c.gru_features), head_audio=str(c.head_audio),
-                      head_template_in_gru=bool(c.head_template_in_gru), bn_axis_name=bn_axis_name,
+                      head_template_in_gru=bool(c.head_template_in_gru),
+                      head_lip_state=str(c.head_lip_state), bn_axis_name=bn_axis_name,
                       dtype=compute_dtype(config))
 
 
@@ -69,7 +70,11 @@ def upgrade_saved_config(saved: dict[str, Any]) -> dict[str, Any]:
 
     Configs saved before `ltv.generator_overrides` existed may hold a dict of `ltv.Generator` fields in
     `ltv.generator`: it becomes the preset closest to it plus the fields where they differ
-    (`ltv.preset_and_overrides`), which builds the same network."""
+    (`ltv.preset_and_overrides`), which builds the same network. STL configs saved before
+    `stl.head_lip_state` existed built the paper's head branch: "none" (today's default differs)."""
+    stl_cfg = saved.get("stl")
+    if isinstance(stl_cfg, dict) and "head_lip_state" not in stl_cfg:
+        saved = {**saved, "stl": {**stl_cfg, "head_lip_state": "none"}}
     old = saved.get("ltv")
     if not isinstance(old, dict) or not isinstance(old.get("generator"), dict):
         return saved
@@ -135,7 +140,8 @@ def _stl_signature(config) -> dict[str, Any]:
             "n_mfcc")
     # The head branch's options only when they differ from the paper's: checkpoints and bundles saved
     # before they existed keep their signature.
-    extra = {k: c[k] for k, paper in (("head_audio", "own"), ("head_template_in_gru", False)) if c[k] != paper}
+    extra = {k: c[k] for k, paper in (("head_audio", "own"), ("head_template_in_gru", False),
+                                      ("head_lip_state", "none")) if c[k] != paper}
     return {"stage": "stl", **{k: c[k] for k in keys}, **extra}
 
 

@@ -11,7 +11,12 @@ representation of `thflax.face.geometry` (nose tip + points 48–67, 21 points).
 
 Head branch (eq. 5): its own audio encoder f_a2 and GRU over audio only; the GRU output is
 concatenated with the template head encoding (FC: 100 values = points 0–47, 48, 54 -> 256) and an FC
-head outputs the 100 head values, uncalibrated.
+head outputs the 100 head values, uncalibrated. By default (`head_lip_state="lip_frozen"`, not in the
+paper) that FC also reads the lip GRU's output, without passing gradients back: the head's points
+include the jaw line (0–16), which opens with the mouth, and the head's own GRU, trained by a loss
+dominated by pose that speech barely predicts, learnt almost nothing of the articulation — the paper's
+head branch scored no better than the still template, and worse than the one-branch net
+(BENCHMARKS.md, "head branch"). The lips still train as in the paper.
 
 Merge (eq. 6): `geometry.merge` places the mouth onto the head by aligning nose tip and mouth
 corners, giving all 68 points.
@@ -41,8 +46,9 @@ import jax.numpy as jnp
 from thflax.face import geometry
 
 LANDMARK_SCALE = 256.0
-#: `STLNet.head_audio`'s choices.
+#: `STLNet.head_audio`'s and `STLNet.head_lip_state`'s choices.
 HEAD_AUDIO = ("own", "lip", "lip_frozen")
+HEAD_LIP_STATE = ("none", "lip", "lip_frozen")
 
 
 ModuleDef = Any  # a module constructor (a functools.partial of a Flax module), as in flax's examples
@@ -87,9 +93,11 @@ class Branch(nn.Module):
     gru_features: int = 256
 
     @nn.compact
-    def __call__(self, mfcc, template, carry=None, audio=None):
+    def __call__(self, mfcc, template, carry=None, audio=None, context=None):
         """mfcc [B, T, W, n], template [B, P_in, 2] (canonical px) -> (offsets [B, T, out_points, 2], carry,
-        audio features [B, T, F]). `audio`: features to use instead of the branch's own encoder's (none built)."""
+        audio features [B, T, F], GRU output [B, T, gru_features]). `audio`: features to use instead of the
+        branch's own encoder's (none built); `context` [B, T, C]: more per-frame features the output layer
+        reads beside the GRU's."""
         b, t = mfcc.shape[:2]
         if audio is None:
             audio = AudioEncoder(self.conv, self.norm, self.dense, self.audio_channels, self.audio_features)(
@@ -103,11 +111,14 @@ class Branch(nn.Module):
         if carry is None:
             carry = rnn.cell.initialize_carry(jax.random.PRNGKey(0), (b, x.shape[-1]))
         carry, h = rnn(x, initial_carry=carry)
+        state = h
         if not self.template_in_gru:
             h = jnp.concatenate([h, tmpl], -1)
+        if context is not None:
+            h = jnp.concatenate([h, context.astype(h.dtype)], -1)
         # Zero-initialised head: training starts at the template baseline (see module docstring).
         out = self.dense(self.out_points * 2, kernel_init=nn.initializers.zeros, name="head")(h)
-        return out.astype(jnp.float32).reshape(b, t, self.out_points, 2), carry, audio
+        return out.astype(jnp.float32).reshape(b, t, self.out_points, 2), carry, audio, state
 
 
 class STLNet(nn.Module):
@@ -132,6 +143,11 @@ class STLNet(nn.Module):
     head_audio: str = "own"
     #: The template enters the head GRU (as eq. 4 does for the lips) instead of after it (eq. 5).
     head_template_in_gru: bool = False
+    #: What the head branch's output layer reads beside its own GRU: "none" (the paper), or the lip GRU's
+    #: output per frame, the articulation over time that opens the jaw line (points 0–16, the head
+    #: branch's): "lip" (trained by both losses) or "lip_frozen" (no gradient from the head: the lips
+    #: are then trained exactly as in the paper's split net).
+    head_lip_state: str = "none"
     bn_axis_name: str | None = None
     dtype: Any = jnp.float32
 
@@ -154,7 +170,7 @@ class STLNet(nn.Module):
         template = template.astype(jnp.float32) * LANDMARK_SCALE
         carry = carry or {}
         if not self.split:
-            offs, c, _ = self._branch("full", 68, True, train)(mfcc, template, carry.get("full"))
+            offs, c, _, _ = self._branch("full", 68, True, train)(mfcc, template, carry.get("full"))
             full = template[:, None] + offs
             return {"full": full, "landmarks": full / LANDMARK_SCALE}, {"full": c}
         anchors = geometry.canonical_anchors(LANDMARK_SCALE)
@@ -162,11 +178,15 @@ class STLNet(nn.Module):
         t_head = geometry.head_points(template)
         if self.head_audio not in HEAD_AUDIO:
             raise ValueError(f"unknown head_audio {self.head_audio!r}; expected one of {HEAD_AUDIO}")
-        m_off, c_lip, lip_audio = self._branch("lip", len(geometry.MOUTH_REP), True, train)(
+        if self.head_lip_state not in HEAD_LIP_STATE:
+            raise ValueError(f"unknown head_lip_state {self.head_lip_state!r}; expected one of {HEAD_LIP_STATE}")
+        m_off, c_lip, lip_audio, lip_state = self._branch("lip", len(geometry.MOUTH_REP), True, train)(
             mfcc, t_mouth, carry.get("lip"))
         head_audio = {"own": None, "lip": lip_audio, "lip_frozen": jax.lax.stop_gradient(lip_audio)}[self.head_audio]
-        h_off, c_head, _ = self._branch("head", len(geometry.HEAD_REP), self.head_template_in_gru, train)(
-            mfcc, t_head, carry.get("head"), head_audio)
+        context = {"none": None, "lip": lip_state,
+                   "lip_frozen": jax.lax.stop_gradient(lip_state)}[self.head_lip_state]
+        h_off, c_head, _, _ = self._branch("head", len(geometry.HEAD_REP), self.head_template_in_gru, train)(
+            mfcc, t_head, carry.get("head"), head_audio, context)
         mouth = t_mouth[:, None] + m_off
         head = t_head[:, None] + h_off
         full = geometry.merge(mouth, head)
