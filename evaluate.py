@@ -5,8 +5,8 @@
 
 Each --checkpoint is a training workdir or an export bundle, optionally named NAME=PATH. The config
 (and so the dataset) is the one the first checkpoint was trained with; --config FILE makes every
-checkpoint match that file, and overrides such as --config.data.data_dir=DIR or
---config.data.name=grid/crop256 change it. Rows "Reference frame (copied)" and "Template landmarks
+checkpoint match that file; overrides such as --config.data.data_dir=DIR or
+--config.data.name=grid/crop256 change it, or, without a file, each checkpoint's own saved config. Rows "Reference frame (copied)" and "Template landmarks
 (no speech)" are added as floors and "Real video (ceiling)" as the lip-sync ceiling (--notrivial_rows
 drops them). LSE-D / LSE-C / LSE offset are computed with the lip-sync expert --syncnet names: a workdir
 or bundle holding one (`python -m thflax.training.syncnet_stage`), or the public SyncNet's weights converted
@@ -41,6 +41,15 @@ flags.DEFINE_bool("quiet", False, "No progress bar.")
 flags.mark_flags_as_required(["checkpoint"])
 
 
+def _row_config(i: int, path: str, first):
+    """The config checkpoint `i` is loaded with: --config FILE for all; else each one's own saved config with
+    the `--config.x=y` overrides applied (a data_dir override must not give a later checkpoint the first's
+    networks); None (its saved config) without either."""
+    if i == 0 or flags.FLAGS["config"].present:
+        return first
+    return cli.checkpoint_config(path) if cli.config_given() else None
+
+
 def main(argv) -> int:
     del argv
     from input_pipeline import pipeline
@@ -50,8 +59,7 @@ def main(argv) -> int:
     specs = [s.rpartition("=") for s in FLAGS.checkpoint]
     specs = [(name or os.path.basename(os.path.normpath(path)), path) for name, _, path in specs]
     config = cli.checkpoint_config(specs[0][1])
-    models = [(name, networks.load_models(path, config if (i == 0 or cli.config_given()) else None))
-              for i, (name, path) in enumerate(specs)]
+    models = [(name, networks.load_models(path, _row_config(i, path, config))) for i, (name, path) in enumerate(specs)]
     expert = (lip_sync_expert.load_expert(FLAGS.syncnet) if FLAGS.syncnet
               else lip_sync_expert.find_expert(specs[0][1]))
     utts = pipeline.utterances(config, FLAGS.split)

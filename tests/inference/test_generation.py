@@ -133,17 +133,28 @@ def test_still_keeps_the_head_and_chunks_match_one_pass(workdir, inputs):
 
 
 def test_evaluate_cli_writes_table_and_json(workdir, tiny_config, tmp_path):
+    """Also: a data_dir override leaves each checkpoint its own networks (a second workdir whose STL net has
+    the paper's head branch, the first the default's, get a row each)."""
+    import shutil
+
+    paper = str(tmp_path / "paper_head")
+    shutil.copytree(os.path.join(workdir, "ltv"), os.path.join(paper, "ltv"))
+    data = [f"--config.data.data_dir={tiny_config.data.data_dir}", f"--config.data.manual_dir={tiny_config.data.manual_dir}"]
+    r = subprocess.run([sys.executable, "train.py", "--config", "configs/tiny.py", "--workdir", paper, "--config.stage=stl",
+                        "--config.stl.head_lip_state=none", *data], cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-2000:]
     out = tmp_path / "eval"
-    r = subprocess.run([sys.executable, "evaluate.py", "--checkpoint", f"Full={workdir}", "--out_dir", str(out),
-                        f"--config.data.data_dir={tiny_config.data.data_dir}",
-                        f"--config.data.manual_dir={tiny_config.data.manual_dir}", "--quiet"], cwd=ROOT, capture_output=True, text=True, timeout=900)
+    r = subprocess.run([sys.executable, "evaluate.py", "--checkpoint", f"Full={workdir}", "--checkpoint",
+                        f"Paper head={paper}", "--out_dir", str(out), *data, "--quiet"], cwd=ROOT, capture_output=True,
+                       text=True, timeout=900)
     assert r.returncode == 0, r.stderr[-2000:]
     table = (out / "table2.md").read_text()
     assert "| Method | LMD | SSIM | PSNR |" in table
-    for name in ("Reference frame (copied)", "Template landmarks (no speech)", "Full"):
+    for name in ("Reference frame (copied)", "Template landmarks (no speech)", "Full", "Paper head"):
         assert f"| {name} |" in table
     per = json.loads((out / "per_utterance.json").read_text())
     assert len(per["Full"]) == 2 and all(0 <= u["ssim"] <= 1 for u in per["Full"])
+    assert len(per["Paper head"]) == 2
     ref = per["Reference frame (copied)"][0]
     assert np.isfinite(ref["psnr"]) and ref["psnr"] < 60  # frame 0 (the reference itself) is excluded
 
