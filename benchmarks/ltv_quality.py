@@ -46,7 +46,7 @@ def main(argv=None) -> int:
     p.add_argument("--seconds", type=float, default=0.0, help="> 0: equal training time instead of equal steps")
     p.add_argument("--clock", choices=("cpu", "wall"), default="cpu",
                    help="what --seconds counts: CPU seconds of this process (default) or wall seconds")
-    p.add_argument("--split", default="test", help="held-out split scored (validation: for choosing; test: to report)")
+    p.add_argument("--split", default="test", choices=("test", "validation"), help="held-out split scored (validation: for choosing; test: to report)")
     p.add_argument("--eval_batches", type=int, default=4, help="held-out batches of config.ltv.eval_batch_size")
     p.add_argument("--seeds", type=int, default=1, help="training seeds per variant (mean ± std when > 1)")
     p.add_argument("--config", default="cpu", help="configs/<name>.py to start from (cpu: 64x64; tiny for a smoke run)")

@@ -31,9 +31,8 @@ PAUSE_WINDOW_S = 0.2  # speech energy is judged over this much time around each 
 PAUSE_BELOW_DB = 30.0
 SILENCE_DB = -60.0
 #: Generated blinks close and reopen this much faster than the corpus's (`thflax.face.eyes.blink_profile`),
-#: the lid shut in between, in the same 3–8 frames: the generator closes an eye only part way (dlib reads
-#: 0.4–0.75 of the open eye at full closure, BENCHMARKS.md "blinks"), so with the corpus's single closed
-#: frame dlib saw blinks of 1–2 frames; held, 3–7 (people's blinks, 100–300 ms, keep the lid shut most of it).
+#: the lid shut in between, in the same 3–8 frames: the generator closes an eye only part way, so around
+#: the corpus's single closed frame too few frames read as closed (figures: BENCHMARKS.md "blinks held shut").
 HOLD = 2.0
 #: Live: the loud part of the speech (`PAUSE_BELOW_DB`) is judged over this many seconds before a frame.
 PAUSE_HISTORY_S = 30.0
