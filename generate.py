@@ -119,7 +119,8 @@ flags.DEFINE_string("jobs", None, "CSV of many videos (columns image or video, a
 flags.DEFINE_bool("still", False, "No head motion: animate the lips only (as --head_motion 0).")
 flags.DEFINE_float("head_motion", options.DEFAULT_HEAD_MOTION, "How far a photo's head moves, {:g}..{:g}: the "
                    "predicted head's displacement from the photo's pose times this (0: still, as --still; 1: the "
-                   "network's own motion; 2: twice as far). The lips keep their motion."
+                   "model's own motion, its head gain (stl.head_gain) applied; 2: twice as far). The lips keep "
+                   "their motion."
                    .format(*options.HEAD_MOTION_RANGE))
 flags.DEFINE_float("blink_rate", options.DEFAULT_BLINK_RATE, "Blinks per minute added to a photo's video, "
                    "{:g}..{:g} (0: none; likelier in the speech's pauses; a dubbed video keeps its own)."

@@ -46,6 +46,10 @@ def get_config() -> ConfigDict:
     # "lip": trained by both): the paper's head branch learnt ~nothing of the jaw (BENCHMARKS.md "head branch").
     c.stl.head_lip_state = "lip_frozen"
     c.stl.velocity_weight = 0.0  # extra: loss on the head's frame-to-frame motion (split "head", joint "full")
+    # Inference only (not trained, not in the checkpoint signature): the predicted head's displacement from
+    # the photo's pose is multiplied by this. A per-frame loss predicts a damped, averaged head; a gain
+    # chosen on validation (benchmarks/head_gain.py) gives it back the real head's speed. 1 = untouched.
+    c.stl.head_gain = 1.0
     c.stl.n_mfcc = 20
     c.stl.mfcc_window = 20
     c.stl.clip_len = 32

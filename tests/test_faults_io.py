@@ -1,6 +1,7 @@
 """Faults in inputs and outputs: the right face, one clear line, no lost or half-written files."""
 
 import errno
+import json
 import logging
 import os
 import re
@@ -572,6 +573,27 @@ def test_export_cli_missing_folder_is_one_line_before_loading(tiny_workdir, tmp_
     assert r.returncode == 2 and _error_lines(r) == [f"error: cannot write {out}: folder {tmp_path / 'missing'} "
                                                      "does not exist"], r.stderr
     assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.cli
+def test_export_head_gain_is_stored_and_a_bad_one_is_one_line(tiny_workdir, tmp_path):
+    from thflax.inference import params
+
+    out = tmp_path / "bundle"
+    r = _export("--workdir", tiny_workdir, "--out", str(out), "--head_gain", "1.5")
+    assert r.returncode == 0, r.stderr[-2000:]
+    info = json.loads((out / params.EXPORT_FILE).read_text())
+    assert json.loads(info["config"])["stl"]["head_gain"] == 1.5
+    assert params.load_config(str(out)).stl.head_gain == 1.5
+    assert params.load_config(tiny_workdir).stl.head_gain == 1.0  # the workdir is left as it was
+    for bad in ("0", "nan", "4", "-1"):
+        r = _export("--workdir", tiny_workdir, "--out", str(tmp_path / "b2"), "--head_gain", bad)
+        assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-2000:]
+        assert len(_error_lines(r)) == 1 and "head_gain must be a number in (0, 3]" in r.stderr, r.stderr
+    r = _export("--workdir", tiny_workdir, "--out", str(tmp_path / "b3"), "--format", "onnx", "--head_gain", "1.2")
+    assert r.returncode == 2 and _error_lines(r) == ["error: --head_gain is for a parameters bundle: export one "
+                                                     "with it, then --format onnx from that bundle"], r.stderr
+    assert sorted(os.listdir(tmp_path)) == ["bundle"]
 
 
 @pytest.mark.parametrize("where, code, cause", [

@@ -75,8 +75,8 @@ def generate(checkpoint: str | None = None, image: str | None = None, audio: str
       still: keep the head still (template head points), animate the lips only (head_motion 0).
       head_motion: how far the head moves, 0..3: the predicted head's displacement from the photo's pose
         times this (`thflax.face.geometry.scale_head_motion`; the lips keep their own motion). 0 is
-        `still`, 1 the network's own motion (the default; the same landmarks as without the option), 2
-        twice as far. `still` wins over it.
+        `still`, 1 the model's own motion (the default: the network's, times the model's calibrated
+        `stl.head_gain`; `networks.head_scale`), 2 twice as far. `still` wins over it.
       landmarks_video: put the predicted landmark sketch beside each frame.
       crop_only: write the generated face crop instead of pasting it back into the photo.
       fps: output frame rate, 1..120 (MFCC windows are centred on these frames); default 25 for a photo.

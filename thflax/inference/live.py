@@ -90,7 +90,7 @@ class LiveSession:
         self.sample_rate = self.mfcc_config.sample_rate
         self._windows = audio_stream.WindowStream(self.fps, self.mfcc_config)
         self._blinks = BlinkStream(self.fps, blink_rate, blink_seed, self.sample_rate) if blink_rate > 0 else None
-        self._stl = models.compiled(f"stl_still={still}", lambda: networks.stl_predictor(models.stl, still))
+        self._stl = networks.model_predictor(models, still)
         _, self._decode = networks.ltv_functions(models)
         self._features = networks.encode_reference(models, reference.crop, reference.template)
         import jax.numpy as jnp

@@ -104,16 +104,29 @@ def predictor_name(still: bool = False, head_motion: float = 1.0) -> str:
     return f"stl_head_motion={scale!r}"
 
 
+def head_scale(models: Models, still: bool = False, head_motion: float = 1.0) -> float:
+    """The factor the STL head's displacement from the template is scaled by: 0 when `still`, else
+    `head_motion` times the model's own `stl.head_gain` (its calibrated default; 1 where unset)."""
+    return 0.0 if still else float(head_motion) * float(models.config.stl.get("head_gain", 1.0))
+
+
+def model_predictor(models: Models, still: bool = False, head_motion: float = 1.0) -> Callable:
+    """`stl_predictor` of the model's STL net at `head_scale(models, still, head_motion)`, compiled once per
+    loaded model and scale."""
+    scale = head_scale(models, still, head_motion)
+    return models.compiled(predictor_name(head_motion=scale), lambda: stl_predictor(models.stl, head_motion=scale))
+
+
 def predict_landmarks(models: Models, windows: np.ndarray, template: np.ndarray, still: bool = False,
                       chunk: int = 250, head_motion: float = 1.0) -> Iterator[np.ndarray]:
     """STL over MFCC windows [T, W, n] in chunks, carrying the GRU state: yields [t, 68, 2] per chunk.
 
     Chunks bound the memory for long audio; the carried state makes the result independent of `chunk`.
-    `still` / `head_motion`: see `stl_predictor`.
+    `still` / `head_motion`: see `head_scale` (`head_motion` is relative to the model's `stl.head_gain`).
     """
     import jax.numpy as jnp
 
-    run = models.compiled(predictor_name(still, head_motion), lambda: stl_predictor(models.stl, still, head_motion))
+    run = model_predictor(models, still, head_motion)
     tmpl = jnp.asarray(np.asarray(template, np.float32)[None])
     carry = None
     for s in range(0, len(windows), chunk):

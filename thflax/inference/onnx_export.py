@@ -38,7 +38,7 @@ import numpy as np
 
 from thflax.errors import CheckpointError, InputError
 from thflax.inference import params
-from thflax.inference.networks import Models, load_models
+from thflax.inference.networks import Models, head_scale, load_models
 from thflax.io import files
 
 INFO_FILE = "thflax_onnx.json"
@@ -64,18 +64,22 @@ def _carry_keys(models: Models) -> tuple[str, ...]:
 def stl_step(models: Models) -> tuple[Callable, int]:
     """(fn(mfcc [1, T, W, n], template [1, 68, 2], state [1, G]) -> (landmarks [1, T, 68, 2], state_out [1, G]), G).
 
-    The chunk step of `networks.stl_predictor` (not "still") with its carry as one array, so that an
-    ONNX caller carries a single tensor from chunk to chunk.
+    The chunk step of `networks.predict_landmarks` (not "still"; the model's own `stl.head_gain`) with its
+    carry as one array, so that an ONNX caller carries a single tensor from chunk to chunk.
     """
     import jax.numpy as jnp
 
+    from thflax.face import geometry
+
     keys, width = _carry_keys(models), int(models.config.stl.gru_features)
     model, variables = models.stl, models.stl_variables
+    scale = head_scale(models)
 
     def step(mfcc, template, state):
         carry = {k: state[:, i * width:(i + 1) * width] for i, k in enumerate(keys)}
         out, carry = model.apply(variables, mfcc, template, carry=carry, train=False)
-        return out["landmarks"], jnp.concatenate([carry[k].astype(jnp.float32) for k in keys], -1)
+        lm = out["landmarks"] if scale == 1.0 else geometry.scale_head_motion(out["landmarks"], template, scale)
+        return lm, jnp.concatenate([carry[k].astype(jnp.float32) for k in keys], -1)
 
     return step, len(keys) * width
 

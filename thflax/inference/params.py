@@ -182,14 +182,21 @@ def load_params(path: str, stage: str, config=None) -> tuple[dict[str, Any], Any
     return loader(path, stage, config, given), config
 
 
-def export(workdir: str, out: str, overwrite: bool = False) -> dict[str, Any]:
-    """Writes the parameters-only bundle of a trained workdir to folder `out` (atomically); returns its info."""
+def export(workdir: str, out: str, overwrite: bool = False, head_gain: float | None = None) -> dict[str, Any]:
+    """Writes the parameters-only bundle of a trained workdir to folder `out` (atomically); returns its info.
+
+    `head_gain` replaces the saved `stl.head_gain` (inference only: a gain chosen on validation after
+    training, `benchmarks/head_gain.py`); None keeps it."""
+    if head_gain is not None and not (isinstance(head_gain, (int, float)) and 0 < head_gain <= 3):
+        raise InputError(f"head_gain must be a number in (0, 3], not {head_gain!r}")
     if is_export(workdir):
         raise InputError(f"{workdir} is already an export bundle")
     if os.path.exists(out) and not (overwrite and is_export(out)):
         raise InputError(f"{out} exists; choose a new folder" + ("" if not is_export(out) else " or overwrite"))
     files.check_folder(out, creates_folder=True)  # a missing or unwritable folder fails now, not after loading
     config = load_config(workdir)
+    if head_gain is not None:
+        config.stl.head_gain = float(head_gain)
     # The generation model's stages (all required), and the lip-sync expert where the workdir has it; a
     # workdir of the expert alone exports the expert alone.
     stages = list(STAGES) if has_params(workdir, "stl") or not has_params(workdir, EXPERT) else []
