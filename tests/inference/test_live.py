@@ -50,11 +50,8 @@ def _reference(size: int) -> Reference:
 @pytest.fixture(scope="module")
 def models() -> networks.Models:
     """The demo's kind of generator (warp), tiny: frames are pasted into the photo by the full-resolution
-    warp, as the demo's are. Its head gain is not 1, so the live path must apply the model's own gain to
-    equal the offline one."""
-    models = _models("warp_tiny")
-    models.config.stl.head_gain = 1.5
-    return models
+    warp, as the demo's are."""
+    return _models("warp_tiny")
 
 
 def _offline(models, reference, x, blink_rate, seed, **frame_options):
@@ -134,6 +131,25 @@ def test_blinks_and_head_motion_go_on_in_silence_and_the_state_is_carried(models
     again = other.push(np.zeros(200 * 640, np.float32))
     np.testing.assert_allclose(np.stack([f.landmarks for f in again]), np.stack([f.landmarks for f in frames]),
                                atol=1e-5)
+
+
+@pytest.mark.heavy  # builds and compiles the STL net and generator in-process (in CI, not in test-fast)
+def test_live_heads_move_by_the_models_head_gain_as_offline(models):
+    import copy
+    import dataclasses
+
+    config = copy.deepcopy(models.config)
+    config.stl.head_gain = 1.5
+    gained = dataclasses.replace(models, config=config)  # the same networks; programs are named by their scale
+    x = _speechlike(1.2, seed=5)
+    reference = _reference(models.image_size)
+    options = dict(crop_only=True, landmarks_video=False, size=None)
+    lms, _ = _offline(gained, reference, x, 0.0, 0, **options)
+    session = live.LiveSession(gained, reference, fps=FPS, blink_rate=0.0, blink_seed=0, **options)
+    got = np.stack([f.landmarks for f in session.push(x) + session.flush()])
+    np.testing.assert_allclose(got, lms, atol=1e-5)
+    plain, _ = _offline(models, reference, x, 0.0, 0, **options)
+    assert np.abs(got - plain)[:, :48].max() > 1e-3  # the gain moved the head: not a comparison of equals
 
 
 @pytest.mark.heavy  # builds and compiles the STL net and generator in-process (in CI, not in test-fast)
