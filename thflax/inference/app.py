@@ -185,7 +185,7 @@ def build(models: Any, checkpoint: str, out_dir: str, rtc: Any = None):
                 still = gr.Checkbox(label="Still head (a photo's lips only; a video keeps its own motion)",
                                     elem_id="still")
                 head = gr.Slider(*options.HEAD_MOTION_RANGE, value=options.DEFAULT_HEAD_MOTION, step=0.1,
-                                 label="Head motion (a photo's; 0: still, 1: as learnt)", elem_id="head_motion")
+                                 label="Head motion (a photo's; 0: still, 1: the model's own)", elem_id="head_motion")
                 blinks = gr.Slider(*options.BLINK_RATE_RANGE, value=options.DEFAULT_BLINK_RATE, step=1,
                                    label="Blinks per minute (a photo's; 0: none)", elem_id="blinks")
                 go = gr.Button("Make the video", variant="primary", elem_id="generate")
