@@ -30,15 +30,22 @@ from absl import flags  # noqa: E402
 from thflax import cli  # noqa: E402
 
 FLAGS = flags.FLAGS
-cli.define_config(help_text="Config file the checkpoint must match (default: its saved one).")
-flags.DEFINE_string("checkpoint", None, "Training workdir or export bundle.")
-flags.DEFINE_list("gains", ["1", "1.2", "1.4", "1.6", "1.8", "2"], "Head gains to try (comma-separated, > 0).")
-flags.DEFINE_enum("split", "validation", ["validation", "test"],
-                  "Where to measure: validation (choosing a gain) or test (reporting the chosen one).")
-flags.DEFINE_integer("max_utterances", 16, "Utterances of --split to use.", lower_bound=1)
-flags.DEFINE_float("max_cost", 0.1, "Head LMD (px at 256) the suggested gain may add to gain 1's.", lower_bound=0)
-flags.DEFINE_bool("quiet", False, "No progress bar.")
-flags.mark_flags_as_required(["checkpoint"])
+
+
+def define_flags() -> None:
+    """The command's flags; defined when it runs, not on import (tests import `parse_gains` and `suggest`
+    beside scripts that define flags of the same names)."""
+    cli.define_config(help_text="Config file the checkpoint must match (default: its saved one).")
+    flags.DEFINE_string("checkpoint", None, "Training workdir or export bundle.")
+    flags.DEFINE_list("gains", ["1", "1.2", "1.4", "1.6", "1.8", "2"], "Head gains to try (comma-separated, > 0).")
+    flags.DEFINE_enum("split", "validation", ["validation", "test"],
+                      "Where to measure: validation (choosing a gain) or test (reporting the chosen one).")
+    flags.DEFINE_integer("max_utterances", 16, "Utterances of --split to use.", lower_bound=1)
+    flags.DEFINE_float("max_cost", 0.1, "Head LMD (px at 256) the suggested gain may add to gain 1's.",
+                       lower_bound=0)
+    flags.DEFINE_bool("quiet", False, "No progress bar.")
+    flags.mark_flags_as_required(["checkpoint"])
+
 
 #: (header, key of `evaluation.evaluate_utterance`'s result, digits).
 COLUMNS = (("head speed ratio", "head_speed_ratio", 2), ("head LMD", "lmd_head", 2), ("LMD", "lmd", 2),
@@ -105,4 +112,5 @@ def main(argv) -> int:
 
 
 if __name__ == "__main__":
+    define_flags()
     cli.run(main)
