@@ -22,7 +22,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from thflax.io import files
+from thflax.io import files, signals
 from thflax.errors import AudioError, ImageError, InputError, OutputError, VideoError
 
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv")
@@ -326,9 +326,12 @@ class VideoWriter:
         # (imageio-ffmpeg's write_frames passes os.setpgrp): with one, CPython really forks the
         # multithreaded process, running Python in the child (JAX warns "os.fork() was called ... likely
         # lead to a deadlock"); without, it vforks and execs at once (start_new_session is a plain setsid()).
+        # Signals held until the process is recorded: one arriving while Popen returns would leave ffmpeg
+        # running unrecorded (abort could not stop it), and on EOF it writes the file abort just deleted.
         try:
-            self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                                          stderr=self._stderr, start_new_session=True)
+            with signals.signals_deferred():
+                self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                              stderr=self._stderr, start_new_session=True)
         except OSError as e:
             raise VideoError(f"cannot start ffmpeg ({cmd[0]}): {e.strerror or e}") from e
 
@@ -434,9 +437,18 @@ def mux_audio(video_path: str, audio_path: str, out_path: str, duration: float |
         cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-nostdin", "-y", "-v", "error", "-i", video_path,
                "-i", audio_path, "-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy", "-c:a", "aac",
                "-b:a", "128k", "-t", f"{duration:.6f}", tmp]
-        proc = subprocess.run(cmd, capture_output=True, check=False)
+        proc = None
+        try:
+            with signals.signals_deferred():  # as in VideoWriter._start: a started ffmpeg is always recorded
+                proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            _, err = proc.communicate()
+        except BaseException:
+            if proc is not None:  # stopped before `finally` deletes tmp: it must not write it again
+                proc.kill()
+                proc.wait()
+            raise
         if proc.returncode != 0:
-            stderr = proc.stderr.decode(errors="replace")
+            stderr = err.decode(errors="replace")
             if _disk_full(os.path.dirname(os.path.abspath(out_path)), stderr):
                 raise OutputError(f"cannot write {out_path}: no space left on device")
             from thflax.io.audio import audio_track_missing
