@@ -81,8 +81,6 @@ def main(argv) -> int:
     del argv
     import copy
 
-    import numpy as np
-
     from input_pipeline import pipeline
     from thflax.inference import networks
     from thflax.measures import evaluation
@@ -99,12 +97,13 @@ def main(argv) -> int:
         rows.append(evaluation.Row(f"{g:g}", dataclasses.replace(models, config=c)))
     utts = pipeline.utterances(config, FLAGS.split)
     results = evaluation.evaluate(rows, utts, FLAGS.max_utterances, progress=not FLAGS.quiet)
-    means = {g: {k: float(np.nanmean([u[k] for u in results[f"{g:g}"]])) for _, k, _ in COLUMNS} for g in gains}
+    summary = evaluation.summarize(results)  # means over the utterances, NaNs left out
+    means = {g: summary[f"{g:g}"] for g in gains}
     print("| head gain | " + " | ".join(h for h, _, _ in COLUMNS) + " |")
     print("|---:|" + "---:|" * len(COLUMNS))
     for g in gains:
         print(f"| {g:g} | " + " | ".join(f"{means[g][k]:.{d}f}" for _, k, d in COLUMNS) + " |")
-    n = len(results[f"{gains[0]:g}"])
+    n = summary[f"{gains[0]:g}"]["utterances"]
     print(f"\n{n} {FLAGS.split} utterances; the checkpoint's own head gain: {saved:g}; suggested "
           f"(largest within {FLAGS.max_cost:g} px of gain 1's head LMD, speed ratio <= {MAX_SPEED:g}): "
           f"{suggest(means, FLAGS.max_cost):g}")

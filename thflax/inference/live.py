@@ -9,7 +9,7 @@
 
 Each push: causal MFCC windows (`thflax.io.audio_stream.WindowStream`) for the video frames whose
 audio is now complete; the STL net one frame at a time with its GRU state carried over
-(`networks.stl_predictor`, offline generation's jit); blinks decided from the audio so far
+(`networks.model_predictor`, offline generation's jit and head gain); blinks decided from the audio so far
 (`blinks.BlinkStream`, so they go on through silence); a slow idle sway of the head
 (`head_sway`: the STL net's head stands still in silence); the generator decoding the new frames together
 with the reference encoded once (`networks.ltv_functions`); each crop pasted into the photo as offline
